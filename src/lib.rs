@@ -1,0 +1,14 @@
+//! Wharf: libraries for container registries, gathered under one name.
+//!
+//! Each module re-exports one crate of the workspace, so an application can depend on
+//! `wharf` alone:
+//!
+//! ```
+//! use wharf::oci::Reference;
+//!
+//! let reference: Reference = "ubuntu:24.04".parse()?;
+//! assert_eq!(reference.to_string(), "docker.io/library/ubuntu:24.04");
+//! # Ok::<(), wharf::oci::Error>(())
+//! ```
+
+pub use wharf_oci as oci;
