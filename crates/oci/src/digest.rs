@@ -278,6 +278,8 @@ enum Hasher {
 /// First bytes of every saved state, so that foreign bytes are refused rather than misread.
 const STATE_MAGIC: &[u8; 4] = b"WHD1";
 const STATE_HEADER_LEN: usize = STATE_MAGIC.len() + 1 + 8;
+/// A sha256 of everything before it ends every saved state.
+const STATE_CHECKSUM_LEN: usize = 32;
 
 impl Digester {
     /// Starts hashing with `algorithm`.
@@ -358,6 +360,8 @@ impl Digester {
         });
         out.extend_from_slice(&self.len.to_le_bytes());
         out.extend_from_slice(inner);
+        let checksum = Sha256::digest(&out);
+        out.extend_from_slice(&checksum);
         out
     }
 
@@ -367,8 +371,16 @@ impl Digester {
     /// [`Error::InvalidHashState`] when the bytes were not written by `save_state` or are cut short.
     pub fn restore_state(bytes: &[u8]) -> Result<Digester> {
         let invalid = |reason| Error::InvalidHashState { reason };
-        if bytes.len() < STATE_HEADER_LEN || &bytes[..STATE_MAGIC.len()] != STATE_MAGIC {
+        if bytes.len() < STATE_HEADER_LEN + STATE_CHECKSUM_LEN
+            || &bytes[..STATE_MAGIC.len()] != STATE_MAGIC
+        {
             return Err(invalid("missing header"));
+        }
+        // The hash's internal state is not self-checking: a torn or corrupted copy would
+        // restore and then hash wrongly (or overflow its length counter). Refuse it up front.
+        let (bytes, checksum) = bytes.split_at(bytes.len() - STATE_CHECKSUM_LEN);
+        if Sha256::digest(bytes).as_slice() != checksum {
+            return Err(invalid("checksum mismatch (corrupt or truncated state)"));
         }
         let tag = bytes[STATE_MAGIC.len()];
         let len_bytes: [u8; 8] = bytes[STATE_MAGIC.len() + 1..STATE_HEADER_LEN]
@@ -539,6 +551,17 @@ mod tests {
         let mut wrong_tag = saved.clone();
         wrong_tag[4] = 9;
         assert!(Digester::restore_state(&wrong_tag).is_err());
+        for at in [5, 13, 20, saved.len() - 1] {
+            let mut flipped = saved.clone();
+            flipped[at] ^= 1;
+            assert_eq!(
+                Digester::restore_state(&flipped).unwrap_err(),
+                Error::InvalidHashState {
+                    reason: "checksum mismatch (corrupt or truncated state)"
+                },
+                "byte {at} flipped"
+            );
+        }
         let mut wrong_magic = saved;
         wrong_magic[0] = b'X';
         assert!(Digester::restore_state(&wrong_magic).is_err());

@@ -296,7 +296,15 @@ impl Manifest {
         if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(invalid("a manifest must be a JSON object".into()));
         }
-        let mut deserializer = serde_json::Deserializer::from_slice(&raw);
+        // serde_json skips unknown fields without checking their strings are UTF-8, and JSON
+        // must be: check the whole document first.
+        let text = std::str::from_utf8(&raw).map_err(|e| {
+            invalid(format!(
+                "a manifest must be UTF-8 JSON: invalid byte at offset {}",
+                e.valid_up_to()
+            ))
+        })?;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
         let document: Document =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
                 let path = e.path().to_string();
@@ -881,6 +889,19 @@ mod tests {
                 reason.contains(expected),
                 "{raw}\n  gave {reason:?}, expected it to mention {expected:?}"
             );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_an_unknown_field_is_refused() {
+        let mut raw = image(None)
+            .replacen('{', r#"{"x-unknown":"ab","#, 1)
+            .into_bytes();
+        let at = raw.iter().position(|&b| b == b'b').unwrap();
+        raw[at] = 0xE1;
+        match Manifest::parse(raw, None) {
+            Err(Error::InvalidManifest { reason }) => assert!(reason.contains("UTF-8"), "{reason}"),
+            other => panic!("expected a UTF-8 error, got {other:?}"),
         }
     }
 

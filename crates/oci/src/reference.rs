@@ -378,19 +378,38 @@ impl Reference {
     }
 
     /// The short form people type: `docker.io/` and `library/` left out where they are implied.
+    ///
+    /// Unlike Docker's, this form always parses back to the same reference: `docker.io/` stays
+    /// when the path's first component would otherwise read as a registry host
+    /// (`docker.io/example.com/app`).
     pub fn familiar(&self) -> String {
-        let mut name = self.to_string();
-        if &*self.registry == DEFAULT_REGISTRY {
-            name.drain(..DEFAULT_REGISTRY.len() + 1);
-            let official = format!("{OFFICIAL_NAMESPACE}/");
-            let rest =
-                &self.repository.as_str()[official.len().min(self.repository.as_str().len())..];
-            if self.repository.as_str().starts_with(&official) && !rest.contains('/') {
-                name.drain(..official.len());
-            }
+        let full = self.to_string();
+        if &*self.registry != DEFAULT_REGISTRY {
+            return full;
         }
-        name
+        let path = self.repository.as_str();
+        let short = &full[DEFAULT_REGISTRY.len() + 1..];
+        match path
+            .strip_prefix(OFFICIAL_NAMESPACE)
+            .and_then(|rest| rest.strip_prefix('/'))
+        {
+            Some(official) if !official.contains('/') => {
+                short[OFFICIAL_NAMESPACE.len() + 1..].to_owned()
+            }
+            _ => match path.split_once('/') {
+                Some((first, _)) if reads_as_registry(first) => full,
+                _ => short.to_owned(),
+            },
+        }
     }
+}
+
+/// Docker's rule for the first component of a name: it is a registry host when it contains
+/// '.' or ':', is `localhost`, or has an uppercase letter (which a path never has).
+fn reads_as_registry(component: &str) -> bool {
+    component.contains(['.', ':'])
+        || component == "localhost"
+        || component.chars().any(|c| c.is_ascii_uppercase())
 }
 
 impl FromStr for Reference {
@@ -425,14 +444,8 @@ impl FromStr for Reference {
         if name.is_empty() {
             return Err(invalid("the repository name is missing".into()));
         }
-        // Docker's rule: the first component is a registry host when it contains '.' or ':',
-        // is "localhost", or has an uppercase letter (which a path never has).
         let (registry, path) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains(['.', ':'])
-                    || first == "localhost"
-                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
-            {
+            Some((first, rest)) if reads_as_registry(first) => {
                 check_domain(first).map_err(invalid)?;
                 (first, rest)
             }
@@ -655,6 +668,22 @@ mod tests {
                 None,
                 "docker.io/a__b/c---d/e.f_g",
                 "a__b/c---d/e.f_g",
+            ),
+            (
+                "docker.io/example.com/app",
+                "docker.io",
+                "example.com/app",
+                None,
+                "docker.io/example.com/app",
+                "docker.io/example.com/app",
+            ),
+            (
+                "docker.io/localhost/app:1",
+                "docker.io",
+                "localhost/app",
+                Some("1"),
+                "docker.io/localhost/app:1",
+                "docker.io/localhost/app:1",
             ),
         ];
         for (input, registry, repository, tag, full, familiar) in cases {
