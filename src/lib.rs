@@ -12,3 +12,8 @@
 //! ```
 
 pub use wharf_oci as oci;
+
+/// The README's examples, compiled and run as doctests so they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

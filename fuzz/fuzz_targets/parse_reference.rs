@@ -6,12 +6,22 @@ use libfuzzer_sys::fuzz_target;
 use wharf_oci::{Reference, RepositoryName};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(reference) = text.parse::<Reference>() {
         let full = reference.to_string();
-        assert_eq!(full.parse::<Reference>().unwrap(), reference, "full form {full}");
+        assert_eq!(
+            full.parse::<Reference>().unwrap(),
+            reference,
+            "full form {full}"
+        );
         let familiar = reference.familiar();
-        assert_eq!(familiar.parse::<Reference>().unwrap(), reference, "familiar form {familiar}");
+        assert_eq!(
+            familiar.parse::<Reference>().unwrap(),
+            reference,
+            "familiar form {familiar}"
+        );
         let name: RepositoryName = reference.repository().parse().unwrap();
         assert_eq!(name.as_str(), reference.repository());
         assert!(reference.repository().len() <= wharf_oci::MAX_REPOSITORY_LEN);
