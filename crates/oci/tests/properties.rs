@@ -155,7 +155,7 @@ proptest! {
     #[test]
     fn digest_display_then_parse_is_identity(digest in digest()) {
         let text = digest.to_string();
-        prop_assert_eq!(text.parse::<Digest>().unwrap(), digest.clone());
+        prop_assert_eq!(&text.parse::<Digest>().unwrap(), &digest);
         prop_assert_eq!(text.len(), digest.algorithm().as_str().len() + 1 + digest.algorithm().hex_len());
     }
 

@@ -1,0 +1,628 @@
+//! The filesystem backend: driver paths map to files below a root directory, as in
+//! Distribution's `filesystem` driver, so an existing `/var/lib/registry` is served as it is.
+//!
+//! ```text
+//! <root>/
+//! ├── docker/registry/v2/…          driver path /docker/registry/v2/… (committed files)
+//! └── .wharf+staging/               not addressable: '+' is not allowed in driver paths
+//!     ├── files/docker/registry/…   content of writers not yet committed, under their path
+//!     └── tmp/                      put_content's temporary files
+//! ```
+//!
+//! Every change is written to a temporary or staged file, fsynced, renamed into place, and the
+//! directory fsynced, so a crash leaves the old file or the new one. Emptied directories are
+//! removed, so the tree looks like the other backends' (no empty directories). Blocking
+//! calls run on tokio's blocking pool, at most `maxthreads` at a time.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, BoxStream, StreamExt};
+use tokio::sync::Semaphore;
+
+use crate::config::DEFAULT_MAX_THREADS;
+use crate::error::{Error, Result};
+use crate::path::{dir_prefix, validate_dir_path, validate_path};
+use crate::{ByteStream, FileInfo, FileWriter, StorageDriver};
+
+const NAME: &str = "filesystem";
+const STAGING_DIR: &str = ".wharf+staging";
+/// Reads are served in chunks of this size.
+const READ_CHUNK: usize = 1 << 20;
+/// Writers gather this much before a write system call.
+const WRITE_BUFFER: usize = 4 << 20;
+
+/// A store in a directory tree. Clones share the root and the limit on blocking calls.
+#[derive(Debug, Clone)]
+pub struct FilesystemDriver {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    permits: Semaphore,
+}
+
+impl FilesystemDriver {
+    /// A driver over `root` (created when missing), with Distribution's default of 100
+    /// blocking calls at a time.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when `root` cannot be created.
+    pub fn new(root: impl Into<PathBuf>) -> Result<FilesystemDriver> {
+        FilesystemDriver::with_max_threads(root, DEFAULT_MAX_THREADS)
+    }
+
+    /// A driver over `root` allowing `max_threads` blocking calls at a time.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for `max_threads == 0`; [`Error::Backend`] when `root` cannot be created.
+    pub fn with_max_threads(
+        root: impl Into<PathBuf>,
+        max_threads: usize,
+    ) -> Result<FilesystemDriver> {
+        if max_threads == 0 {
+            return Err(Error::Config(
+                "storage.filesystem.maxthreads must be at least 1".into(),
+            ));
+        }
+        let root = root.into();
+        fs::create_dir_all(&root)
+            .map_err(|e| Error::backend(NAME, "create root", &root.display().to_string(), e))?;
+        Ok(FilesystemDriver {
+            inner: Arc::new(Inner {
+                root,
+                permits: Semaphore::new(max_threads),
+            }),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Runs blocking filesystem work on the blocking pool, within the `maxthreads` limit.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        work: impl FnOnce(&Inner) -> io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        run_blocking(self.inner.clone(), operation, path, work).await
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    inner: Arc<Inner>,
+    operation: &'static str,
+    path: &str,
+    work: impl FnOnce(&Inner) -> io::Result<T> + Send + 'static,
+) -> Result<T> {
+    let _permit = inner
+        .permits
+        .acquire()
+        .await
+        .map_err(|e| Error::backend(NAME, operation, path, e))?;
+    let task_inner = inner.clone();
+    tokio::task::spawn_blocking(move || work(&task_inner))
+        .await
+        .map_err(|e| Error::backend(NAME, operation, path, e))?
+        .map_err(|e| io_error(e, operation, path))
+}
+
+fn io_error(e: io::Error, operation: &'static str, path: &str) -> Error {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => {
+            Error::not_found(NAME, path)
+        }
+        _ => Error::backend(NAME, operation, path, e),
+    }
+}
+
+impl Inner {
+    fn full(&self, path: &str) -> PathBuf {
+        if path == "/" {
+            self.root.clone()
+        } else {
+            self.root.join(&path[1..])
+        }
+    }
+
+    fn staged(&self, path: &str) -> PathBuf {
+        self.root.join(STAGING_DIR).join("files").join(&path[1..])
+    }
+
+    fn temp_file(&self) -> io::Result<(PathBuf, File)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dir = self.root.join(STAGING_DIR).join("tmp");
+        fs::create_dir_all(&dir)?;
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let name = format!(
+            "{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = dir.join(name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((path, file))
+    }
+
+    /// Renames `from` to `to`, creating `to`'s directory; retried when a concurrent removal of
+    /// an emptied directory takes that directory away in between.
+    fn rename_into_place(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let dir = to.parent().unwrap_or(&self.root);
+        let mut attempts = 0;
+        loop {
+            fs::create_dir_all(dir)?;
+            match fs::rename(from, to) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && from.exists() && attempts < 10 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return sync_dir(dir),
+            }
+        }
+    }
+
+    /// Removes the empty directories from `dir` up to the root (or the staging root).
+    fn prune(&self, mut dir: &Path) {
+        let staging_files = self.root.join(STAGING_DIR).join("files");
+        while dir != self.root && dir != staging_files && dir.starts_with(&self.root) {
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
+            match dir.parent() {
+                Some(up) => dir = up,
+                None => break,
+            }
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn is_visible(name: &str) -> bool {
+    validate_path(NAME, &format!("/{name}")).is_ok()
+}
+
+fn file_info(path: String, metadata: &fs::Metadata) -> FileInfo {
+    FileInfo {
+        path,
+        size: if metadata.is_dir() { 0 } else { metadata.len() },
+        modified: metadata.modified().unwrap_or_else(|_| SystemTime::now()),
+        is_dir: metadata.is_dir(),
+    }
+}
+
+#[async_trait]
+impl StorageDriver for FilesystemDriver {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn get_content(&self, path: &str) -> Result<Bytes> {
+        validate_path(NAME, path)?;
+        let owned = path.to_owned();
+        self.blocking("read", path, move |inner| {
+            fs::read(inner.full(&owned)).map(Bytes::from)
+        })
+        .await
+    }
+
+    async fn put_content(&self, path: &str, content: Bytes) -> Result<()> {
+        validate_path(NAME, path)?;
+        let owned = path.to_owned();
+        self.blocking("write", path, move |inner| {
+            let (temp, mut file) = inner.temp_file()?;
+            let written = file.write_all(&content).and_then(|()| file.sync_all());
+            drop(file);
+            match written.and_then(|()| inner.rename_into_place(&temp, &inner.full(&owned))) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let _ = fs::remove_file(&temp);
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {
+        validate_path(NAME, path)?;
+        let owned = path.to_owned();
+        let file = self
+            .blocking("open", path, move |inner| {
+                let mut file = File::open(inner.full(&owned))?;
+                let metadata = file.metadata()?;
+                if metadata.is_dir() {
+                    return Err(io::ErrorKind::IsADirectory.into());
+                }
+                let size = metadata.len();
+                if offset <= size {
+                    file.seek(SeekFrom::Start(offset))?;
+                }
+                Ok((file, size))
+            })
+            .await;
+        let (file, size) = file?;
+        if offset > size {
+            return Err(Error::InvalidOffset {
+                driver: NAME,
+                path: path.to_owned(),
+                offset,
+                size,
+            });
+        }
+        let inner = self.inner.clone();
+        let path = path.to_owned();
+        let remaining = size - offset;
+        Ok(
+            stream::try_unfold((Some(file), remaining), move |(file, remaining)| {
+                let inner = inner.clone();
+                let path = path.clone();
+                async move {
+                    let Some(mut file) = file.filter(|_| remaining > 0) else {
+                        return Ok(None);
+                    };
+                    let want = remaining.min(READ_CHUNK as u64) as usize;
+                    let (file, chunk) = run_blocking(inner, "read", &path, move |_| {
+                        let mut buffer = BytesMut::zeroed(want);
+                        let mut filled = 0;
+                        while filled < want {
+                            match file.read(&mut buffer[filled..])? {
+                                0 => break,
+                                n => filled += n,
+                            }
+                        }
+                        buffer.truncate(filled);
+                        Ok((file, buffer.freeze()))
+                    })
+                    .await?;
+                    if chunk.is_empty() {
+                        // The file shrank under us; stop at what there is.
+                        return Ok(None);
+                    }
+                    let remaining = remaining - chunk.len() as u64;
+                    Ok(Some((chunk, (Some(file), remaining))))
+                }
+            })
+            .boxed(),
+        )
+    }
+
+    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
+        validate_path(NAME, path)?;
+        let owned = path.to_owned();
+        let (file, size) = self
+            .blocking("open writer", path, move |inner| {
+                let staged = inner.staged(&owned);
+                if append {
+                    match OpenOptions::new().append(true).open(&staged) {
+                        Ok(file) => {
+                            let size = file.metadata()?.len();
+                            return Ok((file, size));
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            let committed = fs::metadata(inner.full(&owned))?;
+                            if committed.is_dir() || committed.len() != 0 {
+                                return Err(io::ErrorKind::NotFound.into());
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                fs::create_dir_all(staged.parent().unwrap_or(&inner.root))?;
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&staged)?;
+                Ok((file, 0))
+            })
+            .await?;
+        Ok(Box::new(FsWriter {
+            driver: self.clone(),
+            path: path.to_owned(),
+            file: Some(file),
+            flushed: size,
+            buffer: BytesMut::new(),
+        }))
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileInfo> {
+        validate_dir_path(NAME, path)?;
+        let owned = path.to_owned();
+        self.blocking("stat", path, move |inner| {
+            let metadata = fs::metadata(inner.full(&owned))?;
+            Ok(file_info(owned, &metadata))
+        })
+        .await
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<String>> {
+        validate_dir_path(NAME, path)?;
+        let owned = path.to_owned();
+        self.blocking("list", path, move |inner| {
+            let prefix = dir_prefix(&owned);
+            let mut children = Vec::new();
+            for entry in fs::read_dir(inner.full(&owned))? {
+                let name = entry?.file_name();
+                if let Some(name) = name.to_str().filter(|name| is_visible(name)) {
+                    children.push(format!("{prefix}{name}"));
+                }
+            }
+            if children.is_empty() && owned != "/" {
+                return Err(io::ErrorKind::NotFound.into());
+            }
+            children.sort_unstable();
+            Ok(children)
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        validate_path(NAME, from)?;
+        validate_path(NAME, to)?;
+        let (from_owned, to_owned) = (from.to_owned(), to.to_owned());
+        self.blocking("rename", from, move |inner| {
+            let source = inner.full(&from_owned);
+            if fs::metadata(&source)?.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "renaming a directory",
+                ));
+            }
+            inner.rename_into_place(&source, &inner.full(&to_owned))?;
+            if let Some(dir) = source.parent() {
+                let _ = sync_dir(dir);
+                inner.prune(dir);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        validate_path(NAME, path)?;
+        let owned = path.to_owned();
+        self.blocking("delete", path, move |inner| {
+            let mut found = false;
+            for target in [inner.full(&owned), inner.staged(&owned)] {
+                let removed = match fs::symlink_metadata(&target) {
+                    Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(&target),
+                    Ok(_) => fs::remove_file(&target),
+                    Err(e) => Err(e),
+                };
+                match removed {
+                    Ok(()) => {
+                        found = true;
+                        if let Some(dir) = target.parent() {
+                            let _ = sync_dir(dir);
+                            inner.prune(dir);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if found {
+                Ok(())
+            } else {
+                Err(io::ErrorKind::NotFound.into())
+            }
+        })
+        .await
+    }
+
+    fn walk(&self, path: &str, start_after: Option<&str>) -> BoxStream<'static, Result<FileInfo>> {
+        if let Err(e) = validate_dir_path(NAME, path) {
+            return stream::once(async move { Err(e) }).boxed();
+        }
+        let walk = Walk {
+            driver: self.clone(),
+            start_after: start_after.map(str::to_owned),
+        };
+        // A stack of what is left to visit, smallest on top.
+        let stack = vec![Pending::Dir(path.to_owned())];
+        stream::try_unfold((walk, stack), |(walk, mut stack)| async move {
+            while let Some(next) = stack.pop() {
+                match next {
+                    Pending::File(info) => return Ok(Some((info, (walk, stack)))),
+                    Pending::Dir(dir) => {
+                        let mut children = walk.children(&dir).await?;
+                        children.reverse();
+                        stack.extend(children);
+                    }
+                }
+            }
+            Ok(None)
+        })
+        .boxed()
+    }
+}
+
+enum Pending {
+    Dir(String),
+    File(FileInfo),
+}
+
+struct Walk {
+    driver: FilesystemDriver,
+    start_after: Option<String>,
+}
+
+impl Walk {
+    /// The entries of `dir` still to visit, in the order that makes file paths come out in
+    /// lexical order: a directory sorts as its name followed by '/'.
+    async fn children(&self, dir: &str) -> Result<Vec<Pending>> {
+        let owned = dir.to_owned();
+        let start_after = self.start_after.clone();
+        self.driver
+            .blocking("walk", dir, move |inner| {
+                let entries = match fs::read_dir(inner.full(&owned)) {
+                    Ok(entries) => entries,
+                    // A directory removed while walking, or a walk of a file: nothing below.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                        ) =>
+                    {
+                        return Ok(Vec::new());
+                    }
+                    Err(e) => return Err(e),
+                };
+                let prefix = dir_prefix(&owned);
+                let mut children = Vec::new();
+                for entry in entries {
+                    let entry = entry?;
+                    let Some(name) = entry
+                        .file_name()
+                        .to_str()
+                        .filter(|name| is_visible(name))
+                        .map(str::to_owned)
+                    else {
+                        continue;
+                    };
+                    let path = format!("{prefix}{name}");
+                    let metadata = match entry.metadata() {
+                        Ok(metadata) => metadata,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    };
+                    let sort_key = if metadata.is_dir() {
+                        format!("{path}/")
+                    } else {
+                        path.clone()
+                    };
+                    if let Some(after) = &start_after {
+                        // Skip what sorts entirely at or before `start_after`.
+                        let skip = if metadata.is_dir() {
+                            sort_key.as_str() <= after.as_str() && !after.starts_with(&sort_key)
+                        } else {
+                            path.as_str() <= after.as_str()
+                        };
+                        if skip {
+                            continue;
+                        }
+                    }
+                    let pending = if metadata.is_dir() {
+                        Pending::Dir(path)
+                    } else {
+                        Pending::File(file_info(path, &metadata))
+                    };
+                    children.push((sort_key, pending));
+                }
+                children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                Ok(children.into_iter().map(|(_, pending)| pending).collect())
+            })
+            .await
+    }
+}
+
+#[derive(Debug)]
+struct FsWriter {
+    driver: FilesystemDriver,
+    path: String,
+    /// `None` once a failed write left the file in an unknown state.
+    file: Option<File>,
+    flushed: u64,
+    buffer: BytesMut,
+}
+
+impl FsWriter {
+    async fn flush(&mut self, sync: bool) -> Result<()> {
+        let mut file = self.file.take().ok_or_else(|| {
+            Error::backend(
+                NAME,
+                "write",
+                &self.path,
+                io::Error::other("an earlier write failed"),
+            )
+        })?;
+        let data = std::mem::take(&mut self.buffer).freeze();
+        let written = data.len() as u64;
+        let file = self
+            .driver
+            .blocking("write", &self.path, move |_| {
+                file.write_all(&data)?;
+                if sync {
+                    file.sync_all()?;
+                }
+                Ok(file)
+            })
+            .await?;
+        self.file = Some(file);
+        self.flushed += written;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FileWriter for FsWriter {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        self.buffer.extend_from_slice(&data);
+        if self.buffer.len() >= WRITE_BUFFER {
+            self.flush(false).await?;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.flushed + self.buffer.len() as u64
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<()> {
+        self.flush(true).await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.flush(true).await?;
+        drop(self.file.take());
+        let path = self.path.clone();
+        self.driver
+            .blocking("commit", &self.path, move |inner| {
+                let staged = inner.staged(&path);
+                inner.rename_into_place(&staged, &inner.full(&path))?;
+                if let Some(dir) = staged.parent() {
+                    inner.prune(dir);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn cancel(mut self: Box<Self>) -> Result<()> {
+        drop(self.file.take());
+        let path = self.path.clone();
+        self.driver
+            .blocking("cancel", &self.path, move |inner| {
+                let staged = inner.staged(&path);
+                match fs::remove_file(&staged) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                if let Some(dir) = staged.parent() {
+                    inner.prune(dir);
+                }
+                Ok(())
+            })
+            .await
+    }
+}

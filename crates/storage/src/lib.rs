@@ -1,0 +1,271 @@
+//! The byte store under a registry: one [`StorageDriver`] trait, with in-memory, filesystem
+//! and S3 backends that behave alike.
+//!
+//! The semantics follow CNCF Distribution's storage drivers, so a registry can keep
+//! Distribution's layout on top: paths like `/docker/registry/v2/blobs/…`, whole-file reads
+//! and writes, and resumable streaming writers whose content becomes visible only on commit.
+//! This crate knows nothing of OCI.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use futures::TryStreamExt;
+//! use wharf_storage::{MemoryDriver, StorageDriver, StorageDriverExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> wharf_storage::Result<()> {
+//! let driver = MemoryDriver::new();
+//! driver.put_content("/greeting", Bytes::from_static(b"hello")).await?;
+//!
+//! // A streaming writer: nothing is visible until commit, and a closed writer can be resumed.
+//! let mut writer = driver.writer("/upload/data", false).await?;
+//! writer.write(Bytes::from_static(b"first part, ")).await?;
+//! writer.close().await?;
+//! let mut writer = driver.writer("/upload/data", true).await?;
+//! assert_eq!(writer.size(), 12);
+//! writer.write(Bytes::from_static(b"second part")).await?;
+//! writer.commit().await?;
+//!
+//! assert_eq!(driver.read_all("/upload/data", 0).await?, "first part, second part");
+//! let names: Vec<_> = driver.walk("/", None).map_ok(|info| info.path).try_collect().await?;
+//! assert_eq!(names, ["/greeting", "/upload/data"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Contract
+//! Every backend, and every third-party driver that passes [`testsuite`] (feature
+//! `testsuite`), behaves as follows.
+//! - **Paths** are `/`-separated, absolute, of segments made of `[A-Za-z0-9._-]` (not `.` or
+//!   `..`); anything else is [`Error::InvalidPath`]. The root `/` is accepted where a
+//!   directory is meant (`list`, `walk`, `stat`).
+//! - **Directories** are implied by the files below them: there are no empty directories, and
+//!   a directory disappears with its last file.
+//! - **`put_content`** replaces a file atomically: a reader sees the old content or the new one,
+//!   never a mix, also after a crash.
+//! - **Writers** stage their content out of sight. `close` keeps it for a later
+//!   `writer(path, true)` (from this process or another, after a restart too); `commit`
+//!   publishes it at `path`, replacing what was there; `cancel` discards it. `writer(path,
+//!   false)` discards any staged content and starts empty; `writer(path, true)` resumes the
+//!   staged content, or starts empty when only an empty committed file is there, and is
+//!   [`Error::NotFound`] otherwise.
+//! - **`delete`** is recursive and also discards writes staged under the path; `/a` never
+//!   touches `/ab`. A missing path is [`Error::NotFound`].
+//! - **`walk`** yields the files (not directories) below a path in byte-wise lexical order of
+//!   their paths, starting after `start_after` when given, so a listing can be paged without
+//!   reading what came before.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+
+mod config;
+mod error;
+mod fault;
+#[cfg(feature = "fs")]
+mod fs;
+mod memory;
+mod path;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+pub use crate::config::{FilesystemConfig, InMemoryConfig, S3Config, StorageConfig};
+pub use crate::error::{BoxError, Error, Result};
+pub use crate::fault::{Fault, FaultInjector, Operation};
+#[cfg(feature = "fs")]
+pub use crate::fs::FilesystemDriver;
+pub use crate::memory::MemoryDriver;
+pub use crate::path::{validate_dir_path, validate_path};
+
+/// What [`StorageDriver::stat`] and [`StorageDriver::walk`] report about a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The path, as the driver's paths are written (`/a/b`).
+    pub path: String,
+    /// The size in bytes; 0 for a directory.
+    pub size: u64,
+    /// When the file was last written; for a directory, what the backend knows (possibly the
+    /// time of the call).
+    pub modified: SystemTime,
+    /// Whether the path is a directory (has files below it) rather than a file.
+    pub is_dir: bool,
+}
+
+/// The HTTP method a redirect URL is signed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RedirectMethod {
+    /// Fetching the content.
+    Get,
+    /// Asking for its size and headers only.
+    Head,
+}
+
+/// A stream of chunks of a file's content.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// A byte store with Distribution's storage-driver semantics; see the crate's
+/// [contract](crate#contract).
+///
+/// Object-safe: registries hold an `Arc<dyn StorageDriver>`.
+#[async_trait]
+pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
+    /// The backend's name, as errors and logs show it (`inmemory`, `filesystem`, `s3`).
+    fn name(&self) -> &'static str;
+
+    /// Reads a whole file.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when there is no file at `path`.
+    async fn get_content(&self, path: &str) -> Result<Bytes>;
+
+    /// Writes a whole file, atomically replacing what was there.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPath`], or [`Error::Backend`] when the store fails.
+    async fn put_content(&self, path: &str, content: Bytes) -> Result<()>;
+
+    /// Streams a file's content from `offset`. An offset equal to the size gives an empty
+    /// stream.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when there is no file, [`Error::InvalidOffset`] past its end.
+    async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream>;
+
+    /// Opens a streaming writer; see the crate's [contract](crate#contract) for `append`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when `append` is set and there is nothing to resume.
+    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>>;
+
+    /// Describes a file or directory.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when neither exists at `path`.
+    async fn stat(&self, path: &str) -> Result<FileInfo>;
+
+    /// The paths of the direct children of a directory, sorted. The root of an empty store
+    /// has none.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when `path` is not a directory.
+    async fn list(&self, path: &str) -> Result<Vec<String>>;
+
+    /// Moves a file, replacing whatever is at `to`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when there is no file at `from`.
+    async fn rename(&self, from: &str, to: &str) -> Result<()>;
+
+    /// Deletes a file or a directory with everything below it, and writes staged below it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when nothing is at `path`.
+    async fn delete(&self, path: &str) -> Result<()>;
+
+    /// The files below `path` (a directory, or `/`), in lexical order of their paths, after
+    /// `start_after` when given (which need not exist). Walking a missing directory yields
+    /// nothing.
+    fn walk(&self, path: &str, start_after: Option<&str>) -> BoxStream<'static, Result<FileInfo>>;
+
+    /// A URL a client can fetch the file from directly, where the backend has one (a
+    /// presigned S3 URL); `None` otherwise.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPath`], or [`Error::Backend`] when signing fails.
+    async fn redirect_url(&self, path: &str, method: RedirectMethod) -> Result<Option<url::Url>> {
+        path::validate_path(self.name(), path)?;
+        let _ = method;
+        Ok(None)
+    }
+}
+
+/// A streaming writer from [`StorageDriver::writer`].
+///
+/// Dropping a writer without `close`, `commit` or `cancel` loses what was written since it
+/// was opened, the way a process crash would; what an earlier `close` kept stays.
+#[async_trait]
+pub trait FileWriter: Send + fmt::Debug {
+    /// Appends a chunk.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the store fails; the writer should then be cancelled.
+    async fn write(&mut self, data: Bytes) -> Result<()>;
+
+    /// The size of everything written so far, staged content included.
+    fn size(&self) -> u64;
+
+    /// Keeps what was written, out of sight, for a later `writer(path, true)`.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the content could not be made durable.
+    async fn close(self: Box<Self>) -> Result<()>;
+
+    /// Publishes the content at the writer's path, replacing what was there.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the store fails; nothing is published then.
+    async fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Discards the content, staged parts included.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the staged content could not be removed.
+    async fn cancel(self: Box<Self>) -> Result<()>;
+}
+
+/// Conveniences on every [`StorageDriver`].
+#[async_trait]
+pub trait StorageDriverExt: StorageDriver {
+    /// Reads a file from `offset` to its end into one buffer.
+    ///
+    /// # Errors
+    /// As [`StorageDriver::reader`], and any error of the stream.
+    async fn read_all(&self, path: &str, offset: u64) -> Result<Bytes> {
+        let mut stream = self.reader(path, offset).await?;
+        let mut out = BytesMut::new();
+        while let Some(chunk) = stream.try_next().await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Whether a file or directory exists at `path`.
+    ///
+    /// # Errors
+    /// Any error of [`StorageDriver::stat`] other than [`Error::NotFound`].
+    async fn exists(&self, path: &str) -> Result<bool> {
+        match self.stat(path).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a whole stream through a writer and commits it; returns the size written.
+    ///
+    /// # Errors
+    /// Any error of the stream or the writer; the writer is cancelled then.
+    async fn write_stream(&self, path: &str, mut stream: ByteStream) -> Result<u64> {
+        let mut writer = self.writer(path, false).await?;
+        while let Some(chunk) = stream.next().await {
+            let written = match chunk {
+                Ok(chunk) => writer.write(chunk).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                // The first error is the one worth reporting.
+                let _ = writer.cancel().await;
+                return Err(e);
+            }
+        }
+        let size = writer.size();
+        writer.commit().await?;
+        Ok(size)
+    }
+}
+
+impl<D: StorageDriver + ?Sized> StorageDriverExt for D {}

@@ -1,0 +1,161 @@
+//! The filesystem backend against the driver suite, and what only it has: a layout on disk
+//! that Distribution shares, durability across a restart, and hidden staging.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use wharf_storage::{
+    Error, FileInfo, FilesystemConfig, FilesystemDriver, StorageConfig, StorageDriver,
+    StorageDriverExt, testsuite,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path()).unwrap();
+    testsuite::run_all(&driver).await;
+    assert_only_staging_left(dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_suite_with_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::with_max_threads(dir.path(), 1).unwrap();
+    testsuite::run_all_with(
+        &driver,
+        &testsuite::SuiteOptions::default().with_large_size(4 << 20),
+    )
+    .await;
+}
+
+/// What the suite leaves on disk: at most the empty staging folders.
+fn assert_only_staging_left(root: &Path) {
+    let left: Vec<_> = walkdir(root).into_iter().filter(|p| p.is_file()).collect();
+    assert!(left.is_empty(), "files left on disk: {left:?}");
+    let top: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        top.iter().all(|name| name == ".wharf+staging"),
+        "left at the root: {top:?}"
+    );
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+#[tokio::test]
+async fn resumes_after_restart_from_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StorageConfig::Filesystem(FilesystemConfig::new(dir.path()));
+    let data = testsuite::test_data(2, 9 << 20);
+    let path = "/docker/registry/v2/repositories/app/_uploads/u1/data";
+    {
+        let driver = config.build().await.unwrap();
+        let mut writer = driver.writer(path, false).await.unwrap();
+        writer.write(data.slice(..7 << 20)).await.unwrap();
+        writer.close().await.unwrap();
+    }
+    let driver = config.build().await.unwrap();
+    let mut writer = driver.writer(path, true).await.unwrap();
+    assert_eq!(writer.size(), 7 << 20);
+    writer.write(data.slice(7 << 20..)).await.unwrap();
+    writer.commit().await.unwrap();
+    assert_eq!(driver.read_all(path, 0).await.unwrap(), data);
+}
+
+#[tokio::test]
+async fn files_sit_where_distribution_puts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path()).unwrap();
+    let link = "/docker/registry/v2/repositories/app/_layers/sha256/abc/link";
+    driver
+        .put_content(link, Bytes::from_static(b"sha256:abc"))
+        .await
+        .unwrap();
+    let on_disk = dir
+        .path()
+        .join("docker/registry/v2/repositories/app/_layers/sha256/abc/link");
+    assert_eq!(std::fs::read(on_disk).unwrap(), b"sha256:abc");
+
+    // And what another program wrote there is read as it is.
+    let foreign = dir
+        .path()
+        .join("docker/registry/v2/blobs/sha256/ab/abc/data");
+    std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
+    std::fs::write(&foreign, b"blob").unwrap();
+    assert_eq!(
+        driver
+            .get_content("/docker/registry/v2/blobs/sha256/ab/abc/data")
+            .await
+            .unwrap(),
+        "blob"
+    );
+}
+
+#[tokio::test]
+async fn staging_is_invisible_and_unaddressable() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path()).unwrap();
+    let mut writer = driver.writer("/a/staged", false).await.unwrap();
+    writer.write(Bytes::from_static(b"pending")).await.unwrap();
+    writer.close().await.unwrap();
+    driver
+        .put_content("/b", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert!(dir.path().join(".wharf+staging/files/a/staged").exists());
+    assert_eq!(driver.list("/").await.unwrap(), ["/b"]);
+    let walked: Vec<FileInfo> = driver.walk("/", None).try_collect().await.unwrap();
+    assert_eq!(
+        walked.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+        ["/b"]
+    );
+    assert!(matches!(
+        driver.get_content("/.wharf+staging/files/a/staged").await,
+        Err(Error::InvalidPath { .. })
+    ));
+    // Files with names a path cannot have (lost+found, editor backups) are skipped too.
+    std::fs::write(dir.path().join("lost+found"), b"").unwrap();
+    assert_eq!(driver.list("/").await.unwrap(), ["/b"]);
+}
+
+#[tokio::test]
+async fn emptied_directories_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path()).unwrap();
+    driver
+        .put_content("/a/b/c/file", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    driver
+        .put_content("/a/keep", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    driver.delete("/a/b/c/file").await.unwrap();
+    assert!(!dir.path().join("a/b").exists());
+    assert!(dir.path().join("a/keep").exists());
+    driver.rename("/a/keep", "/z/moved").await.unwrap();
+    assert!(!dir.path().join("a").exists());
+}
+
+#[tokio::test]
+async fn a_root_that_cannot_be_created_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let err = FilesystemDriver::new(file.join("root")).unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(FilesystemDriver::with_max_threads(dir.path(), 0).is_err());
+}
