@@ -7,7 +7,9 @@ use std::sync::Arc;
 use serde::de::{self, Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+#[cfg(not(all(feature = "fs", feature = "s3")))]
+use crate::error::Error;
+use crate::error::Result;
 use crate::{MemoryDriver, StorageDriver};
 
 /// Keys of the `storage:` section that belong to the registry, not to a driver.
@@ -135,7 +137,8 @@ impl StorageConfig {
     /// Builds the configured driver.
     ///
     /// # Errors
-    /// [`Error::Config`] for settings the driver refuses, [`Error::Backend`] when it cannot
+    /// [`Error::Config`](crate::Error::Config) for settings the driver refuses,
+    /// [`Error::Backend`](crate::Error::Backend) when it cannot
     /// start (an unusable root directory, say).
     pub async fn build(&self) -> Result<Arc<dyn StorageDriver>> {
         match self {
@@ -151,6 +154,9 @@ impl StorageConfig {
             StorageConfig::Filesystem(_) => Err(Error::Config(
                 "storage.filesystem needs wharf-storage's `fs` feature".into(),
             )),
+            #[cfg(feature = "s3")]
+            StorageConfig::S3(config) => Ok(Arc::new(crate::S3Driver::new(config.clone()).await?)),
+            #[cfg(not(feature = "s3"))]
             StorageConfig::S3(_) => Err(Error::Config(
                 "storage.s3 needs wharf-storage's `s3` feature".into(),
             )),

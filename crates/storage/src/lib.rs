@@ -69,6 +69,8 @@ mod fault;
 mod fs;
 mod memory;
 mod path;
+#[cfg(feature = "s3")]
+mod s3;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
@@ -79,6 +81,8 @@ pub use crate::fault::{Fault, FaultInjector, Operation};
 pub use crate::fs::FilesystemDriver;
 pub use crate::memory::MemoryDriver;
 pub use crate::path::{validate_dir_path, validate_path};
+#[cfg(feature = "s3")]
+pub use crate::s3::{AbandonedUpload, S3Driver};
 
 /// What [`StorageDriver::stat`] and [`StorageDriver::walk`] report about a path.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,263 @@
+//! The S3 backend against a real S3 server (moto_server, started by `scripts/test`), through
+//! the driver suite and what only S3 has: parts, tails, copies, presigned URLs, abandoned
+//! uploads.
+#![allow(clippy::print_stderr, reason = "a skipped test says so, and why")]
+
+/// Without the `s3` feature there is nothing to test: say so, and fail where peers are required.
+#[cfg(not(feature = "s3"))]
+#[test]
+fn s3_backend_not_built() {
+    assert!(
+        std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
+        "WHARF_REQUIRE_PEERS=1 but wharf-storage was built without the s3 feature (use --all-features)"
+    );
+    eprintln!("skipped s3 tests: wharf-storage built without the s3 feature");
+}
+
+#[cfg(feature = "s3")]
+mod s3 {
+
+    use std::io::{Read, Write};
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use wharf_storage::{
+        RedirectMethod, S3Config, S3Driver, StorageConfig, StorageDriver, StorageDriverExt,
+        testsuite,
+    };
+
+    const MIB: usize = 1 << 20;
+
+    /// A configuration for the test server with a root of the test's own, or `None` (after
+    /// saying so) when no server is configured. Under `WHARF_REQUIRE_PEERS=1` a missing server
+    /// fails the test instead.
+    async fn config(test: &str) -> Option<S3Config> {
+        let Ok(endpoint) = std::env::var("WHARF_S3_ENDPOINT") else {
+            assert!(
+                std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
+                "{test}: WHARF_REQUIRE_PEERS=1 but WHARF_S3_ENDPOINT is not set (scripts/test starts moto_server)"
+            );
+            eprintln!(
+                "skipped s3::{test}: needs an S3 server; set WHARF_S3_ENDPOINT (scripts/test starts moto_server)"
+            );
+            return None;
+        };
+        let bucket = std::env::var("WHARF_S3_BUCKET").unwrap_or_else(|_| "wharf-test".into());
+        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+        let mut config = S3Config::new(bucket, region);
+        config.region_endpoint = Some(endpoint);
+        config.force_path_style = true;
+        config.access_key =
+            Some(std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "wharf-test".into()));
+        config.secret_key =
+            Some(std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "wharf-test".into()));
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        config.root_directory = format!("tests/{test}-{}-{nanos}", std::process::id());
+        // Small parts, so that the suite's sizes cross part boundaries many times.
+        config.chunk_size = 5 << 20;
+        let driver = S3Driver::new(config.clone()).await.unwrap();
+        match driver
+            .client()
+            .create_bucket()
+            .bucket(&config.bucket)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if format!("{e:?}").contains("BucketAlready") => {}
+            Err(e) => panic!("creating bucket {}: {e:?}", config.bucket),
+        }
+        Some(config)
+    }
+
+    async fn driver(test: &str) -> Option<S3Driver> {
+        Some(S3Driver::new(config(test).await?).await.unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_the_suite() {
+        let Some(driver) = driver("suite").await else {
+            return;
+        };
+        testsuite::run_all(&driver).await;
+        assert!(
+            driver
+                .abandoned_uploads(SystemTime::now() + Duration::from_secs(3600))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resumes_after_restart_from_config() {
+        let Some(s3) = config("restart").await else {
+            return;
+        };
+        let config = StorageConfig::S3(s3);
+        let data = testsuite::test_data(1, 9 * MIB);
+        let path = "/docker/registry/v2/repositories/app/_uploads/u1/data";
+        {
+            let driver = config.build().await.unwrap();
+            let mut writer = driver.writer(path, false).await.unwrap();
+            writer.write(data.slice(..7 * MIB)).await.unwrap();
+            writer.close().await.unwrap();
+        }
+        let driver = config.build().await.unwrap();
+        let mut writer = driver.writer(path, true).await.unwrap();
+        assert_eq!(writer.size(), 7 * MIB as u64);
+        writer.write(data.slice(7 * MIB..)).await.unwrap();
+        writer.commit().await.unwrap();
+        assert_eq!(driver.read_all(path, 0).await.unwrap(), data);
+        driver.delete("/docker").await.unwrap();
+    }
+
+    /// A writer that uploaded a part and then died before saving its tail: the resumed size
+    /// covers what the part holds, and the content is right.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resumes_after_a_close_cut_short() {
+        let Some(driver) = driver("cut-short").await else {
+            return;
+        };
+        let data = testsuite::test_data(2, 12 * MIB);
+        let path = "/upload/data";
+        let mut writer = driver.writer(path, false).await.unwrap();
+        writer.write(data.slice(..3 * MIB)).await.unwrap();
+        writer.close().await.unwrap(); // tail: 3 MiB at offset 0
+        let mut writer = driver.writer(path, true).await.unwrap();
+        writer.write(data.slice(3 * MIB..6 * MIB)).await.unwrap(); // uploads part 1 (5 MiB)
+        drop(writer); // the process dies: the tail object still says offset 0
+        let mut writer = driver.writer(path, true).await.unwrap();
+        assert_eq!(writer.size(), 5 * MIB as u64);
+        writer.write(data.slice(5 * MIB..)).await.unwrap();
+        writer.commit().await.unwrap();
+        assert_eq!(driver.read_all(path, 0).await.unwrap(), data);
+        driver.delete("/upload").await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn renames_large_files_with_parallel_part_copies() {
+        let Some(mut config) = config("copy").await else {
+            return;
+        };
+        config.multipart_copy_threshold_size = 5 * MIB as u64;
+        config.multipart_copy_chunk_size = 5 * MIB as u64;
+        config.multipart_copy_max_concurrency = 3;
+        let driver = S3Driver::new(config).await.unwrap();
+        let data = testsuite::test_data(3, 13 * MIB + 17);
+        driver.put_content("/big", data.clone()).await.unwrap();
+        driver.rename("/big", "/moved/big").await.unwrap();
+        assert_eq!(driver.get_content("/moved/big").await.unwrap(), data);
+        assert!(driver.get_content("/big").await.unwrap_err().is_not_found());
+        driver.delete("/moved").await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn presigned_urls_fetch_the_content() {
+        let Some(driver) = driver("presign").await else {
+            return;
+        };
+        driver
+            .put_content("/blob", Bytes::from_static(b"presigned content"))
+            .await
+            .unwrap();
+        let url = driver
+            .redirect_url("/blob", RedirectMethod::Get)
+            .await
+            .unwrap()
+            .expect("S3 presigns");
+        assert!(
+            url.query().unwrap_or_default().contains("X-Amz-Signature"),
+            "{url}"
+        );
+        let (status, body) = http_get(&url);
+        assert_eq!(status, 200, "{url}");
+        assert!(body.ends_with(b"presigned content"));
+        let head = driver
+            .redirect_url("/blob", RedirectMethod::Head)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(head, url);
+        driver.delete("/blob").await.unwrap();
+    }
+
+    /// A bare HTTP/1.1 GET, enough to follow a presigned URL to the local test server.
+    fn http_get(url: &url::Url) -> (u16, Vec<u8>) {
+        let address = format!(
+            "{}:{}",
+            url.host_str().unwrap(),
+            url.port_or_known_default().unwrap()
+        );
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+        let host = url.host_str().unwrap();
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        write!(
+            stream,
+            "GET {target} HTTP/1.1\r\nHost: {host}{port}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let status = String::from_utf8_lossy(&response[9..12]).parse().unwrap();
+        (status, response)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_uploads_are_listed_and_aborted() {
+        let Some(driver) = driver("abandoned").await else {
+            return;
+        };
+        let mut writer = driver.writer("/uploads/left/data", false).await.unwrap();
+        writer
+            .write(testsuite::test_data(4, 6 * MIB))
+            .await
+            .unwrap();
+        writer.close().await.unwrap();
+        // moto reports a fixed start time (2010) for every upload, so only the direction of
+        // the cut-off is checked here: nothing was started before 1970.
+        assert!(
+            driver
+                .abandoned_uploads(SystemTime::UNIX_EPOCH)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let abandoned = driver
+            .abandoned_uploads(SystemTime::now() + Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+        assert_eq!(abandoned[0].path, "/uploads/left/data");
+        driver.abort_upload(&abandoned[0]).await.unwrap();
+        assert!(
+            driver
+                .writer("/uploads/left/data", true)
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+        assert!(
+            driver
+                .abandoned_uploads(SystemTime::now() + Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_endpoint_is_a_config_error() {
+        let mut config = S3Config::new("bucket", "us-east-1");
+        config.region_endpoint = Some("http://[::1".into());
+        let err = S3Driver::new(config).await.unwrap_err();
+        assert!(
+            err.to_string().contains("storage.s3.regionendpoint"),
+            "{err}"
+        );
+    }
+}
