@@ -383,10 +383,8 @@ impl StorageDriver for FilesystemDriver {
         self.blocking("rename", from, move |inner| {
             let source = inner.full(&from_owned);
             if fs::metadata(&source)?.is_dir() {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "renaming a directory",
-                ));
+                // No file there: what every backend answers for a directory.
+                return Err(io::ErrorKind::NotFound.into());
             }
             inner.rename_into_place(&source, &inner.full(&to_owned))?;
             if let Some(dir) = source.parent() {
