@@ -166,8 +166,15 @@ impl StorageConfig {
 
 impl<'de> Deserialize<'de> for StorageConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let section =
-            Option::<BTreeMap<String, Value>>::deserialize(deserializer)?.unwrap_or_default();
+        let section = match Value::deserialize(deserializer)? {
+            Value::Null => BTreeMap::new(),
+            Value::Object(map) => map.into_iter().collect(),
+            other => {
+                return Err(de::Error::custom(format!(
+                    "storage: expected a map of settings, found {other}"
+                )));
+            }
+        };
         StorageConfig::from_section(section).map_err(de::Error::custom)
     }
 }
@@ -490,6 +497,7 @@ mod tests {
                 json!({"filesystem": "/x"}),
                 "storage.filesystem: expected a map",
             ),
+            (json!(5), "storage: expected a map"),
             (
                 json!({"s3": {"region": "r"}}),
                 "storage.s3.bucket is required",
@@ -521,6 +529,52 @@ mod tests {
                 message.contains(expected),
                 "{section}: {message:?} should contain {expected:?}"
             );
+        }
+    }
+
+    fn json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let key = prop_oneof![
+            Just("filesystem".to_owned()),
+            Just("inmemory".to_owned()),
+            Just("s3".to_owned()),
+            Just("rootdirectory".to_owned()),
+            Just("maxthreads".to_owned()),
+            Just("bucket".to_owned()),
+            Just("region".to_owned()),
+            Just("chunksize".to_owned()),
+            Just("accesskey".to_owned()),
+            Just("secretkey".to_owned()),
+            Just("secure".to_owned()),
+            Just("delete".to_owned()),
+            "[a-z]{1,6}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (0u64..20 << 20).prop_map(Value::from),
+            "[a-z0-9/]{0,8}".prop_map(Value::from),
+            Just(Value::from("true")),
+        ];
+        leaf.prop_recursive(3, 32, 6, move |inner| {
+            prop::collection::btree_map(key.clone(), inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect()))
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn accepted_sections_are_usable_and_refusals_name_the_section(section in json()) {
+            match StorageConfig::deserialize(&section) {
+                Ok(StorageConfig::Filesystem(fs)) => proptest::prop_assert!(fs.max_threads >= 1),
+                Ok(StorageConfig::S3(s3)) => {
+                    proptest::prop_assert!(s3.chunk_size >= MIN_CHUNK_SIZE);
+                    proptest::prop_assert_eq!(s3.access_key.is_some(), s3.secret_key.is_some());
+                }
+                Ok(StorageConfig::InMemory(_)) => {}
+                Err(e) => proptest::prop_assert!(e.to_string().starts_with("storage"), "{}", e),
+            }
         }
     }
 

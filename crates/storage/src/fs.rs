@@ -35,8 +35,10 @@ const NAME: &str = "filesystem";
 const STAGING_DIR: &str = ".wharf+staging";
 /// Reads are served in chunks of this size.
 const READ_CHUNK: usize = 1 << 20;
-/// Writers gather this much before a write system call.
+/// Writers gather this much before handing it to the blocking pool.
 const WRITE_BUFFER: usize = 4 << 20;
+/// ...or this many chunks, so that a trickle of tiny writes does not pile up.
+const MAX_PENDING_CHUNKS: usize = 1024;
 
 /// A store in a directory tree. Clones share the root and the limit on blocking calls.
 #[derive(Debug, Clone)]
@@ -341,7 +343,8 @@ impl StorageDriver for FilesystemDriver {
             path: path.to_owned(),
             file: Some(file),
             flushed: size,
-            buffer: BytesMut::new(),
+            pending: Vec::new(),
+            pending_len: 0,
         }))
     }
 
@@ -541,7 +544,9 @@ struct FsWriter {
     /// `None` once a failed write left the file in an unknown state.
     file: Option<File>,
     flushed: u64,
-    buffer: BytesMut,
+    /// Chunks not yet written, kept as they came (no copy until the kernel's).
+    pending: Vec<Bytes>,
+    pending_len: usize,
 }
 
 impl FsWriter {
@@ -554,12 +559,14 @@ impl FsWriter {
                 io::Error::other("an earlier write failed"),
             )
         })?;
-        let data = std::mem::take(&mut self.buffer).freeze();
-        let written = data.len() as u64;
+        let chunks = std::mem::take(&mut self.pending);
+        let written = std::mem::take(&mut self.pending_len) as u64;
         let file = self
             .driver
             .blocking("write", &self.path, move |_| {
-                file.write_all(&data)?;
+                for chunk in &chunks {
+                    file.write_all(chunk)?;
+                }
                 if sync {
                     file.sync_all()?;
                 }
@@ -575,15 +582,19 @@ impl FsWriter {
 #[async_trait]
 impl FileWriter for FsWriter {
     async fn write(&mut self, data: Bytes) -> Result<()> {
-        self.buffer.extend_from_slice(&data);
-        if self.buffer.len() >= WRITE_BUFFER {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.pending_len += data.len();
+        self.pending.push(data);
+        if self.pending_len >= WRITE_BUFFER || self.pending.len() >= MAX_PENDING_CHUNKS {
             self.flush(false).await?;
         }
         Ok(())
     }
 
     fn size(&self) -> u64 {
-        self.flushed + self.buffer.len() as u64
+        self.flushed + self.pending_len as u64
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {
