@@ -5,7 +5,7 @@
 //! the same disk. The filesystem store lives under `target/`, on the disk of the checkout.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -53,30 +53,51 @@ fn storage(c: &mut Criterion) {
                     .measurement_time(Duration::from_secs(3));
             }
             let path = format!("/bench/{label}").replace(' ', "-");
-
-            group.bench_with_input(BenchmarkId::new("put_content", label), &data, |b, data| {
-                b.to_async(&runtime)
-                    .iter(|| driver.put_content(&path, data.clone()));
-            });
-            group.bench_with_input(BenchmarkId::new("get_content", label), &data, |b, _| {
-                b.to_async(&runtime).iter(|| driver.get_content(&path));
-            });
-            // A request body arrives as a sequence of fresh, cache-warm buffers: the stream
-            // repeats one chunk, as `dd bs=1M` repeats its buffer.
+            // A request body arrives as a sequence of fresh, cache-warm buffers: streams repeat
+            // one chunk, as `dd bs=1M` repeats its buffer.
             let chunk = data.slice(..size.min(CHUNK));
+
+            // Writes go to a fresh path each time, as uploads do; the file is deleted outside
+            // the timed part (as `dd` is timed once its output file is open).
+            group.bench_with_input(BenchmarkId::new("put_content", label), &data, |b, data| {
+                b.to_async(&runtime).iter_custom(|iterations| {
+                    timed_writes(driver.clone(), iterations, {
+                        let data = data.clone();
+                        move |driver, path| {
+                            let data = data.clone();
+                            async move { driver.put_content(&path, data).await.unwrap() }
+                        }
+                    })
+                });
+            });
             group.bench_with_input(
                 BenchmarkId::new("stream_write", label),
                 &chunk,
                 |b, chunk| {
-                    b.to_async(&runtime).iter(|| async {
-                        let mut writer = driver.writer(&path, false).await.unwrap();
-                        for _ in 0..size / chunk.len() {
-                            writer.write(chunk.clone()).await.unwrap();
-                        }
-                        writer.commit().await.unwrap();
+                    b.to_async(&runtime).iter_custom(|iterations| {
+                        timed_writes(driver.clone(), iterations, {
+                            let chunk = chunk.clone();
+                            move |driver, path| {
+                                let chunk = chunk.clone();
+                                async move {
+                                    let mut writer = driver.writer(&path, false).await.unwrap();
+                                    for _ in 0..size / chunk.len() {
+                                        writer.write(chunk.clone()).await.unwrap();
+                                    }
+                                    writer.commit().await.unwrap();
+                                }
+                            }
+                        })
                     });
                 },
             );
+
+            runtime
+                .block_on(driver.put_content(&path, data.clone()))
+                .unwrap();
+            group.bench_with_input(BenchmarkId::new("get_content", label), &data, |b, _| {
+                b.to_async(&runtime).iter(|| driver.get_content(&path));
+            });
             group.bench_with_input(BenchmarkId::new("stream_read", label), &data, |b, _| {
                 b.to_async(&runtime).iter(|| async {
                     let stream = driver.reader(&path, 0).await.unwrap();
@@ -90,6 +111,23 @@ fn storage(c: &mut Criterion) {
         }
         group.finish();
     }
+}
+
+/// Runs `write` for `iterations` fresh paths and returns the time spent writing only.
+async fn timed_writes<F, Fut>(driver: Arc<dyn StorageDriver>, iterations: u64, write: F) -> Duration
+where
+    F: Fn(Arc<dyn StorageDriver>, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut total = Duration::ZERO;
+    for i in 0..iterations {
+        let path = format!("/bench/fresh/{i}");
+        let started = Instant::now();
+        write(driver.clone(), path.clone()).await;
+        total += started.elapsed();
+        driver.delete(&path).await.unwrap();
+    }
+    total
 }
 
 criterion_group!(benches, storage);

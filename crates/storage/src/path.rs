@@ -99,6 +99,28 @@ mod tests {
         assert!(validate_dir_path("test", "//").is_err());
     }
 
+    /// The grammar, written out a second way: `^(/[A-Za-z0-9._-]+)+$` without `.`/`..`.
+    fn matches_grammar(path: &str) -> bool {
+        path.len() > 1
+            && path.starts_with('/')
+            && path[1..].split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment != "."
+                    && segment != ".."
+                    && segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn validation_agrees_with_the_grammar(path in "(/[a-zA-Z0-9._ :-]{0,4}){0,4}/?|.{0,12}") {
+            proptest::prop_assert_eq!(validate_path("test", &path).is_ok(), matches_grammar(&path), "{:?}", path);
+            proptest::prop_assert_eq!(validate_dir_path("test", &path).is_ok(), path == "/" || matches_grammar(&path));
+        }
+    }
+
     #[test]
     fn parents_and_prefixes() {
         assert_eq!(dir_prefix("/"), "/");
