@@ -1,0 +1,791 @@
+//! An embeddable container registry: repositories of blobs, uploads, manifests and tags,
+//! stored through any [`StorageDriver`] in CNCF Distribution's layout.
+//!
+//! A root written by Distribution (`registry:2`) opens here, and what is written here
+//! Distribution serves: see [`layout`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use futures::stream;
+//! use wharf_oci::{Digest, media_type};
+//! use wharf_registry::{ManifestReference, Registry, RegistryOptions};
+//! use wharf_storage::MemoryDriver;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = Registry::new(Arc::new(MemoryDriver::new()), RegistryOptions::default());
+//! let repository = registry.repository(&"team/app".parse()?);
+//!
+//! // A blob, pushed in two chunks.
+//! let config = Bytes::from_static(br#"{"architecture":"amd64","os":"linux"}"#);
+//! let upload = repository.start_upload().await?;
+//! repository.append_upload(&upload.id, Some(0), stream::iter([Ok(config.slice(..10))])).await?;
+//! let blob = repository.finish_upload(&upload.id, &Digest::sha256(&config), Some(stream::iter([Ok(config.slice(10..))]))).await?;
+//! assert_eq!(blob.size, config.len() as u64);
+//!
+//! // A manifest that points to it, tagged.
+//! let manifest = format!(
+//!     r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{}","size":{}}},"layers":[]}}"#,
+//!     media_type::OCI_IMAGE_MANIFEST, media_type::OCI_IMAGE_CONFIG, blob.digest, blob.size,
+//! );
+//! let digest = repository.put_manifest(&"v1".parse()?, Bytes::from(manifest.clone()), None).await?;
+//! let stored = repository.get_manifest(&ManifestReference::Tag("v1".into())).await?;
+//! assert_eq!((stored.digest, stored.content), (digest, Bytes::from(manifest)));
+//! assert_eq!(repository.tags(None, None).await?, ["v1"]);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use wharf_oci::{Algorithm, Digest, Digester, MAX_MANIFEST_BYTES, Manifest, RepositoryName};
+use wharf_storage::{ByteStream, StorageDriver};
+
+mod error;
+pub mod layout;
+
+pub use crate::error::{Error, Result};
+
+/// Settings of a [`Registry`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RegistryOptions {
+    /// The largest manifest accepted, 4 MiB by default.
+    pub max_manifest_bytes: u64,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            max_manifest_bytes: MAX_MANIFEST_BYTES as u64,
+        }
+    }
+}
+
+/// A registry over a storage driver. Clones share the driver.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    driver: Arc<dyn StorageDriver>,
+    options: RegistryOptions,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("driver", &self.inner.driver)
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+/// A blob's address and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Where an upload stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadStatus {
+    /// The upload's id, as in `/v2/<name>/blobs/uploads/<id>`.
+    pub id: String,
+    /// How many bytes it holds; the next chunk starts here.
+    pub size: u64,
+}
+
+/// How a manifest is asked for: by tag or by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ManifestReference {
+    /// A tag, such as `latest`.
+    Tag(String),
+    /// A digest, such as `sha256:…`.
+    Digest(Digest),
+}
+
+impl FromStr for ManifestReference {
+    type Err = Error;
+
+    /// A digest when the text has a `:` (which no tag has), else a tag.
+    fn from_str(text: &str) -> Result<Self> {
+        if text.contains(':') {
+            let digest = text.parse().map_err(Error::ManifestInvalid)?;
+            Ok(ManifestReference::Digest(digest))
+        } else {
+            wharf_oci::validate_tag(text).map_err(Error::TagInvalid)?;
+            Ok(ManifestReference::Tag(text.to_owned()))
+        }
+    }
+}
+
+impl fmt::Display for ManifestReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestReference::Tag(tag) => f.write_str(tag),
+            ManifestReference::Digest(digest) => write!(f, "{digest}"),
+        }
+    }
+}
+
+/// A manifest as stored: the exact bytes pushed, their digest and media type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    /// The digest of `content`.
+    pub digest: Digest,
+    /// The manifest's media type (its `mediaType`, or the kind it was recognised as).
+    pub media_type: String,
+    /// The bytes, exactly as pushed.
+    pub content: Bytes,
+}
+
+impl Registry {
+    /// A registry storing through `driver`.
+    pub fn new(driver: Arc<dyn StorageDriver>, options: RegistryOptions) -> Registry {
+        Registry {
+            inner: Arc::new(Inner { driver, options }),
+        }
+    }
+
+    /// The storage driver underneath.
+    pub fn driver(&self) -> &Arc<dyn StorageDriver> {
+        &self.inner.driver
+    }
+
+    /// A repository of this registry (it exists once something is pushed to it).
+    pub fn repository(&self, name: &RepositoryName) -> Repository {
+        Repository {
+            registry: self.clone(),
+            name: name.clone(),
+        }
+    }
+
+    async fn read_link(&self, path: &str) -> Result<Option<Digest>> {
+        match self.inner.driver.get_content(path).await {
+            Ok(content) => {
+                let text = String::from_utf8_lossy(&content);
+                let digest = text.trim().parse().map_err(|source| Error::CorruptLink {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Ok(Some(digest))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write_link(&self, path: &str, digest: &Digest) -> Result<()> {
+        Ok(self
+            .inner
+            .driver
+            .put_content(path, Bytes::from(digest.to_string()))
+            .await?)
+    }
+
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        match self.inner.driver.stat(&layout::blob_data(digest)).await {
+            Ok(info) if !info.is_dir => Ok(Some(info.size)),
+            Ok(_) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// One repository of a [`Registry`].
+#[derive(Clone)]
+pub struct Repository {
+    registry: Registry,
+    name: RepositoryName,
+}
+
+impl fmt::Debug for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Repository")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+fn new_upload_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Repository {
+    /// The repository's name.
+    pub fn name(&self) -> &RepositoryName {
+        &self.name
+    }
+
+    fn driver(&self) -> &Arc<dyn StorageDriver> {
+        &self.registry.inner.driver
+    }
+
+    // ----- blobs -----
+
+    /// The size of a blob the repository has.
+    ///
+    /// # Errors
+    /// [`Error::BlobUnknown`] when the repository does not link it (or its data is gone).
+    pub async fn stat_blob(&self, digest: &Digest) -> Result<BlobInfo> {
+        let unknown = || Error::BlobUnknown {
+            repository: self.name.clone(),
+            digest: digest.clone(),
+        };
+        let linked = self
+            .registry
+            .read_link(&layout::layer_link(&self.name, digest))
+            .await?;
+        if linked.as_ref() != Some(digest) {
+            return Err(unknown());
+        }
+        let size = self.registry.blob_size(digest).await?.ok_or_else(unknown)?;
+        Ok(BlobInfo {
+            digest: digest.clone(),
+            size,
+        })
+    }
+
+    /// Streams a blob from `offset`.
+    ///
+    /// # Errors
+    /// [`Error::BlobUnknown`]; storage errors such as an offset past the end.
+    pub async fn read_blob(&self, digest: &Digest, offset: u64) -> Result<(BlobInfo, ByteStream)> {
+        let info = self.stat_blob(digest).await?;
+        let stream = self
+            .driver()
+            .reader(&layout::blob_data(digest), offset)
+            .await?;
+        Ok((info, stream))
+    }
+
+    /// Removes a blob from the repository (its data stays until garbage collection).
+    ///
+    /// # Errors
+    /// [`Error::BlobUnknown`] when the repository does not have it.
+    pub async fn delete_blob(&self, digest: &Digest) -> Result<()> {
+        self.stat_blob(digest).await?;
+        self.driver()
+            .delete(&layout::layer_dir(&self.name, digest))
+            .await?;
+        Ok(())
+    }
+
+    /// Links a blob that repository `from` has into this one, without copying it.
+    ///
+    /// # Errors
+    /// [`Error::BlobUnknown`] when `from` does not have it.
+    pub async fn mount_blob(&self, digest: &Digest, from: &RepositoryName) -> Result<BlobInfo> {
+        let info = self.registry.repository(from).stat_blob(digest).await?;
+        self.registry
+            .write_link(&layout::layer_link(&self.name, digest), digest)
+            .await?;
+        Ok(info)
+    }
+
+    /// Stores a whole blob whose digest is known up front; the content is verified before it
+    /// becomes visible.
+    ///
+    /// # Errors
+    /// [`Error::DigestMismatch`] when the content hashes to something else (nothing is stored).
+    pub async fn put_blob<S>(&self, expected: &Digest, content: S) -> Result<BlobInfo>
+    where
+        S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
+    {
+        let upload = self.start_upload().await?;
+        self.finish_upload(&upload.id, expected, Some(content))
+            .await
+    }
+
+    // ----- uploads -----
+
+    /// Starts an upload.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn start_upload(&self) -> Result<UploadStatus> {
+        let id = new_upload_id();
+        let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        self.driver()
+            .put_content(
+                &layout::upload_started_at(&self.name, &id),
+                Bytes::from(started),
+            )
+            .await?;
+        let writer = self
+            .driver()
+            .writer(&layout::upload_data(&self.name, &id), false)
+            .await?;
+        writer.close().await?;
+        Ok(UploadStatus { id, size: 0 })
+    }
+
+    /// How far an upload has come.
+    ///
+    /// # Errors
+    /// [`Error::UploadUnknown`] when there is no such upload.
+    pub async fn upload_status(&self, id: &str) -> Result<UploadStatus> {
+        let writer = self.open_upload(id).await?;
+        Ok(UploadStatus {
+            id: id.to_owned(),
+            size: writer.size(),
+        })
+    }
+
+    /// Appends a chunk to an upload. `offset`, when given, must be the upload's size.
+    ///
+    /// When the stream fails midway, what arrived is kept (with its hash state), so the client
+    /// can ask for the status and go on from there.
+    ///
+    /// # Errors
+    /// [`Error::UploadUnknown`], [`Error::UploadOffset`] (nothing is written then),
+    /// [`Error::UploadAbandoned`], or the stream's or the store's error.
+    pub async fn append_upload<S>(
+        &self,
+        id: &str,
+        offset: Option<u64>,
+        chunk: S,
+    ) -> Result<UploadStatus>
+    where
+        S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
+    {
+        let (mut writer, mut digester) = self.resume_upload(id, offset).await?;
+        let received = self.receive(writer.as_mut(), &mut digester, chunk).await;
+        // Keep what arrived, failure or not: the state first, so a state exists for every
+        // size the data can be found at.
+        let state_path =
+            layout::upload_hash_state(&self.name, id, Algorithm::Sha256, digester.len());
+        self.driver()
+            .put_content(&state_path, Bytes::from(digester.save_state()))
+            .await?;
+        let size = writer.size();
+        writer.close().await?;
+        received?;
+        Ok(UploadStatus {
+            id: id.to_owned(),
+            size,
+        })
+    }
+
+    /// Completes an upload with its last chunk (if any): the content is verified against
+    /// `expected`, and becomes the blob in this repository.
+    ///
+    /// # Errors
+    /// [`Error::DigestMismatch`] (the upload is discarded), [`Error::UploadUnknown`], or the
+    /// stream's or the store's error.
+    pub async fn finish_upload<S>(
+        &self,
+        id: &str,
+        expected: &Digest,
+        last_chunk: Option<S>,
+    ) -> Result<BlobInfo>
+    where
+        S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
+    {
+        let (mut writer, mut digester) = self.resume_upload(id, None).await?;
+        if let Some(chunk) = last_chunk
+            && let Err(e) = self.receive(writer.as_mut(), &mut digester, chunk).await
+        {
+            let _ = writer.cancel().await;
+            let _ = self.cancel_upload(id).await;
+            return Err(e);
+        }
+        let size = writer.size();
+        if expected.algorithm() == Algorithm::Sha256 {
+            let actual = digester.finalize();
+            if actual != *expected {
+                let _ = writer.cancel().await;
+                let _ = self.cancel_upload(id).await;
+                return Err(Error::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        let data = layout::upload_data(&self.name, id);
+        writer.commit().await?;
+        if expected.algorithm() != Algorithm::Sha256 {
+            // The saved state is sha256's; other algorithms read the data once more.
+            let mut other = Digester::new(expected.algorithm());
+            let mut stream = self.driver().reader(&data, 0).await?;
+            while let Some(chunk) = stream.try_next().await? {
+                other.update(&chunk);
+            }
+            if let Err(wharf_oci::Error::DigestMismatch { actual, .. }) = other.verify(expected) {
+                let _ = self.cancel_upload(id).await;
+                return Err(Error::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        if self.registry.blob_size(expected).await?.is_none() {
+            self.driver()
+                .rename(&data, &layout::blob_data(expected))
+                .await?;
+        }
+        self.registry
+            .write_link(&layout::layer_link(&self.name, expected), expected)
+            .await?;
+        self.driver()
+            .delete(&layout::upload_dir(&self.name, id))
+            .await?;
+        Ok(BlobInfo {
+            digest: expected.clone(),
+            size,
+        })
+    }
+
+    /// Abandons an upload and everything it received.
+    ///
+    /// # Errors
+    /// [`Error::UploadUnknown`] when there is no such upload.
+    pub async fn cancel_upload(&self, id: &str) -> Result<()> {
+        check_upload_id(&self.name, id)?;
+        match self
+            .driver()
+            .delete(&layout::upload_dir(&self.name, id))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Err(Error::UploadUnknown {
+                repository: self.name.clone(),
+                id: id.to_owned(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn open_upload(&self, id: &str) -> Result<Box<dyn wharf_storage::FileWriter>> {
+        check_upload_id(&self.name, id)?;
+        match self
+            .driver()
+            .writer(&layout::upload_data(&self.name, id), true)
+            .await
+        {
+            Ok(writer) => Ok(writer),
+            Err(e) if e.is_not_found() => Err(Error::UploadUnknown {
+                repository: self.name.clone(),
+                id: id.to_owned(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reopens an upload's data and its hash state at the data's size.
+    async fn resume_upload(
+        &self,
+        id: &str,
+        offset: Option<u64>,
+    ) -> Result<(Box<dyn wharf_storage::FileWriter>, Digester)> {
+        let writer = self.open_upload(id).await?;
+        let size = writer.size();
+        if let Some(offset) = offset.filter(|&offset| offset != size) {
+            // Dropping the writer unused leaves the upload as it was.
+            return Err(Error::UploadOffset {
+                id: id.to_owned(),
+                expected: size,
+                offset,
+            });
+        }
+        if size == 0 {
+            return Ok((writer, Digester::new(Algorithm::Sha256)));
+        }
+        let state_path = layout::upload_hash_state(&self.name, id, Algorithm::Sha256, size);
+        let abandoned = |reason: String| Error::UploadAbandoned {
+            id: id.to_owned(),
+            size,
+            reason,
+        };
+        let state = match self.driver().get_content(&state_path).await {
+            Ok(state) => state,
+            Err(e) if e.is_not_found() => {
+                return Err(abandoned(format!("no hash state at {size} bytes")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let digester = Digester::restore_state(&state).map_err(|e| abandoned(e.to_string()))?;
+        if digester.len() != size {
+            return Err(abandoned(format!(
+                "the hash state covers {} bytes",
+                digester.len()
+            )));
+        }
+        Ok((writer, digester))
+    }
+
+    async fn receive<S>(
+        &self,
+        writer: &mut dyn wharf_storage::FileWriter,
+        digester: &mut Digester,
+        mut chunk: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
+    {
+        while let Some(bytes) = chunk.next().await {
+            let bytes = bytes?;
+            writer.write(bytes.clone()).await?;
+            digester.update(&bytes);
+        }
+        Ok(())
+    }
+
+    // ----- manifests -----
+
+    /// Stores a manifest under a tag or its digest. Everything it references (but its
+    /// `subject`) must be in the repository.
+    ///
+    /// # Errors
+    /// [`Error::ManifestTooLarge`], [`Error::ManifestInvalid`], [`Error::DigestMismatch`] when
+    /// pushed by a digest it does not have, [`Error::ManifestBlobUnknown`].
+    pub async fn put_manifest(
+        &self,
+        reference: &ManifestReference,
+        content: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<Digest> {
+        let limit = self.registry.inner.options.max_manifest_bytes;
+        if content.len() as u64 > limit {
+            return Err(Error::ManifestTooLarge {
+                size: content.len() as u64,
+                limit,
+            });
+        }
+        let manifest =
+            Manifest::parse(content.clone(), content_type).map_err(Error::ManifestInvalid)?;
+        let digest = match reference {
+            ManifestReference::Digest(expected) => {
+                let actual = manifest.digest_with(expected.algorithm());
+                if actual != *expected {
+                    return Err(Error::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            ManifestReference::Tag(_) => manifest.digest().clone(),
+        };
+        self.check_references(&manifest).await?;
+
+        if self.registry.blob_size(&digest).await?.is_none() {
+            self.driver()
+                .put_content(&layout::blob_data(&digest), content)
+                .await?;
+        }
+        self.registry
+            .write_link(&layout::revision_link(&self.name, &digest), &digest)
+            .await?;
+        if let ManifestReference::Tag(tag) = reference {
+            self.tag(tag, &digest).await?;
+        }
+        Ok(digest)
+    }
+
+    async fn check_references(&self, manifest: &Manifest) -> Result<()> {
+        let subject = manifest.subject().map(|s| &s.digest);
+        let checks = manifest
+            .references()
+            .filter(|d| Some(&d.digest) != subject)
+            .map(|descriptor| async move {
+                // Foreign layers are fetched from their URLs, not from the registry.
+                if descriptor
+                    .urls
+                    .as_ref()
+                    .is_some_and(|urls| !urls.is_empty())
+                {
+                    return Ok(());
+                }
+                let is_manifest = manifest.kind().is_index();
+                let link = if is_manifest {
+                    layout::revision_link(&self.name, &descriptor.digest)
+                } else {
+                    layout::layer_link(&self.name, &descriptor.digest)
+                };
+                let linked = self.registry.read_link(&link).await?;
+                if linked.as_ref() == Some(&descriptor.digest)
+                    && self.registry.blob_size(&descriptor.digest).await?.is_some()
+                {
+                    Ok(())
+                } else {
+                    Err(Error::ManifestBlobUnknown {
+                        repository: self.name.clone(),
+                        digest: descriptor.digest.clone(),
+                    })
+                }
+            });
+        futures::stream::iter(checks)
+            .buffered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// The digest a reference points to, if the repository has that manifest.
+    ///
+    /// # Errors
+    /// [`Error::ManifestUnknown`].
+    pub async fn resolve(&self, reference: &ManifestReference) -> Result<Digest> {
+        let unknown = || Error::ManifestUnknown {
+            repository: self.name.clone(),
+            reference: reference.to_string(),
+        };
+        let digest = match reference {
+            ManifestReference::Tag(tag) => self
+                .registry
+                .read_link(&layout::tag_current(&self.name, tag))
+                .await?
+                .ok_or_else(unknown)?,
+            ManifestReference::Digest(digest) => digest.clone(),
+        };
+        match self
+            .registry
+            .read_link(&layout::revision_link(&self.name, &digest))
+            .await?
+        {
+            Some(linked) if linked == digest => Ok(digest),
+            _ => Err(unknown()),
+        }
+    }
+
+    /// A manifest's bytes, digest and media type.
+    ///
+    /// # Errors
+    /// [`Error::ManifestUnknown`].
+    pub async fn get_manifest(&self, reference: &ManifestReference) -> Result<StoredManifest> {
+        let digest = self.resolve(reference).await?;
+        let content = match self.driver().get_content(&layout::blob_data(&digest)).await {
+            Ok(content) => content,
+            Err(e) if e.is_not_found() => {
+                return Err(Error::ManifestUnknown {
+                    repository: self.name.clone(),
+                    reference: reference.to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let manifest = Manifest::parse(content.clone(), None).map_err(Error::ManifestInvalid)?;
+        Ok(StoredManifest {
+            digest,
+            media_type: manifest.media_type().to_owned(),
+            content,
+        })
+    }
+
+    /// Deletes a manifest and every tag that points to it.
+    ///
+    /// # Errors
+    /// [`Error::ManifestUnknown`].
+    pub async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
+        let digest = self
+            .resolve(&ManifestReference::Digest(digest.clone()))
+            .await?;
+        for tag in self.tags(None, None).await? {
+            if self
+                .registry
+                .read_link(&layout::tag_current(&self.name, &tag))
+                .await?
+                .as_ref()
+                == Some(&digest)
+            {
+                self.untag(&tag).await?;
+            }
+        }
+        self.driver()
+            .delete(&layout::revision_dir(&self.name, &digest))
+            .await?;
+        Ok(())
+    }
+
+    // ----- tags -----
+
+    /// The tags, in lexical order, after `last` (exclusive) and at most `n` of them.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn tags(&self, n: Option<usize>, last: Option<&str>) -> Result<Vec<String>> {
+        let listed = match self.driver().list(&layout::tags(&self.name)).await {
+            Ok(listed) => listed,
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let mut tags: Vec<String> = listed
+            .into_iter()
+            .filter_map(|path| path.rsplit('/').next().map(str::to_owned))
+            .filter(|tag| last.is_none_or(|last| tag.as_str() > last))
+            .collect();
+        tags.sort_unstable();
+        if let Some(n) = n {
+            tags.truncate(n);
+        }
+        Ok(tags)
+    }
+
+    /// Points `tag` at a manifest the repository has.
+    ///
+    /// # Errors
+    /// [`Error::TagInvalid`], [`Error::ManifestUnknown`].
+    pub async fn tag(&self, tag: &str, digest: &Digest) -> Result<()> {
+        wharf_oci::validate_tag(tag).map_err(Error::TagInvalid)?;
+        self.resolve(&ManifestReference::Digest(digest.clone()))
+            .await?;
+        self.registry
+            .write_link(&layout::tag_index_entry(&self.name, tag, digest), digest)
+            .await?;
+        self.registry
+            .write_link(&layout::tag_current(&self.name, tag), digest)
+            .await
+    }
+
+    /// Removes a tag (the manifest stays).
+    ///
+    /// # Errors
+    /// [`Error::ManifestUnknown`] when there is no such tag.
+    pub async fn untag(&self, tag: &str) -> Result<()> {
+        wharf_oci::validate_tag(tag).map_err(Error::TagInvalid)?;
+        match self
+            .driver()
+            .delete(&layout::tag_dir(&self.name, tag))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Err(Error::ManifestUnknown {
+                repository: self.name.clone(),
+                reference: tag.to_owned(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Upload ids are path segments: refuse anything that could name another path.
+fn check_upload_id(repository: &RepositoryName, id: &str) -> Result<()> {
+    let valid = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::UploadUnknown {
+            repository: repository.clone(),
+            id: id.to_owned(),
+        })
+    }
+}

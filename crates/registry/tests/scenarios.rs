@@ -1,0 +1,527 @@
+//! The registry's behaviours, each written once and run on the memory and filesystem
+//! backends.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream;
+use wharf_oci::{Digest, RepositoryName, media_type};
+use wharf_registry::{Error, ManifestReference, Registry, RegistryOptions, Repository, layout};
+use wharf_storage::{FilesystemDriver, MemoryDriver, StorageDriver};
+
+type Chunk = stream::Iter<std::vec::IntoIter<wharf_storage::Result<Bytes>>>;
+
+fn chunk(data: &[u8]) -> Chunk {
+    stream::iter(vec![Ok(Bytes::copy_from_slice(data))])
+}
+
+fn name(text: &str) -> RepositoryName {
+    text.parse().unwrap()
+}
+
+async fn push_blob(repository: &Repository, data: &[u8]) -> Digest {
+    let digest = Digest::sha256(data);
+    repository.put_blob(&digest, chunk(data)).await.unwrap();
+    digest
+}
+
+fn image_manifest(config: &Digest, config_size: usize, layers: &[(&Digest, usize)]) -> String {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|(d, s)| {
+            format!(
+                r#"{{"mediaType":"{}","digest":"{d}","size":{s}}}"#,
+                media_type::OCI_LAYER_TAR_GZIP
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":{config_size}}},"layers":[{}]}}"#,
+        media_type::OCI_IMAGE_MANIFEST,
+        media_type::OCI_IMAGE_CONFIG,
+        layers.join(",")
+    )
+}
+
+/// Pushes a config and one layer and a manifest tagged `tag`; returns the manifest's digest.
+async fn push_image(repository: &Repository, tag: &str, seed: &str) -> Digest {
+    let config = format!(r#"{{"seed":"{seed}"}}"#);
+    let layer = format!("layer of {seed}");
+    let config_digest = push_blob(repository, config.as_bytes()).await;
+    let layer_digest = push_blob(repository, layer.as_bytes()).await;
+    let manifest = image_manifest(
+        &config_digest,
+        config.len(),
+        &[(&layer_digest, layer.len())],
+    );
+    repository
+        .put_manifest(&tag.parse().unwrap(), Bytes::from(manifest), None)
+        .await
+        .unwrap()
+}
+
+async fn chunked_upload_with_resume(registry: &Registry) {
+    let repository = registry.repository(&name("team/app"));
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = Digest::sha256(&data);
+    let upload = repository.start_upload().await.unwrap();
+    assert_eq!(upload.size, 0);
+    let status = repository
+        .append_upload(&upload.id, Some(0), chunk(&data[..30_000]))
+        .await
+        .unwrap();
+    assert_eq!(status.size, 30_000);
+    // A new registry over the same store stands for a restarted process.
+    let restarted = Registry::new(registry.driver().clone(), RegistryOptions::default());
+    let repository = restarted.repository(&name("team/app"));
+    assert_eq!(
+        repository.upload_status(&upload.id).await.unwrap().size,
+        30_000
+    );
+    match repository
+        .append_upload(&upload.id, Some(10), chunk(b"x"))
+        .await
+    {
+        Err(Error::UploadOffset {
+            expected: 30_000,
+            offset: 10,
+            ..
+        }) => {}
+        other => panic!("a chunk at the wrong offset: {other:?}"),
+    }
+    repository
+        .append_upload(&upload.id, None, chunk(&data[30_000..90_000]))
+        .await
+        .unwrap();
+    let blob = repository
+        .finish_upload(&upload.id, &digest, Some(chunk(&data[90_000..])))
+        .await
+        .unwrap();
+    assert_eq!(blob.size, data.len() as u64);
+    let (info, stream) = repository.read_blob(&digest, 0).await.unwrap();
+    assert_eq!(info.size, data.len() as u64);
+    let read: Vec<Bytes> = futures::TryStreamExt::try_collect(stream).await.unwrap();
+    assert_eq!(read.concat(), data);
+    assert!(matches!(
+        repository.upload_status(&upload.id).await,
+        Err(Error::UploadUnknown { .. })
+    ));
+}
+
+async fn digest_mismatch_stores_nothing(registry: &Registry) {
+    let repository = registry.repository(&name("team/app"));
+    let claimed = Digest::sha256(b"what the client claims");
+    let upload = repository.start_upload().await.unwrap();
+    match repository
+        .finish_upload(&upload.id, &claimed, Some(chunk(b"what it sends")))
+        .await
+    {
+        Err(Error::DigestMismatch { expected, actual }) => {
+            assert_eq!(expected, claimed);
+            assert_eq!(actual, Digest::sha256(b"what it sends"));
+        }
+        other => panic!("expected a digest mismatch, got {other:?}"),
+    }
+    assert!(matches!(
+        repository.stat_blob(&claimed).await,
+        Err(Error::BlobUnknown { .. })
+    ));
+    let actual = Digest::sha256(b"what it sends");
+    assert!(
+        registry
+            .driver()
+            .stat(&layout::blob_data(&actual))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(matches!(
+        repository.upload_status(&upload.id).await,
+        Err(Error::UploadUnknown { .. })
+    ));
+}
+
+async fn sha512_blobs_and_empty_blobs(registry: &Registry) {
+    let repository = registry.repository(&name("team/app"));
+    let digest = Digest::sha512(b"sha512 content");
+    let blob = repository
+        .put_blob(&digest, chunk(b"sha512 content"))
+        .await
+        .unwrap();
+    assert_eq!(blob.size, 14);
+    assert_eq!(repository.stat_blob(&digest).await.unwrap().size, 14);
+    let wrong = Digest::sha512(b"other");
+    assert!(matches!(
+        repository.put_blob(&wrong, chunk(b"sha512 content")).await,
+        Err(Error::DigestMismatch { .. })
+    ));
+    let empty = Digest::sha256(b"");
+    assert_eq!(
+        repository
+            .put_blob(&empty, stream::iter(Vec::new()))
+            .await
+            .unwrap()
+            .size,
+        0
+    );
+    assert_eq!(repository.stat_blob(&empty).await.unwrap().size, 0);
+}
+
+async fn mount_and_delete_blobs(registry: &Registry) {
+    let source = registry.repository(&name("source"));
+    let target = registry.repository(&name("target"));
+    let digest = push_blob(&source, b"shared layer").await;
+    assert!(matches!(
+        target.stat_blob(&digest).await,
+        Err(Error::BlobUnknown { .. })
+    ));
+    assert_eq!(
+        target
+            .mount_blob(&digest, source.name())
+            .await
+            .unwrap()
+            .size,
+        12
+    );
+    assert_eq!(target.stat_blob(&digest).await.unwrap().size, 12);
+    let missing = Digest::sha256(b"nowhere");
+    assert!(matches!(
+        target.mount_blob(&missing, source.name()).await,
+        Err(Error::BlobUnknown { .. })
+    ));
+    target.delete_blob(&digest).await.unwrap();
+    assert!(matches!(
+        target.stat_blob(&digest).await,
+        Err(Error::BlobUnknown { .. })
+    ));
+    assert_eq!(source.stat_blob(&digest).await.unwrap().size, 12);
+}
+
+async fn manifests_by_tag_and_digest(registry: &Registry) {
+    let repository = registry.repository(&name("library/app"));
+    let digest = push_image(&repository, "v1", "one").await;
+    let by_tag = repository
+        .get_manifest(&ManifestReference::Tag("v1".into()))
+        .await
+        .unwrap();
+    let by_digest = repository
+        .get_manifest(&ManifestReference::Digest(digest.clone()))
+        .await
+        .unwrap();
+    assert_eq!(by_tag, by_digest);
+    assert_eq!(by_tag.digest, digest);
+    assert_eq!(by_tag.media_type, media_type::OCI_IMAGE_MANIFEST);
+    assert_eq!(Digest::sha256(&by_tag.content), digest);
+
+    // Pushed by digest: the digest must be the content's, in the algorithm given.
+    let again = repository
+        .get_manifest(&"v1".parse().unwrap())
+        .await
+        .unwrap()
+        .content;
+    let sha512 = Digest::sha512(&again);
+    assert_eq!(
+        repository
+            .put_manifest(
+                &ManifestReference::Digest(sha512.clone()),
+                again.clone(),
+                None
+            )
+            .await
+            .unwrap(),
+        sha512
+    );
+    assert_eq!(
+        repository
+            .get_manifest(&ManifestReference::Digest(sha512))
+            .await
+            .unwrap()
+            .content,
+        again
+    );
+    let wrong = Digest::sha256(b"not it");
+    assert!(matches!(
+        repository
+            .put_manifest(&ManifestReference::Digest(wrong), again, None)
+            .await,
+        Err(Error::DigestMismatch { .. })
+    ));
+
+    // A reference the repository lacks is named.
+    let missing = Digest::sha256(b"missing layer");
+    let config = push_blob(&repository, b"{}").await;
+    let manifest = image_manifest(&config, 2, &[(&missing, 13)]);
+    match repository
+        .put_manifest(&"broken".parse().unwrap(), Bytes::from(manifest), None)
+        .await
+    {
+        Err(Error::ManifestBlobUnknown { digest, .. }) => assert_eq!(digest, missing),
+        other => panic!("expected MANIFEST_BLOB_UNKNOWN, got {other:?}"),
+    }
+    assert!(
+        repository
+            .tags(None, None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t != "broken")
+    );
+
+    // Too large, and malformed.
+    let small = Registry::new(registry.driver().clone(), {
+        let mut options = RegistryOptions::default();
+        options.max_manifest_bytes = 64;
+        options
+    });
+    let huge = Bytes::from(vec![b' '; 65]);
+    assert!(matches!(
+        small
+            .repository(repository.name())
+            .put_manifest(&"x".parse().unwrap(), huge, None)
+            .await,
+        Err(Error::ManifestTooLarge {
+            size: 65,
+            limit: 64
+        })
+    ));
+    assert!(matches!(
+        repository
+            .put_manifest(&"x".parse().unwrap(), Bytes::from_static(b"{}"), None)
+            .await,
+        Err(Error::ManifestInvalid(_))
+    ));
+    assert!(matches!(
+        repository.get_manifest(&"nope".parse().unwrap()).await,
+        Err(Error::ManifestUnknown { .. })
+    ));
+}
+
+async fn indexes_need_their_children(registry: &Registry) {
+    let repository = registry.repository(&name("multi"));
+    let amd64 = push_image(&repository, "amd64", "amd64").await;
+    let arm64 = push_image(&repository, "arm64", "arm64").await;
+    let size = |d: &Digest| {
+        let repository = repository.clone();
+        let d = d.clone();
+        async move {
+            repository
+                .get_manifest(&ManifestReference::Digest(d))
+                .await
+                .unwrap()
+                .content
+                .len()
+        }
+    };
+    let index = |children: &[(&Digest, usize)]| {
+        let entries: Vec<String> = children
+            .iter()
+            .map(|(d, s)| {
+                format!(
+                    r#"{{"mediaType":"{}","digest":"{d}","size":{s},"platform":{{"architecture":"amd64","os":"linux"}}}}"#,
+                    media_type::OCI_IMAGE_MANIFEST
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{}]}}"#,
+            media_type::OCI_IMAGE_INDEX,
+            entries.join(",")
+        )
+    };
+    let (amd64_size, arm64_size) = (size(&amd64).await, size(&arm64).await);
+    let digest = repository
+        .put_manifest(
+            &"latest".parse().unwrap(),
+            Bytes::from(index(&[(&amd64, amd64_size), (&arm64, arm64_size)])),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        repository
+            .get_manifest(&"latest".parse().unwrap())
+            .await
+            .unwrap()
+            .digest,
+        digest
+    );
+    let missing = Digest::sha256(b"no such child");
+    match repository
+        .put_manifest(
+            &"bad".parse().unwrap(),
+            Bytes::from(index(&[(&missing, 10)])),
+            None,
+        )
+        .await
+    {
+        Err(Error::ManifestBlobUnknown { digest, .. }) => assert_eq!(digest, missing),
+        other => panic!("expected MANIFEST_BLOB_UNKNOWN, got {other:?}"),
+    }
+}
+
+async fn tags_page_and_deletes(registry: &Registry) {
+    let repository = registry.repository(&name("tags"));
+    let digest = push_image(&repository, "b", "shared").await;
+    for tag in ["a", "c", "b-1", "B"] {
+        repository.tag(tag, &digest).await.unwrap();
+    }
+    let other = push_image(&repository, "z", "other").await;
+    assert_eq!(
+        repository.tags(None, None).await.unwrap(),
+        ["B", "a", "b", "b-1", "c", "z"]
+    );
+    assert_eq!(repository.tags(Some(2), None).await.unwrap(), ["B", "a"]);
+    assert_eq!(
+        repository.tags(Some(2), Some("a")).await.unwrap(),
+        ["b", "b-1"]
+    );
+    assert_eq!(repository.tags(None, Some("c")).await.unwrap(), ["z"]);
+    assert!(repository.tags(Some(0), None).await.unwrap().is_empty());
+    assert!(matches!(
+        repository.tag("bad tag", &digest).await,
+        Err(Error::TagInvalid(_))
+    ));
+
+    repository.untag("a").await.unwrap();
+    assert!(matches!(
+        repository.untag("a").await,
+        Err(Error::ManifestUnknown { .. })
+    ));
+    repository.delete_manifest(&digest).await.unwrap();
+    assert_eq!(repository.tags(None, None).await.unwrap(), ["z"]);
+    assert!(matches!(
+        repository
+            .get_manifest(&ManifestReference::Digest(digest.clone()))
+            .await,
+        Err(Error::ManifestUnknown { .. })
+    ));
+    assert!(matches!(
+        repository.tag("again", &digest).await,
+        Err(Error::ManifestUnknown { .. })
+    ));
+    assert_eq!(
+        repository
+            .get_manifest(&"z".parse().unwrap())
+            .await
+            .unwrap()
+            .digest,
+        other
+    );
+}
+
+async fn failed_chunk_keeps_what_arrived(registry: &Registry) {
+    let repository = registry.repository(&name("flaky"));
+    let upload = repository.start_upload().await.unwrap();
+    let broken = stream::iter(vec![
+        Ok(Bytes::from_static(b"first part ")),
+        Err(wharf_storage::Error::Unsupported {
+            driver: "test",
+            operation: "connection reset".into(),
+        }),
+    ]);
+    assert!(
+        repository
+            .append_upload(&upload.id, Some(0), broken)
+            .await
+            .is_err()
+    );
+    let status = repository.upload_status(&upload.id).await.unwrap();
+    assert_eq!(status.size, 11);
+    let digest = Digest::sha256(b"first part second part");
+    repository
+        .finish_upload(&upload.id, &digest, Some(chunk(b"second part")))
+        .await
+        .unwrap();
+    assert_eq!(repository.stat_blob(&digest).await.unwrap().size, 22);
+}
+
+async fn cancelled_uploads_are_gone(registry: &Registry) {
+    let repository = registry.repository(&name("cancel"));
+    let upload = repository.start_upload().await.unwrap();
+    repository
+        .append_upload(&upload.id, None, chunk(b"data"))
+        .await
+        .unwrap();
+    repository.cancel_upload(&upload.id).await.unwrap();
+    assert!(matches!(
+        repository.upload_status(&upload.id).await,
+        Err(Error::UploadUnknown { .. })
+    ));
+    assert!(matches!(
+        repository.cancel_upload(&upload.id).await,
+        Err(Error::UploadUnknown { .. })
+    ));
+    for bad in ["", "..", "a/b", "../../x"] {
+        assert!(
+            matches!(
+                repository.upload_status(bad).await,
+                Err(Error::UploadUnknown { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+async fn run_all(driver: Arc<dyn StorageDriver>) {
+    let registry = Registry::new(driver, RegistryOptions::default());
+    chunked_upload_with_resume(&registry).await;
+    digest_mismatch_stores_nothing(&registry).await;
+    sha512_blobs_and_empty_blobs(&registry).await;
+    mount_and_delete_blobs(&registry).await;
+    manifests_by_tag_and_digest(&registry).await;
+    indexes_need_their_children(&registry).await;
+    tags_page_and_deletes(&registry).await;
+    failed_chunk_keeps_what_arrived(&registry).await;
+    cancelled_uploads_are_gone(&registry).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_memory() {
+    run_all(Arc::new(MemoryDriver::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    run_all(Arc::new(FilesystemDriver::new(dir.path()).unwrap())).await;
+}
+
+/// The files sit where Distribution puts them.
+#[tokio::test]
+async fn filesystem_layout_is_distributions() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new(
+        Arc::new(FilesystemDriver::new(dir.path()).unwrap()),
+        RegistryOptions::default(),
+    );
+    let repository = registry.repository(&name("library/app"));
+    let digest = push_image(&repository, "v1", "layout").await;
+    let v2 = dir.path().join("docker/registry/v2");
+    let hex = digest.hex();
+    let blob = v2.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]));
+    assert_eq!(Digest::sha256(&std::fs::read(blob).unwrap()), digest);
+    let repo = v2.join("repositories/library/app/_manifests");
+    assert_eq!(
+        std::fs::read_to_string(repo.join(format!("revisions/sha256/{hex}/link"))).unwrap(),
+        digest.to_string()
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("tags/v1/current/link")).unwrap(),
+        digest.to_string()
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join(format!("tags/v1/index/sha256/{hex}/link"))).unwrap(),
+        digest.to_string()
+    );
+    let layers = std::fs::read_dir(v2.join("repositories/library/app/_layers/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(layers, 2);
+    assert!(
+        !v2.join("repositories/library/app/_uploads").exists()
+            || std::fs::read_dir(v2.join("repositories/library/app/_uploads"))
+                .unwrap()
+                .count()
+                == 0
+    );
+}
