@@ -106,6 +106,17 @@ pub struct UploadStatus {
     pub size: u64,
 }
 
+/// An upload removed (or, in a dry run, to be removed) by [`Registry::purge_uploads`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgedUpload {
+    /// Its repository.
+    pub repository: RepositoryName,
+    /// Its id.
+    pub id: String,
+    /// When it started.
+    pub started: SystemTime,
+}
+
 /// How a manifest is asked for: by tag or by digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ManifestReference {
@@ -169,6 +180,170 @@ impl Registry {
             registry: self.clone(),
             name: name.clone(),
         }
+    }
+
+    /// Repository names in the order of their path components (`a`, `a/b`, `a-b`), after
+    /// `last` (exclusive) and at most `n` of them. A repository is listed once it has a
+    /// manifest folder, as Distribution does.
+    ///
+    /// A page costs one listing per repository folder it visits: the folders before `last`
+    /// are skipped without being read.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn catalog(
+        &self,
+        n: Option<usize>,
+        last: Option<&RepositoryName>,
+    ) -> Result<Vec<RepositoryName>> {
+        let mut found = Vec::new();
+        if n == Some(0) {
+            return Ok(found);
+        }
+        self.visit_repository_folders(last, |name, children| {
+            if children.iter().any(|c| c == "_manifests") {
+                found.push(name.clone());
+            }
+            n.is_none_or(|n| found.len() < n)
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// Walks the repository folders depth first in the order of their path components,
+    /// calling `visit` with each folder's name and the names of its entries, after `after`;
+    /// stops when `visit` returns false.
+    async fn visit_repository_folders(
+        &self,
+        after: Option<&RepositoryName>,
+        mut visit: impl FnMut(&RepositoryName, &[String]) -> bool,
+    ) -> Result<()> {
+        let after: Option<Vec<&str>> = after.map(|name| name.components().collect());
+        let root = layout::repositories();
+        // Folders still to visit, as component lists; the next one is at the end.
+        let mut stack: Vec<Vec<String>> = vec![Vec::new()];
+        while let Some(parts) = stack.pop() {
+            let dir = if parts.is_empty() {
+                root.clone()
+            } else {
+                format!("{root}/{}", parts.join("/"))
+            };
+            let children: Vec<String> = match self.inner.driver.list(&dir).await {
+                Ok(paths) => paths
+                    .into_iter()
+                    .filter_map(|p| p.rsplit('/').next().map(str::to_owned))
+                    .collect(),
+                Err(e) if e.is_not_found() => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            let is_after = |candidate: &[String]| {
+                after.as_ref().is_none_or(|after| {
+                    let candidate: Vec<&str> = candidate.iter().map(String::as_str).collect();
+                    candidate.as_slice() > after.as_slice()
+                })
+            };
+            if !parts.is_empty()
+                && is_after(&parts)
+                && let Ok(name) = parts.join("/").parse::<RepositoryName>()
+                && !visit(&name, &children)
+            {
+                return Ok(());
+            }
+            let mut subfolders: Vec<Vec<String>> = children
+                .iter()
+                .filter(|child| !child.starts_with('_'))
+                .map(|child| {
+                    let mut child_parts = parts.clone();
+                    child_parts.push(child.clone());
+                    child_parts
+                })
+                .filter(|child| {
+                    // Keep what comes after `after`, and the folders on the way to it.
+                    is_after(child)
+                        || after.as_ref().is_some_and(|after| {
+                            after.len() >= child.len()
+                                && child.iter().zip(after.iter()).all(|(a, b)| a == b)
+                        })
+                })
+                .collect();
+            subfolders.sort();
+            stack.extend(subfolders.into_iter().rev());
+        }
+        Ok(())
+    }
+
+    /// Every repository, including those with only uploads or layers.
+    async fn all_repositories(&self) -> Result<Vec<RepositoryName>> {
+        let mut all = Vec::new();
+        self.visit_repository_folders(None, |name, children| {
+            if children.iter().any(|c| c.starts_with('_')) {
+                all.push(name.clone());
+            }
+            true
+        })
+        .await?;
+        Ok(all)
+    }
+
+    /// Removes uploads started more than `max_age` ago (Distribution's `uploadpurging`).
+    /// Uploads whose start time cannot be read are left alone.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn purge_uploads(
+        &self,
+        max_age: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<Vec<PurgedUpload>> {
+        let cutoff = SystemTime::now()
+            .checked_sub(max_age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut purged = Vec::new();
+        for repository in self.all_repositories().await? {
+            let ids = match self.inner.driver.list(&layout::uploads(&repository)).await {
+                Ok(paths) => paths,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for path in ids {
+                let Some(id) = path.rsplit('/').next() else {
+                    continue;
+                };
+                let started = match self
+                    .inner
+                    .driver
+                    .get_content(&layout::upload_started_at(&repository, id))
+                    .await
+                {
+                    Ok(text) => {
+                        humantime::parse_rfc3339_weak(String::from_utf8_lossy(&text).trim()).ok()
+                    }
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => return Err(e.into()),
+                };
+                let Some(started) = started.filter(|started| *started < cutoff) else {
+                    continue;
+                };
+                if !dry_run {
+                    match self
+                        .inner
+                        .driver
+                        .delete(&layout::upload_dir(&repository, id))
+                        .await
+                    {
+                        Ok(()) => {}
+                        Err(e) if e.is_not_found() => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                purged.push(PurgedUpload {
+                    repository: repository.clone(),
+                    id: id.to_owned(),
+                    started,
+                });
+            }
+        }
+        Ok(purged)
     }
 
     async fn read_link(&self, path: &str) -> Result<Option<Digest>> {

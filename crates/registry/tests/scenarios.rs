@@ -473,6 +473,8 @@ async fn run_all(driver: Arc<dyn StorageDriver>) {
     tags_page_and_deletes(&registry).await;
     failed_chunk_keeps_what_arrived(&registry).await;
     cancelled_uploads_are_gone(&registry).await;
+    catalog_pages(&registry).await;
+    purging_old_uploads(&registry).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,4 +526,95 @@ async fn filesystem_layout_is_distributions() {
                 .count()
                 == 0
     );
+}
+
+async fn catalog_pages(registry: &Registry) {
+    let names = ["a", "a/b", "a/b/c", "a-b", "a.b", "a0", "z/deep/repo"];
+    for repo in names {
+        push_image(&registry.repository(&name(repo)), "v1", repo).await;
+    }
+    // Only uploads: not a repository to list yet.
+    registry
+        .repository(&name("only/uploads"))
+        .start_upload()
+        .await
+        .unwrap();
+    let all: Vec<String> = registry
+        .catalog(None, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mine: Vec<&str> = all
+        .iter()
+        .map(String::as_str)
+        .filter(|n| names.contains(n))
+        .collect();
+    assert_eq!(
+        mine,
+        ["a", "a/b", "a/b/c", "a-b", "a.b", "a0", "z/deep/repo"]
+    );
+    assert!(!all.iter().any(|n| n == "only/uploads"));
+    // Pages of two, each after the last of the one before, add up to the whole list.
+    let mut paged = Vec::new();
+    let mut last: Option<RepositoryName> = None;
+    loop {
+        let page = registry.catalog(Some(2), last.as_ref()).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        last = page.last().cloned();
+        paged.extend(page.iter().map(ToString::to_string));
+    }
+    assert_eq!(paged, all);
+    assert!(registry.catalog(Some(0), None).await.unwrap().is_empty());
+    // `last` need not exist.
+    let after: Vec<String> = registry
+        .catalog(None, Some(&name("a/b/d")))
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(after.first().map(String::as_str), Some("a-b"));
+}
+
+async fn purging_old_uploads(registry: &Registry) {
+    let repository = registry.repository(&name("purge"));
+    let old = repository.start_upload().await.unwrap();
+    let fresh = repository.start_upload().await.unwrap();
+    // Backdate one upload, as one left from yesterday would be.
+    let yesterday = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+    registry
+        .driver()
+        .put_content(
+            &layout::upload_started_at(repository.name(), &old.id),
+            Bytes::from(humantime::format_rfc3339_seconds(yesterday).to_string()),
+        )
+        .await
+        .unwrap();
+    let week = std::time::Duration::from_secs(7 * 86_400);
+    assert!(
+        registry
+            .purge_uploads(week, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let hour = std::time::Duration::from_secs(3600);
+    let dry = registry.purge_uploads(hour, true).await.unwrap();
+    assert_eq!(
+        dry.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        [old.id.as_str()]
+    );
+    assert_eq!(repository.upload_status(&old.id).await.unwrap().size, 0);
+    let purged = registry.purge_uploads(hour, false).await.unwrap();
+    assert_eq!(purged.len(), 1);
+    assert!(matches!(
+        repository.upload_status(&old.id).await,
+        Err(Error::UploadUnknown { .. })
+    ));
+    assert_eq!(repository.upload_status(&fresh.id).await.unwrap().size, 0);
 }
