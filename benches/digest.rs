@@ -17,9 +17,7 @@ fn digester(c: &mut Criterion) {
         let data: Vec<u8> = (0..size).map(|i| (i.wrapping_mul(31) >> 3) as u8).collect();
         group.throughput(Throughput::Bytes(size as u64));
         if size > MIB {
-            group
-                .sample_size(10)
-                .measurement_time(Duration::from_secs(8));
+            group.sample_size(10).measurement_time(Duration::from_secs(8));
         }
         for algorithm in Algorithm::ALL {
             let id = BenchmarkId::new(algorithm.as_str(), format!("{} MiB", size / MIB));

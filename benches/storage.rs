@@ -18,39 +18,24 @@ const SIZES: [(usize, &str); 3] = [(KIB, "1 KiB"), (MIB, "1 MiB"), (64 * MIB, "6
 /// Streams are written in chunks of this size, as an upload's request body arrives.
 const CHUNK: usize = MIB;
 
-fn drivers() -> Vec<(
-    &'static str,
-    Arc<dyn StorageDriver>,
-    Option<tempfile::TempDir>,
-)> {
+fn drivers() -> Vec<(&'static str, Arc<dyn StorageDriver>, Option<tempfile::TempDir>)> {
     std::fs::create_dir_all("target").expect("target/ exists in a checkout");
     let dir = tempfile::tempdir_in("target").expect("a temporary folder under target/");
     let fs = FilesystemDriver::new(dir.path()).expect("a filesystem store");
-    vec![
-        ("memory", Arc::new(MemoryDriver::new()), None),
-        ("fs", Arc::new(fs), Some(dir)),
-    ]
+    vec![("memory", Arc::new(MemoryDriver::new()), None), ("fs", Arc::new(fs), Some(dir))]
 }
 
 fn storage(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     for (name, driver, _dir) in drivers() {
         let mut group = c.benchmark_group(format!("storage/{name}"));
         for (size, label) in SIZES {
             let data = Bytes::from((0..size).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>());
             group.throughput(Throughput::Bytes(size as u64));
             if size >= 64 * MIB {
-                group
-                    .sample_size(10)
-                    .measurement_time(Duration::from_secs(10));
+                group.sample_size(10).measurement_time(Duration::from_secs(10));
             } else {
-                group
-                    .sample_size(30)
-                    .measurement_time(Duration::from_secs(3));
+                group.sample_size(30).measurement_time(Duration::from_secs(3));
             }
             let path = format!("/bench/{label}").replace(' ', "-");
             // A request body arrives as a sequence of fresh, cache-warm buffers: streams repeat
@@ -70,41 +55,32 @@ fn storage(c: &mut Criterion) {
                     })
                 });
             });
-            group.bench_with_input(
-                BenchmarkId::new("stream_write", label),
-                &chunk,
-                |b, chunk| {
-                    b.to_async(&runtime).iter_custom(|iterations| {
-                        timed_writes(driver.clone(), iterations, {
+            group.bench_with_input(BenchmarkId::new("stream_write", label), &chunk, |b, chunk| {
+                b.to_async(&runtime).iter_custom(|iterations| {
+                    timed_writes(driver.clone(), iterations, {
+                        let chunk = chunk.clone();
+                        move |driver, path| {
                             let chunk = chunk.clone();
-                            move |driver, path| {
-                                let chunk = chunk.clone();
-                                async move {
-                                    let mut writer = driver.writer(&path, false).await.unwrap();
-                                    for _ in 0..size / chunk.len() {
-                                        writer.write(chunk.clone()).await.unwrap();
-                                    }
-                                    writer.commit().await.unwrap();
+                            async move {
+                                let mut writer = driver.writer(&path, false).await.unwrap();
+                                for _ in 0..size / chunk.len() {
+                                    writer.write(chunk.clone()).await.unwrap();
                                 }
+                                writer.commit().await.unwrap();
                             }
-                        })
-                    });
-                },
-            );
+                        }
+                    })
+                });
+            });
 
-            runtime
-                .block_on(driver.put_content(&path, data.clone()))
-                .unwrap();
+            runtime.block_on(driver.put_content(&path, data.clone())).unwrap();
             group.bench_with_input(BenchmarkId::new("get_content", label), &data, |b, _| {
                 b.to_async(&runtime).iter(|| driver.get_content(&path));
             });
             group.bench_with_input(BenchmarkId::new("stream_read", label), &data, |b, _| {
                 b.to_async(&runtime).iter(|| async {
                     let stream = driver.reader(&path, 0).await.unwrap();
-                    let read: usize = stream
-                        .try_fold(0, |n, chunk| async move { Ok(n + chunk.len()) })
-                        .await
-                        .unwrap();
+                    let read: usize = stream.try_fold(0, |n, chunk| async move { Ok(n + chunk.len()) }).await.unwrap();
                     assert_eq!(read, size);
                 });
             });

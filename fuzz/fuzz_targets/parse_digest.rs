@@ -7,11 +7,7 @@ use wharf_oci::{Digest, Digester};
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(digest) = text.parse::<Digest>() {
-            assert_eq!(
-                digest.to_string(),
-                text,
-                "a digest is kept in canonical form"
-            );
+            assert_eq!(digest.to_string(), text, "a digest is kept in canonical form");
             assert_eq!(digest.hex().len(), digest.algorithm().hex_len());
             assert_eq!(format!("{}:{}", digest.algorithm(), digest.hex()), text);
             let json = serde_json::to_string(&digest).unwrap();

@@ -23,25 +23,15 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(manifest.raw(), raw);
     assert_eq!(manifest.digest(), &Digest::sha256(raw));
-    assert!(
-        serde_json::from_slice::<serde_json::Value>(raw).is_ok(),
-        "accepted bytes are JSON"
-    );
+    assert!(serde_json::from_slice::<serde_json::Value>(raw).is_ok(), "accepted bytes are JSON");
     assert!(media_type::is_manifest(manifest.kind().media_type()));
     if let Some(content_type) = content_type.filter(|t| media_type::is_manifest(t)) {
-        assert_eq!(
-            manifest.kind().media_type(),
-            content_type,
-            "the declared kind is kept"
-        );
+        assert_eq!(manifest.kind().media_type(), content_type, "the declared kind is kept");
     }
     assert_eq!(manifest.kind().is_index(), manifest.config().is_none());
     for descriptor in manifest.references() {
         assert!(media_type::is_well_formed(&descriptor.media_type));
-        assert_eq!(
-            descriptor.digest.as_str().parse::<Digest>().as_ref(),
-            Ok(&descriptor.digest)
-        );
+        assert_eq!(descriptor.digest.as_str().parse::<Digest>().as_ref(), Ok(&descriptor.digest));
         assert!(descriptor.size <= i64::MAX as u64);
     }
     // A second parse of the same bytes gives the same reading.

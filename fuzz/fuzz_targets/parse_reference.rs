@@ -11,17 +11,9 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(reference) = text.parse::<Reference>() {
         let full = reference.to_string();
-        assert_eq!(
-            full.parse::<Reference>().unwrap(),
-            reference,
-            "full form {full}"
-        );
+        assert_eq!(full.parse::<Reference>().unwrap(), reference, "full form {full}");
         let familiar = reference.familiar();
-        assert_eq!(
-            familiar.parse::<Reference>().unwrap(),
-            reference,
-            "familiar form {familiar}"
-        );
+        assert_eq!(familiar.parse::<Reference>().unwrap(), reference, "familiar form {familiar}");
         let name: RepositoryName = reference.repository().parse().unwrap();
         assert_eq!(name.as_str(), reference.repository());
         assert!(reference.repository().len() <= wharf_oci::MAX_REPOSITORY_LEN);

@@ -25,10 +25,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(_) => assert!(section.get("inmemory").is_some()),
         Err(e) => {
             let message = e.to_string();
-            assert!(
-                message.contains("storage"),
-                "refusal without a key: {message}"
-            );
+            assert!(message.contains("storage"), "refusal without a key: {message}");
         }
     }
 });

@@ -123,10 +123,7 @@ impl Digest {
         text.push_str(algorithm.as_str());
         text.push(':');
         text.push_str(&hex::encode(hash));
-        Digest {
-            algorithm,
-            text: text.into_boxed_str(),
-        }
+        Digest { algorithm, text: text.into_boxed_str() }
     }
 
     /// The algorithm that produced this digest.
@@ -150,14 +147,7 @@ impl Digest {
     /// [`Error::DigestMismatch`] naming both digests when it does not.
     pub fn verify(&self, data: &[u8]) -> Result<()> {
         let actual = Digest::compute(self.algorithm, data);
-        if actual == *self {
-            Ok(())
-        } else {
-            Err(Error::DigestMismatch {
-                expected: self.clone(),
-                actual,
-            })
-        }
+        if actual == *self { Ok(()) } else { Err(Error::DigestMismatch { expected: self.clone(), actual }) }
     }
 }
 
@@ -165,30 +155,19 @@ impl FromStr for Digest {
     type Err = Error;
 
     fn from_str(input: &str) -> Result<Self> {
-        let invalid = |reason| Error::InvalidDigest {
-            input: excerpt(input),
-            reason,
-        };
-        let (name, hex) = input
-            .split_once(':')
-            .ok_or_else(|| invalid(DigestError::MissingSeparator))?;
-        let algorithm = Algorithm::from_name(name)
-            .ok_or_else(|| invalid(DigestError::UnknownAlgorithm(excerpt(name))))?;
+        let invalid = |reason| Error::InvalidDigest { input: excerpt(input), reason };
+        let (name, hex) = input.split_once(':').ok_or_else(|| invalid(DigestError::MissingSeparator))?;
+        let algorithm =
+            Algorithm::from_name(name).ok_or_else(|| invalid(DigestError::UnknownAlgorithm(excerpt(name))))?;
         // Report a bad character before a bad length: it is the more specific complaint.
         for (position, character) in hex.chars().enumerate() {
             match character {
                 '0'..='9' | 'a'..='f' => {}
                 'A'..='F' => {
-                    return Err(invalid(DigestError::Uppercase {
-                        character,
-                        position,
-                    }));
+                    return Err(invalid(DigestError::Uppercase { character, position }));
                 }
                 _ => {
-                    return Err(invalid(DigestError::BadCharacter {
-                        character,
-                        position,
-                    }));
+                    return Err(invalid(DigestError::BadCharacter { character, position }));
                 }
             }
         }
@@ -199,10 +178,7 @@ impl FromStr for Digest {
                 found: hex.len(),
             }));
         }
-        Ok(Digest {
-            algorithm,
-            text: input.into(),
-        })
+        Ok(Digest { algorithm, text: input.into() })
     }
 }
 
@@ -333,14 +309,7 @@ impl Digester {
     /// algorithm counts as a mismatch: the content was hashed with this digester's).
     pub fn verify(self, expected: &Digest) -> Result<Digest> {
         let actual = self.finalize();
-        if actual == *expected {
-            Ok(actual)
-        } else {
-            Err(Error::DigestMismatch {
-                expected: expected.clone(),
-                actual,
-            })
-        }
+        if actual == *expected { Ok(actual) } else { Err(Error::DigestMismatch { expected: expected.clone(), actual }) }
     }
 
     /// Saves the hash state (algorithm, length and the hash's internal state) as bytes.
@@ -371,9 +340,7 @@ impl Digester {
     /// [`Error::InvalidHashState`] when the bytes were not written by `save_state` or are cut short.
     pub fn restore_state(bytes: &[u8]) -> Result<Digester> {
         let invalid = |reason| Error::InvalidHashState { reason };
-        if bytes.len() < STATE_HEADER_LEN + STATE_CHECKSUM_LEN
-            || &bytes[..STATE_MAGIC.len()] != STATE_MAGIC
-        {
+        if bytes.len() < STATE_HEADER_LEN + STATE_CHECKSUM_LEN || &bytes[..STATE_MAGIC.len()] != STATE_MAGIC {
             return Err(invalid("missing header"));
         }
         // The hash's internal state is not self-checking: a torn or corrupted copy would
@@ -383,9 +350,8 @@ impl Digester {
             return Err(invalid("checksum mismatch (corrupt or truncated state)"));
         }
         let tag = bytes[STATE_MAGIC.len()];
-        let len_bytes: [u8; 8] = bytes[STATE_MAGIC.len() + 1..STATE_HEADER_LEN]
-            .try_into()
-            .map_err(|_| invalid("missing length"))?;
+        let len_bytes: [u8; 8] =
+            bytes[STATE_MAGIC.len() + 1..STATE_HEADER_LEN].try_into().map_err(|_| invalid("missing length"))?;
         let len = u64::from_le_bytes(len_bytes);
         let inner = &bytes[STATE_HEADER_LEN..];
         let hasher = match tag {
@@ -398,20 +364,14 @@ impl Digester {
 }
 
 fn restore_hasher<H: SerializableState>(inner: &[u8]) -> Result<H> {
-    let state = SerializedState::<H>::try_from(inner).map_err(|_| Error::InvalidHashState {
-        reason: "wrong state length",
-    })?;
-    H::deserialize(&state).map_err(|_| Error::InvalidHashState {
-        reason: "corrupt hash state",
-    })
+    let state =
+        SerializedState::<H>::try_from(inner).map_err(|_| Error::InvalidHashState { reason: "wrong state length" })?;
+    H::deserialize(&state).map_err(|_| Error::InvalidHashState { reason: "corrupt hash state" })
 }
 
 impl fmt::Debug for Digester {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Digester")
-            .field("algorithm", &self.algorithm())
-            .field("len", &self.len)
-            .finish()
+        f.debug_struct("Digester").field("algorithm", &self.algorithm()).field("len", &self.len).finish()
     }
 }
 
@@ -419,8 +379,7 @@ impl fmt::Debug for Digester {
 mod tests {
     use super::*;
 
-    const EMPTY_SHA256: &str =
-        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const EMPTY_SHA256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const ABC_SHA512: &str = "sha512:ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f";
 
     fn reason(input: &str) -> DigestError {
@@ -443,50 +402,21 @@ mod tests {
     #[test]
     fn rejections_say_why() {
         assert_eq!(reason("sha256"), DigestError::MissingSeparator);
-        assert_eq!(
-            reason("md5:d41d8cd98f00b204e9800998ecf8427e"),
-            DigestError::UnknownAlgorithm("md5".into())
-        );
+        assert_eq!(reason("md5:d41d8cd98f00b204e9800998ecf8427e"), DigestError::UnknownAlgorithm("md5".into()));
         assert_eq!(
             reason(&EMPTY_SHA256.replace(":e3", ":")),
-            DigestError::WrongLength {
-                algorithm: "sha256",
-                expected: 64,
-                found: 62
-            }
+            DigestError::WrongLength { algorithm: "sha256", expected: 64, found: 62 }
         );
-        assert_eq!(
-            reason(&EMPTY_SHA256.replace(":e3", ":E3")),
-            DigestError::Uppercase {
-                character: 'E',
-                position: 0
-            }
-        );
+        assert_eq!(reason(&EMPTY_SHA256.replace(":e3", ":E3")), DigestError::Uppercase { character: 'E', position: 0 });
         assert_eq!(
             reason(&EMPTY_SHA256.replace("b855", "b85g")),
-            DigestError::BadCharacter {
-                character: 'g',
-                position: 63
-            }
+            DigestError::BadCharacter { character: 'g', position: 63 }
         );
-        assert_eq!(
-            reason("SHA256:abc"),
-            DigestError::UnknownAlgorithm("SHA256".into())
-        );
+        assert_eq!(reason("SHA256:abc"), DigestError::UnknownAlgorithm("SHA256".into()));
         assert_eq!(reason(":"), DigestError::UnknownAlgorithm(String::new()));
-        assert_eq!(
-            reason("sha512:"),
-            DigestError::WrongLength {
-                algorithm: "sha512",
-                expected: 128,
-                found: 0
-            }
-        );
+        assert_eq!(reason("sha512:"), DigestError::WrongLength { algorithm: "sha512", expected: 128, found: 0 });
         let message = "sha256:xyz".parse::<Digest>().unwrap_err().to_string();
-        assert!(
-            message.contains("sha256:xyz") && message.contains("'x'"),
-            "{message}"
-        );
+        assert!(message.contains("sha256:xyz") && message.contains("'x'"), "{message}");
     }
 
     #[test]
@@ -494,22 +424,13 @@ mod tests {
         let digest = Digest::sha256(b"right");
         digest.verify(b"right").unwrap();
         let err = digest.verify(b"wrong").unwrap_err();
-        assert_eq!(
-            err,
-            Error::DigestMismatch {
-                expected: digest,
-                actual: Digest::sha256(b"wrong")
-            }
-        );
+        assert_eq!(err, Error::DigestMismatch { expected: digest, actual: Digest::sha256(b"wrong") });
     }
 
     #[test]
     fn from_raw_checks_length() {
         let raw = [7u8; 32];
-        assert_eq!(
-            Digest::from_raw(Algorithm::Sha256, &raw).unwrap().hex(),
-            "07".repeat(32)
-        );
+        assert_eq!(Digest::from_raw(Algorithm::Sha256, &raw).unwrap().hex(), "07".repeat(32));
         assert!(Digest::from_raw(Algorithm::Sha512, &raw).is_err());
     }
 
@@ -534,11 +455,7 @@ mod tests {
                 let mut resumed = Digester::restore_state(&saved).unwrap();
                 assert_eq!(resumed.len(), split as u64);
                 resumed.update(&data[split..]);
-                assert_eq!(
-                    resumed.verify(&expected).unwrap(),
-                    expected,
-                    "{algorithm} split {split}"
-                );
+                assert_eq!(resumed.verify(&expected).unwrap(), expected, "{algorithm} split {split}");
             }
         }
     }
@@ -556,9 +473,7 @@ mod tests {
             flipped[at] ^= 1;
             assert_eq!(
                 Digester::restore_state(&flipped).unwrap_err(),
-                Error::InvalidHashState {
-                    reason: "checksum mismatch (corrupt or truncated state)"
-                },
+                Error::InvalidHashState { reason: "checksum mismatch (corrupt or truncated state)" },
                 "byte {at} flipped"
             );
         }
@@ -569,9 +484,7 @@ mod tests {
 
     #[test]
     fn verify_with_other_algorithm_is_a_mismatch() {
-        let err = Digester::new(Algorithm::Sha512)
-            .verify(&Digest::sha256(b""))
-            .unwrap_err();
+        let err = Digester::new(Algorithm::Sha512).verify(&Digest::sha256(b"")).unwrap_err();
         assert!(matches!(err, Error::DigestMismatch { .. }));
     }
 }

@@ -68,9 +68,7 @@ pub enum Error {
         reason: String,
     },
     /// The document's `mediaType` and the declared content type name different manifest kinds.
-    #[error(
-        "manifest media type conflict: the document says {document:?} but it was sent as {content_type:?}"
-    )]
+    #[error("manifest media type conflict: the document says {document:?} but it was sent as {content_type:?}")]
     MediaTypeConflict {
         /// The `mediaType` field inside the document.
         document: String,

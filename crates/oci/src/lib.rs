@@ -32,8 +32,8 @@ pub use crate::digest::{Algorithm, Digest, Digester};
 pub use crate::error::{DigestError, Error, Result};
 pub use crate::manifest::{Descriptor, MAX_MANIFEST_BYTES, Manifest, ManifestKind, Platform};
 pub use crate::reference::{
-    DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY, MAX_REPOSITORY_LEN, MAX_TAG_LEN, OFFICIAL_NAMESPACE,
-    Reference, RepositoryName, validate_tag,
+    DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY, MAX_REPOSITORY_LEN, MAX_TAG_LEN, OFFICIAL_NAMESPACE, Reference,
+    RepositoryName, validate_tag,
 };
 
 /// The `oci-spec` crate this one builds on, for its image types (`Platform`, `ImageConfiguration`…).

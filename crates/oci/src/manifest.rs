@@ -75,28 +75,17 @@ impl Descriptor {
     /// and artifact type, a size Go and Java clients can represent, embedded `data` that matches
     /// the digest and size, and the sizes of the well-known empty contents.
     fn validate(&self, at: &str) -> Result<()> {
-        let invalid = |reason: String| Error::InvalidManifest {
-            reason: format!("{at}: {reason}"),
-        };
+        let invalid = |reason: String| Error::InvalidManifest { reason: format!("{at}: {reason}") };
         if !media_type::is_well_formed(&self.media_type) {
-            return Err(invalid(format!(
-                "mediaType {:?} is not a valid media type",
-                self.media_type
-            )));
+            return Err(invalid(format!("mediaType {:?} is not a valid media type", self.media_type)));
         }
         if let Some(artifact_type) = &self.artifact_type
             && !media_type::is_well_formed(artifact_type)
         {
-            return Err(invalid(format!(
-                "artifactType {artifact_type:?} is not a valid media type"
-            )));
+            return Err(invalid(format!("artifactType {artifact_type:?} is not a valid media type")));
         }
         if self.size > i64::MAX as u64 {
-            return Err(invalid(format!(
-                "size {} is larger than the largest allowed, {}",
-                self.size,
-                i64::MAX
-            )));
+            return Err(invalid(format!("size {} is larger than the largest allowed, {}", self.size, i64::MAX)));
         }
         let known_size = match self.digest.as_str() {
             media_type::OCI_EMPTY_DIGEST => Some(2),
@@ -114,22 +103,15 @@ impl Descriptor {
                 .decode(data)
                 .map_err(|e| invalid(format!("data is not valid base64: {e}")))?;
             if decoded.len() as u64 != self.size {
-                return Err(invalid(format!(
-                    "data holds {} bytes but size says {}",
-                    decoded.len(),
-                    self.size
-                )));
+                return Err(invalid(format!("data holds {} bytes but size says {}", decoded.len(), self.size)));
             }
-            self.digest
-                .verify(&decoded)
-                .map_err(|e| invalid(format!("data does not match: {e}")))?;
+            self.digest.verify(&decoded).map_err(|e| invalid(format!("data does not match: {e}")))?;
         }
         Ok(())
     }
 }
 
-const EMPTY_SHA256: &str =
-    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+const EMPTY_SHA256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const EMPTY_SHA512: &str = "sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e";
 
 impl From<Descriptor> for oci_spec::image::Descriptor {
@@ -137,17 +119,13 @@ impl From<Descriptor> for oci_spec::image::Descriptor {
         let mut out = oci_spec::image::Descriptor::new(
             oci_spec::image::MediaType::from(d.media_type.as_str()),
             d.size,
-            oci_spec::image::Digest::try_from(d.digest.as_str()).unwrap_or_else(|_| {
-                unreachable!("a validated sha256/sha512 digest is a valid OCI digest")
-            }),
+            oci_spec::image::Digest::try_from(d.digest.as_str())
+                .unwrap_or_else(|_| unreachable!("a validated sha256/sha512 digest is a valid OCI digest")),
         );
         out.set_urls(d.urls);
         out.set_annotations(d.annotations.map(|a| a.into_iter().collect()));
         out.set_platform(d.platform);
-        out.set_artifact_type(
-            d.artifact_type
-                .map(|t| oci_spec::image::MediaType::from(t.as_str())),
-        );
+        out.set_artifact_type(d.artifact_type.map(|t| oci_spec::image::MediaType::from(t.as_str())));
         out.set_data(d.data);
         out
     }
@@ -197,22 +175,14 @@ impl ManifestKind {
 
     /// The kind a media type names, if it names a supported manifest.
     pub fn from_media_type(media_type: &str) -> Option<ManifestKind> {
-        [
-            ManifestKind::OciImage,
-            ManifestKind::OciIndex,
-            ManifestKind::DockerImage,
-            ManifestKind::DockerManifestList,
-        ]
-        .into_iter()
-        .find(|kind| kind.media_type() == media_type)
+        [ManifestKind::OciImage, ManifestKind::OciIndex, ManifestKind::DockerImage, ManifestKind::DockerManifestList]
+            .into_iter()
+            .find(|kind| kind.media_type() == media_type)
     }
 
     /// Whether this kind lists other manifests (an index or manifest list) rather than layers.
     pub const fn is_index(self) -> bool {
-        matches!(
-            self,
-            ManifestKind::OciIndex | ManifestKind::DockerManifestList
-        )
+        matches!(self, ManifestKind::OciIndex | ManifestKind::DockerManifestList)
     }
 }
 
@@ -299,32 +269,24 @@ impl Manifest {
         // serde_json skips unknown fields without checking their strings are UTF-8, and JSON
         // must be: check the whole document first.
         let text = std::str::from_utf8(&raw).map_err(|e| {
-            invalid(format!(
-                "a manifest must be UTF-8 JSON: invalid byte at offset {}",
-                e.valid_up_to()
-            ))
+            invalid(format!("a manifest must be UTF-8 JSON: invalid byte at offset {}", e.valid_up_to()))
         })?;
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let document: Document =
-            serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if path == "." || path == "?" {
-                    invalid(format!("malformed JSON: {inner}"))
-                } else {
-                    invalid(format!("{path}: {inner}"))
-                }
-            })?;
-        deserializer
-            .end()
-            .map_err(|e| invalid(format!("trailing characters after the JSON object: {e}")))?;
+        let document: Document = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path == "?" {
+                invalid(format!("malformed JSON: {inner}"))
+            } else {
+                invalid(format!("{path}: {inner}"))
+            }
+        })?;
+        deserializer.end().map_err(|e| invalid(format!("trailing characters after the JSON object: {e}")))?;
 
         let document_kind = match document.media_type.as_deref() {
             Some(t) if media_type::is_schema1(t) => return Err(schema1()),
-            Some(t) => Some(ManifestKind::from_media_type(t).ok_or_else(|| {
-                Error::UnsupportedManifest {
-                    reason: format!("mediaType {t:?} is not a manifest media type"),
-                }
+            Some(t) => Some(ManifestKind::from_media_type(t).ok_or_else(|| Error::UnsupportedManifest {
+                reason: format!("mediaType {t:?} is not a manifest media type"),
             })?),
             None => None,
         };
@@ -356,31 +318,16 @@ impl Manifest {
             }
         };
 
-        let Document {
-            media_type,
-            config,
-            layers,
-            manifests,
-            subject,
-            artifact_type,
-            annotations,
-            ..
-        } = document;
+        let Document { media_type, config, layers, manifests, subject, artifact_type, annotations, .. } = document;
         let (config, layers, manifests) = if kind.is_index() {
             if config.is_some() || layers.is_some() {
-                return Err(invalid(format!(
-                    "{} cannot have config or layers",
-                    kind.media_type()
-                )));
+                return Err(invalid(format!("{} cannot have config or layers", kind.media_type())));
             }
             let manifests = manifests.ok_or_else(|| invalid("manifests is missing".into()))?;
             (None, Vec::new(), manifests)
         } else {
             if manifests.is_some() {
-                return Err(invalid(format!(
-                    "{} cannot have manifests",
-                    kind.media_type()
-                )));
+                return Err(invalid(format!("{} cannot have manifests", kind.media_type())));
             }
             let config = config.ok_or_else(|| invalid("config is missing".into()))?;
             let layers = layers.ok_or_else(|| invalid("layers is missing".into()))?;
@@ -389,9 +336,7 @@ impl Manifest {
         if let Some(artifact_type) = &artifact_type
             && !media_type::is_well_formed(artifact_type)
         {
-            return Err(invalid(format!(
-                "artifactType {artifact_type:?} is not a valid media type"
-            )));
+            return Err(invalid(format!("artifactType {artifact_type:?} is not a valid media type")));
         }
 
         if let Some(config) = &config {
@@ -481,8 +426,7 @@ impl Manifest {
     /// The artifact type a referrers listing reports for this manifest: `artifactType`, else
     /// the config's media type (an index without `artifactType` has none).
     pub fn effective_artifact_type(&self) -> Option<&str> {
-        self.artifact_type()
-            .or_else(|| self.config.as_ref().map(|c| c.media_type.as_str()))
+        self.artifact_type().or_else(|| self.config.as_ref().map(|c| c.media_type.as_str()))
     }
 
     /// The manifest's annotations.
@@ -492,20 +436,12 @@ impl Manifest {
 
     /// Every descriptor the manifest points to: config, layers, child manifests and subject.
     pub fn references(&self) -> impl Iterator<Item = &Descriptor> {
-        self.config
-            .iter()
-            .chain(&self.layers)
-            .chain(&self.manifests)
-            .chain(&self.subject)
+        self.config.iter().chain(&self.layers).chain(&self.manifests).chain(&self.subject)
     }
 
     /// A descriptor of this manifest, for an index or a referrers listing.
     pub fn descriptor(&self) -> Descriptor {
-        let mut descriptor = Descriptor::new(
-            self.media_type(),
-            self.digest.clone(),
-            self.raw.len() as u64,
-        );
+        let mut descriptor = Descriptor::new(self.media_type(), self.digest.clone(), self.raw.len() as u64);
         descriptor.artifact_type = self.effective_artifact_type().map(str::to_owned);
         if !self.annotations.is_empty() {
             descriptor.annotations = Some(self.annotations.clone());
@@ -535,11 +471,9 @@ fn declared_kind(content_type: Option<&str>) -> Result<Option<ManifestKind>> {
     if GENERIC_CONTENT_TYPES.contains(&content_type) {
         return Ok(None);
     }
-    ManifestKind::from_media_type(content_type)
-        .map(Some)
-        .ok_or_else(|| Error::UnsupportedManifest {
-            reason: format!("content type {content_type:?} is not a manifest media type"),
-        })
+    ManifestKind::from_media_type(content_type).map(Some).ok_or_else(|| Error::UnsupportedManifest {
+        reason: format!("content type {content_type:?} is not a manifest media type"),
+    })
 }
 
 fn invalid(reason: String) -> Error {
@@ -564,17 +498,11 @@ mod tests {
     }
 
     fn descriptor_json(media_type: &str, content: &str) -> String {
-        format!(
-            r#"{{"mediaType":"{media_type}","digest":"{}","size":{}}}"#,
-            digest_of(content),
-            content.len()
-        )
+        format!(r#"{{"mediaType":"{media_type}","digest":"{}","size":{}}}"#, digest_of(content), content.len())
     }
 
     fn image(media_type: Option<&str>) -> String {
-        let media_type = media_type
-            .map(|t| format!(r#""mediaType":"{t}","#))
-            .unwrap_or_default();
+        let media_type = media_type.map(|t| format!(r#""mediaType":"{t}","#)).unwrap_or_default();
         format!(
             r#"{{"schemaVersion":2,{media_type}"config":{},"layers":[{},{}]}}"#,
             descriptor_json(OCI_IMAGE_CONFIG, "config"),
@@ -584,9 +512,7 @@ mod tests {
     }
 
     fn index(media_type: Option<&str>) -> String {
-        let media_type = media_type
-            .map(|t| format!(r#""mediaType":"{t}","#))
-            .unwrap_or_default();
+        let media_type = media_type.map(|t| format!(r#""mediaType":"{t}","#)).unwrap_or_default();
         format!(
             r#"{{"schemaVersion":2,{media_type}"manifests":[{}]}}"#,
             descriptor_json(OCI_IMAGE_MANIFEST, "child").replacen(
@@ -614,43 +540,15 @@ mod tests {
     #[test]
     fn recognises_each_kind_from_document_or_content_type() {
         let cases = [
-            (
-                image(Some(OCI_IMAGE_MANIFEST)),
-                None,
-                ManifestKind::OciImage,
-            ),
-            (
-                image(None),
-                Some(OCI_IMAGE_MANIFEST),
-                ManifestKind::OciImage,
-            ),
+            (image(Some(OCI_IMAGE_MANIFEST)), None, ManifestKind::OciImage),
+            (image(None), Some(OCI_IMAGE_MANIFEST), ManifestKind::OciImage),
             (image(None), None, ManifestKind::OciImage),
-            (
-                image(Some(DOCKER_MANIFEST)),
-                Some(DOCKER_MANIFEST),
-                ManifestKind::DockerImage,
-            ),
-            (
-                image(Some(DOCKER_MANIFEST)),
-                Some("application/json"),
-                ManifestKind::DockerImage,
-            ),
-            (
-                index(Some(OCI_IMAGE_INDEX)),
-                Some(OCI_IMAGE_INDEX),
-                ManifestKind::OciIndex,
-            ),
+            (image(Some(DOCKER_MANIFEST)), Some(DOCKER_MANIFEST), ManifestKind::DockerImage),
+            (image(Some(DOCKER_MANIFEST)), Some("application/json"), ManifestKind::DockerImage),
+            (index(Some(OCI_IMAGE_INDEX)), Some(OCI_IMAGE_INDEX), ManifestKind::OciIndex),
             (index(None), None, ManifestKind::OciIndex),
-            (
-                index(Some(DOCKER_MANIFEST_LIST)),
-                None,
-                ManifestKind::DockerManifestList,
-            ),
-            (
-                index(None),
-                Some(&format!("{DOCKER_MANIFEST_LIST}; charset=utf-8")),
-                ManifestKind::DockerManifestList,
-            ),
+            (index(Some(DOCKER_MANIFEST_LIST)), None, ManifestKind::DockerManifestList),
+            (index(None), Some(&format!("{DOCKER_MANIFEST_LIST}; charset=utf-8")), ManifestKind::DockerManifestList),
         ];
         for (raw, content_type, kind) in cases {
             let manifest = Manifest::parse(raw.clone(), content_type).unwrap();
@@ -669,27 +567,12 @@ mod tests {
         assert_eq!(manifest.layers()[1].size, 9);
         assert!(manifest.manifests().is_empty());
         let digests: Vec<_> = manifest.references().map(|d| d.digest.clone()).collect();
-        assert_eq!(
-            digests,
-            [
-                digest_of("config"),
-                digest_of("layer one"),
-                digest_of("layer two")
-            ]
-        );
+        assert_eq!(digests, [digest_of("config"), digest_of("layer one"), digest_of("layer two")]);
         assert_eq!(manifest.effective_artifact_type(), Some(OCI_IMAGE_CONFIG));
 
         let index = Manifest::parse(index(None), None).unwrap();
         assert!(index.config().is_none() && index.layers().is_empty());
-        assert_eq!(
-            index.manifests()[0]
-                .platform
-                .as_ref()
-                .unwrap()
-                .os()
-                .to_string(),
-            "linux"
-        );
+        assert_eq!(index.manifests()[0].platform.as_ref().unwrap().os().to_string(), "linux");
         assert_eq!(index.references().count(), 1);
         assert_eq!(index.effective_artifact_type(), None);
     }
@@ -704,23 +587,14 @@ mod tests {
             descriptor_json(OCI_IMAGE_MANIFEST, "the image"),
         );
         let manifest = Manifest::parse(raw.clone(), None).unwrap();
-        assert_eq!(
-            manifest.artifact_type(),
-            Some("application/vnd.example.sbom")
-        );
+        assert_eq!(manifest.artifact_type(), Some("application/vnd.example.sbom"));
         assert_eq!(manifest.subject().unwrap().digest, digest_of("the image"));
         assert_eq!(manifest.references().count(), 3);
-        assert_eq!(
-            manifest.references().last().unwrap().digest,
-            digest_of("the image")
-        );
+        assert_eq!(manifest.references().last().unwrap().digest, digest_of("the image"));
         let descriptor = manifest.descriptor();
         assert_eq!(descriptor.digest, digest_of(&raw));
         assert_eq!(descriptor.size, raw.len() as u64);
-        assert_eq!(
-            descriptor.artifact_type.as_deref(),
-            Some("application/vnd.example.sbom")
-        );
+        assert_eq!(descriptor.artifact_type.as_deref(), Some("application/vnd.example.sbom"));
         assert_eq!(descriptor.annotations.unwrap()["org.example"], "yes");
     }
 
@@ -734,19 +608,10 @@ mod tests {
 
     #[test]
     fn sha512_digests_in_descriptors_and_of_the_manifest() {
-        let raw = image(None).replace(
-            &digest_of("config").to_string(),
-            Digest::sha512(b"config").as_str(),
-        );
+        let raw = image(None).replace(&digest_of("config").to_string(), Digest::sha512(b"config").as_str());
         let manifest = Manifest::parse(raw.clone(), None).unwrap();
-        assert_eq!(
-            manifest.config().unwrap().digest.algorithm(),
-            Algorithm::Sha512
-        );
-        assert_eq!(
-            manifest.digest_with(Algorithm::Sha512),
-            Digest::sha512(raw.as_bytes())
-        );
+        assert_eq!(manifest.config().unwrap().digest.algorithm(), Algorithm::Sha512);
+        assert_eq!(manifest.digest_with(Algorithm::Sha512), Digest::sha512(raw.as_bytes()));
     }
 
     #[test]
@@ -765,10 +630,7 @@ mod tests {
             }
         }
         let with_type = format!(r#"{{"schemaVersion":1,"mediaType":"{DOCKER_SCHEMA1_MANIFEST}"}}"#);
-        assert!(matches!(
-            error(&with_type, None),
-            Error::UnsupportedManifest { .. }
-        ));
+        assert!(matches!(error(&with_type, None), Error::UnsupportedManifest { .. }));
     }
 
     #[test]
@@ -776,10 +638,7 @@ mod tests {
         let err = error(&image(Some(OCI_IMAGE_MANIFEST)), Some(DOCKER_MANIFEST));
         assert_eq!(
             err,
-            Error::MediaTypeConflict {
-                document: OCI_IMAGE_MANIFEST.into(),
-                content_type: DOCKER_MANIFEST.into()
-            }
+            Error::MediaTypeConflict { document: OCI_IMAGE_MANIFEST.into(), content_type: DOCKER_MANIFEST.into() }
         );
         assert!(matches!(
             error(&index(Some(OCI_IMAGE_INDEX)), Some(OCI_IMAGE_MANIFEST)),
@@ -790,15 +649,9 @@ mod tests {
     #[test]
     fn unsupported_media_types() {
         let err = error(&image(None), Some(OCI_IMAGE_CONFIG));
-        assert!(
-            matches!(&err, Error::UnsupportedManifest { reason } if reason.contains("content type")),
-            "{err}"
-        );
+        assert!(matches!(&err, Error::UnsupportedManifest { reason } if reason.contains("content type")), "{err}");
         let err = error(&image(Some("application/vnd.example+json")), None);
-        assert!(
-            matches!(&err, Error::UnsupportedManifest { reason } if reason.contains("mediaType")),
-            "{err}"
-        );
+        assert!(matches!(&err, Error::UnsupportedManifest { reason } if reason.contains("mediaType")), "{err}");
     }
 
     #[test]
@@ -809,94 +662,40 @@ mod tests {
             ("[2]".into(), "JSON object"),
             ("{".into(), "malformed JSON"),
             (format!("{good} x"), "trailing"),
+            (good.replace(r#""schemaVersion":2,"#, ""), "schemaVersion is missing"),
+            (good.replace(r#""schemaVersion":2"#, r#""schemaVersion":3"#), "must be 2"),
+            (good.replace(r#""schemaVersion":2"#, r#""schemaVersion":"2""#), "schemaVersion"),
+            (r#"{"schemaVersion":2}"#.into(), "neither config nor manifests"),
+            (image(Some(OCI_IMAGE_MANIFEST)).replace(r#""config""#, r#""cfg""#), "config is missing"),
+            (image(Some(OCI_IMAGE_MANIFEST)).replace(r#""layers""#, r#""lyrs""#), "layers is missing"),
             (
-                good.replace(r#""schemaVersion":2,"#, ""),
-                "schemaVersion is missing",
-            ),
-            (
-                good.replace(r#""schemaVersion":2"#, r#""schemaVersion":3"#),
-                "must be 2",
-            ),
-            (
-                good.replace(r#""schemaVersion":2"#, r#""schemaVersion":"2""#),
-                "schemaVersion",
-            ),
-            (
-                r#"{"schemaVersion":2}"#.into(),
-                "neither config nor manifests",
-            ),
-            (
-                image(Some(OCI_IMAGE_MANIFEST)).replace(r#""config""#, r#""cfg""#),
-                "config is missing",
-            ),
-            (
-                image(Some(OCI_IMAGE_MANIFEST)).replace(r#""layers""#, r#""lyrs""#),
-                "layers is missing",
-            ),
-            (
-                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#
-                    .into(),
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#.into(),
                 "manifests is missing",
             ),
+            (good.replacen('{', r#"{"manifests":[],"#, 1), "cannot tell an image from an index"),
+            (image(Some(OCI_IMAGE_MANIFEST)).replacen('{', r#"{"manifests":[],"#, 1), "cannot have manifests"),
+            (index(Some(OCI_IMAGE_INDEX)).replacen('{', r#"{"layers":[],"#, 1), "cannot have config or layers"),
             (
-                good.replacen('{', r#"{"manifests":[],"#, 1),
-                "cannot tell an image from an index",
-            ),
-            (
-                image(Some(OCI_IMAGE_MANIFEST)).replacen('{', r#"{"manifests":[],"#, 1),
-                "cannot have manifests",
-            ),
-            (
-                index(Some(OCI_IMAGE_INDEX)).replacen('{', r#"{"layers":[],"#, 1),
-                "cannot have config or layers",
-            ),
-            (
-                good.replace(
-                    &format!(r#""digest":"{}""#, digest_of("layer two")),
-                    r#""digest":"sha256:abc""#,
-                ),
+                good.replace(&format!(r#""digest":"{}""#, digest_of("layer two")), r#""digest":"sha256:abc""#),
                 "layers[1].digest",
             ),
-            (
-                good.replace(
-                    &format!(r#""digest":"{}""#, digest_of("config")),
-                    r#""digest":"md5:abc""#,
-                ),
-                "config.digest",
-            ),
+            (good.replace(&format!(r#""digest":"{}""#, digest_of("config")), r#""digest":"md5:abc""#), "config.digest"),
             (good.replace(r#""size":6"#, r#""size":-6"#), "config.size"),
             (good.replace(r#""size":6"#, r#""size":"6""#), "config.size"),
-            (
-                good.replace(OCI_IMAGE_CONFIG, "not a media type"),
-                "config: mediaType",
-            ),
-            (
-                good.replacen('{', r#"{"artifactType":"bad","#, 1),
-                "artifactType",
-            ),
-            (
-                good.replacen('{', r#"{"config":null,"#, 1),
-                "duplicate field",
-            ),
-            (
-                good.replace(r#""size":6"#, &format!(r#""size":{}"#, u64::MAX)),
-                "larger than",
-            ),
+            (good.replace(OCI_IMAGE_CONFIG, "not a media type"), "config: mediaType"),
+            (good.replacen('{', r#"{"artifactType":"bad","#, 1), "artifactType"),
+            (good.replacen('{', r#"{"config":null,"#, 1), "duplicate field"),
+            (good.replace(r#""size":6"#, &format!(r#""size":{}"#, u64::MAX)), "larger than"),
         ];
         for (raw, expected) in cases {
             let reason = invalid_reason(&raw, None);
-            assert!(
-                reason.contains(expected),
-                "{raw}\n  gave {reason:?}, expected it to mention {expected:?}"
-            );
+            assert!(reason.contains(expected), "{raw}\n  gave {reason:?}, expected it to mention {expected:?}");
         }
     }
 
     #[test]
     fn invalid_utf8_in_an_unknown_field_is_refused() {
-        let mut raw = image(None)
-            .replacen('{', r#"{"x-unknown":"ab","#, 1)
-            .into_bytes();
+        let mut raw = image(None).replacen('{', r#"{"x-unknown":"ab","#, 1).into_bytes();
         let at = raw.iter().position(|&b| b == b'b').unwrap();
         raw[at] = 0xE1;
         match Manifest::parse(raw, None) {
@@ -907,23 +706,16 @@ mod tests {
 
     #[test]
     fn descriptor_content_checks() {
-        let with_config =
-            |config: &str| format!(r#"{{"schemaVersion":2,"config":{config},"layers":[]}}"#);
-        let empty = format!(
-            r#"{{"mediaType":"{OCI_EMPTY}","digest":"{OCI_EMPTY_DIGEST}","size":2,"data":"e30="}}"#
-        );
+        let with_config = |config: &str| format!(r#"{{"schemaVersion":2,"config":{config},"layers":[]}}"#);
+        let empty = format!(r#"{{"mediaType":"{OCI_EMPTY}","digest":"{OCI_EMPTY_DIGEST}","size":2,"data":"e30="}}"#);
         Manifest::parse(with_config(&empty), None).unwrap();
-        let reason = invalid_reason(
-            &with_config(&empty.replace(r#""size":2"#, r#""size":3"#)),
-            None,
-        );
+        let reason = invalid_reason(&with_config(&empty.replace(r#""size":2"#, r#""size":3"#)), None);
         assert!(reason.contains("2 bytes"), "{reason}");
         let reason = invalid_reason(&with_config(&empty.replace("e30=", "e3s=")), None);
         assert!(reason.contains("does not match"), "{reason}");
         let reason = invalid_reason(&with_config(&empty.replace("e30=", "!!")), None);
         assert!(reason.contains("base64"), "{reason}");
-        let empty_layer =
-            format!(r#"{{"mediaType":"{OCI_LAYER_TAR}","digest":"{EMPTY_SHA256}","size":1}}"#);
+        let empty_layer = format!(r#"{{"mediaType":"{OCI_LAYER_TAR}","digest":"{EMPTY_SHA256}","size":1}}"#);
         let reason = invalid_reason(&with_config(&empty_layer), None);
         assert!(reason.contains("0 bytes"), "{reason}");
     }

@@ -13,19 +13,15 @@ pub const OCI_LAYER_TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzi
 /// OCI layer, a zstd-compressed tar archive.
 pub const OCI_LAYER_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// OCI non-distributable layer, uncompressed (deprecated by the image spec, still seen).
-pub const OCI_LAYER_NONDISTRIBUTABLE_TAR: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar";
+pub const OCI_LAYER_NONDISTRIBUTABLE_TAR: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
 /// OCI non-distributable layer, gzip-compressed.
-pub const OCI_LAYER_NONDISTRIBUTABLE_TAR_GZIP: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+pub const OCI_LAYER_NONDISTRIBUTABLE_TAR_GZIP: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
 /// OCI non-distributable layer, zstd-compressed.
-pub const OCI_LAYER_NONDISTRIBUTABLE_TAR_ZSTD: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
+pub const OCI_LAYER_NONDISTRIBUTABLE_TAR_ZSTD: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
 /// The empty descriptor's media type: the blob `{}`, used by artifacts without a config.
 pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// The digest of the two bytes `{}` that the empty descriptor points to.
-pub const OCI_EMPTY_DIGEST: &str =
-    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+pub const OCI_EMPTY_DIGEST: &str = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
 /// Docker image manifest, schema version 2.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -36,23 +32,17 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 /// Docker layer, a gzip-compressed tar archive.
 pub const DOCKER_LAYER_TAR_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// Docker foreign layer, fetched from its `urls` rather than the registry.
-pub const DOCKER_FOREIGN_LAYER_TAR_GZIP: &str =
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+pub const DOCKER_FOREIGN_LAYER_TAR_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 /// Docker plugin configuration.
 pub const DOCKER_PLUGIN_CONFIG: &str = "application/vnd.docker.plugin.v1+json";
 /// Docker schema 1 manifest (unsupported: refused with a message saying so).
 pub const DOCKER_SCHEMA1_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v1+json";
 /// Docker schema 1 signed manifest (unsupported).
-pub const DOCKER_SCHEMA1_SIGNED_MANIFEST: &str =
-    "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub const DOCKER_SCHEMA1_SIGNED_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 /// The manifest media types this crate parses, in the order a server prefers to offer them.
-pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
-    OCI_IMAGE_MANIFEST,
-    OCI_IMAGE_INDEX,
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-];
+pub const MANIFEST_MEDIA_TYPES: [&str; 4] =
+    [OCI_IMAGE_MANIFEST, OCI_IMAGE_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST];
 
 /// Whether `media_type` is one of the manifest kinds this crate parses.
 pub fn is_manifest(media_type: &str) -> bool {
@@ -72,9 +62,7 @@ pub fn is_well_formed(media_type: &str) -> bool {
         !bytes.is_empty()
             && bytes.len() <= 127
             && bytes[0].is_ascii_alphanumeric()
-            && bytes[1..]
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(b))
+            && bytes[1..].iter().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(b))
     }
     match media_type.split_once('/') {
         Some((kind, subtype)) => is_restricted_name(kind) && is_restricted_name(subtype),
@@ -94,24 +82,10 @@ mod tests {
 
     #[test]
     fn well_formed() {
-        for ok in [
-            OCI_IMAGE_MANIFEST,
-            DOCKER_LAYER_TAR_GZIP,
-            "application/x.y+z",
-            "a/b",
-        ] {
+        for ok in [OCI_IMAGE_MANIFEST, DOCKER_LAYER_TAR_GZIP, "application/x.y+z", "a/b"] {
             assert!(is_well_formed(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "application",
-            "/json",
-            "application/",
-            "a/b/c",
-            "a /b",
-            "-a/b",
-            "ä/b",
-        ] {
+        for bad in ["", "application", "/json", "application/", "a/b/c", "a /b", "-a/b", "ä/b"] {
             assert!(!is_well_formed(bad), "{bad}");
         }
         assert!(!is_well_formed(&format!("a/{}", "b".repeat(128))));
@@ -119,10 +93,7 @@ mod tests {
 
     #[test]
     fn essence_drops_parameters() {
-        assert_eq!(
-            essence(" application/json ; charset=utf-8"),
-            "application/json"
-        );
+        assert_eq!(essence(" application/json ; charset=utf-8"), "application/json");
         assert_eq!(essence(OCI_IMAGE_INDEX), OCI_IMAGE_INDEX);
         assert_eq!(essence(""), "");
     }

@@ -65,10 +65,7 @@ impl FromStr for RepositoryName {
     type Err = Error;
 
     fn from_str(input: &str) -> Result<Self> {
-        check_path(input).map_err(|reason| Error::InvalidRepositoryName {
-            input: excerpt(input),
-            reason,
-        })?;
+        check_path(input).map_err(|reason| Error::InvalidRepositoryName { input: excerpt(input), reason })?;
         Ok(RepositoryName(input.into()))
     }
 }
@@ -117,10 +114,7 @@ impl<'de> serde::Deserialize<'de> for RepositoryName {
 /// # Errors
 /// [`Error::InvalidTag`] saying which rule the tag breaks.
 pub fn validate_tag(tag: &str) -> Result<()> {
-    check_tag(tag).map_err(|reason| Error::InvalidTag {
-        input: excerpt(tag),
-        reason,
-    })
+    check_tag(tag).map_err(|reason| Error::InvalidTag { input: excerpt(tag), reason })
 }
 
 fn check_tag(tag: &str) -> Result<(), String> {
@@ -129,19 +123,14 @@ fn check_tag(tag: &str) -> Result<(), String> {
         None => return Err("a tag cannot be empty".into()),
         Some(c) if c.is_ascii_alphanumeric() || c == '_' => {}
         Some(c) => {
-            return Err(format!(
-                "a tag must start with a letter, digit or '_', not {c:?}"
-            ));
+            return Err(format!("a tag must start with a letter, digit or '_', not {c:?}"));
         }
     }
     if let Some(c) = chars.find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
         return Err(format!("character {c:?} is not allowed in a tag"));
     }
     if tag.len() > MAX_TAG_LEN {
-        return Err(format!(
-            "a tag has at most {MAX_TAG_LEN} characters, this one has {}",
-            tag.len()
-        ));
+        return Err(format!("a tag has at most {MAX_TAG_LEN} characters, this one has {}", tag.len()));
     }
     Ok(())
 }
@@ -167,16 +156,12 @@ fn check_path_component(component: &str) -> Result<(), String> {
         return Err("empty path component (a leading, trailing or doubled '/')".into());
     }
     if let Some(c) = component.chars().find(|c| c.is_ascii_uppercase()) {
-        return Err(format!(
-            "repository names must be lowercase, found {c:?} in {component:?}"
-        ));
+        return Err(format!("repository names must be lowercase, found {c:?} in {component:?}"));
     }
     let bytes = component.as_bytes();
     let is_alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     if !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
-        return Err(format!(
-            "path component {component:?} must start and end with a lowercase letter or digit"
-        ));
+        return Err(format!("path component {component:?} must start and end with a lowercase letter or digit"));
     }
     let mut i = 0;
     while i < bytes.len() {
@@ -194,14 +179,9 @@ fn check_path_component(component: &str) -> Result<(), String> {
         let valid = matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-');
         if !valid {
             return Err(if separator.chars().all(|c| matches!(c, '.' | '_' | '-')) {
-                format!(
-                    "separator {separator:?} in {component:?} is not one of '.', '_', '__' or a run of '-'"
-                )
+                format!("separator {separator:?} in {component:?} is not one of '.', '_', '__' or a run of '-'")
             } else {
-                let c = separator
-                    .chars()
-                    .find(|c| !matches!(c, '.' | '_' | '-'))
-                    .unwrap_or('?');
+                let c = separator.chars().find(|c| !matches!(c, '.' | '_' | '-')).unwrap_or('?');
                 format!("character {c:?} is not allowed in repository names")
             });
         }
@@ -211,19 +191,14 @@ fn check_path_component(component: &str) -> Result<(), String> {
 
 fn check_domain(domain: &str) -> Result<(), String> {
     let (host, port) = if let Some(rest) = domain.strip_prefix('[') {
-        let (address, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("IPv6 host {domain:?} lacks its closing ']'"))?;
+        let (address, after) =
+            rest.split_once(']').ok_or_else(|| format!("IPv6 host {domain:?} lacks its closing ']'"))?;
         if address.parse::<Ipv6Addr>().is_err() {
             return Err(format!("{address:?} is not an IPv6 address"));
         }
         let port = match after {
             "" => None,
-            _ => Some(
-                after
-                    .strip_prefix(':')
-                    .ok_or_else(|| format!("unexpected {after:?} after the IPv6 host"))?,
-            ),
+            _ => Some(after.strip_prefix(':').ok_or_else(|| format!("unexpected {after:?} after the IPv6 host"))?),
         };
         (None, port)
     } else {
@@ -239,9 +214,7 @@ fn check_domain(domain: &str) -> Result<(), String> {
         for component in host.split('.') {
             let bytes = component.as_bytes();
             let valid = !bytes.is_empty()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
                 && bytes[0] != b'-'
                 && bytes[bytes.len() - 1] != b'-';
             if !valid {
@@ -302,34 +275,19 @@ impl Reference {
         tag: Option<&str>,
         digest: Option<Digest>,
     ) -> Result<Reference> {
-        let invalid = |reason: String| Error::InvalidReference {
-            input: excerpt(registry),
-            reason,
-        };
+        let invalid = |reason: String| Error::InvalidReference { input: excerpt(registry), reason };
         check_domain(registry).map_err(invalid)?;
         if let Some(tag) = tag {
-            check_tag(tag).map_err(|reason| Error::InvalidReference {
-                input: excerpt(tag),
-                reason,
-            })?;
+            check_tag(tag).map_err(|reason| Error::InvalidReference { input: excerpt(tag), reason })?;
         }
-        let registry = if registry == LEGACY_DEFAULT_REGISTRY {
-            DEFAULT_REGISTRY
-        } else {
-            registry
-        };
+        let registry = if registry == LEGACY_DEFAULT_REGISTRY { DEFAULT_REGISTRY } else { registry };
         let repository = if registry == DEFAULT_REGISTRY && !repository.as_str().contains('/') {
             // Both parts are valid, and the prefix adds 8 characters: re-check the length.
             format!("{OFFICIAL_NAMESPACE}/{repository}").parse()?
         } else {
             repository
         };
-        Ok(Reference {
-            registry: registry.into(),
-            repository,
-            tag: tag.map(Into::into),
-            digest,
-        })
+        Ok(Reference { registry: registry.into(), repository, tag: tag.map(Into::into), digest })
     }
 
     /// The registry host, with its port if any (`docker.io`, `localhost:5000`, `[::1]:5000`).
@@ -363,18 +321,12 @@ impl Reference {
     /// [`Error::InvalidTag`] when `tag` breaks the tag grammar.
     pub fn with_tag(&self, tag: &str) -> Result<Reference> {
         validate_tag(tag)?;
-        Ok(Reference {
-            tag: Some(tag.into()),
-            ..self.clone()
-        })
+        Ok(Reference { tag: Some(tag.into()), ..self.clone() })
     }
 
     /// The same reference with `digest` instead of its digest.
     pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference {
-            digest: Some(digest),
-            ..self.clone()
-        }
+        Reference { digest: Some(digest), ..self.clone() }
     }
 
     /// The short form people type: `docker.io/` and `library/` left out where they are implied.
@@ -389,13 +341,8 @@ impl Reference {
         }
         let path = self.repository.as_str();
         let short = &full[DEFAULT_REGISTRY.len() + 1..];
-        match path
-            .strip_prefix(OFFICIAL_NAMESPACE)
-            .and_then(|rest| rest.strip_prefix('/'))
-        {
-            Some(official) if !official.contains('/') => {
-                short[OFFICIAL_NAMESPACE.len() + 1..].to_owned()
-            }
+        match path.strip_prefix(OFFICIAL_NAMESPACE).and_then(|rest| rest.strip_prefix('/')) {
+            Some(official) if !official.contains('/') => short[OFFICIAL_NAMESPACE.len() + 1..].to_owned(),
             _ => match path.split_once('/') {
                 Some((first, _)) if reads_as_registry(first) => full,
                 _ => short.to_owned(),
@@ -407,27 +354,20 @@ impl Reference {
 /// Docker's rule for the first component of a name: it is a registry host when it contains
 /// '.' or ':', is `localhost`, or has an uppercase letter (which a path never has).
 fn reads_as_registry(component: &str) -> bool {
-    component.contains(['.', ':'])
-        || component == "localhost"
-        || component.chars().any(|c| c.is_ascii_uppercase())
+    component.contains(['.', ':']) || component == "localhost" || component.chars().any(|c| c.is_ascii_uppercase())
 }
 
 impl FromStr for Reference {
     type Err = Error;
 
     fn from_str(input: &str) -> Result<Self> {
-        let invalid = |reason: String| Error::InvalidReference {
-            input: excerpt(input),
-            reason,
-        };
+        let invalid = |reason: String| Error::InvalidReference { input: excerpt(input), reason };
         if input.is_empty() {
             return Err(invalid("a reference cannot be empty".into()));
         }
         let (rest, digest) = match input.split_once('@') {
             Some((rest, digest)) => {
-                let digest = digest
-                    .parse::<Digest>()
-                    .map_err(|e| invalid(e.to_string()))?;
+                let digest = digest.parse::<Digest>().map_err(|e| invalid(e.to_string()))?;
                 (rest, Some(digest))
             }
             None => (input, None),
@@ -460,9 +400,7 @@ impl FromStr for Reference {
             && path.len() == 64
             && path.bytes().all(|b| b.is_ascii_hexdigit())
         {
-            return Err(invalid(
-                "a 64-character hexadecimal string is an image ID, not a repository name".into(),
-            ));
+            return Err(invalid("a 64-character hexadecimal string is an image ID, not a repository name".into()));
         }
         Reference::new(registry, repository, tag, digest).map_err(|e| match e {
             Error::InvalidRepositoryName { reason, .. } => invalid(reason),
@@ -518,9 +456,7 @@ mod tests {
     const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     fn parse(input: &str) -> Reference {
-        input
-            .parse()
-            .unwrap_or_else(|e| panic!("{input:?} should parse: {e}"))
+        input.parse().unwrap_or_else(|e| panic!("{input:?} should parse: {e}"))
     }
 
     fn refusal(input: &str) -> String {
@@ -533,14 +469,7 @@ mod tests {
     #[test]
     fn normalisation() {
         let cases = [
-            (
-                "ubuntu",
-                "docker.io",
-                "library/ubuntu",
-                None,
-                "docker.io/library/ubuntu",
-                "ubuntu",
-            ),
+            ("ubuntu", "docker.io", "library/ubuntu", None, "docker.io/library/ubuntu", "ubuntu"),
             (
                 "ubuntu:24.04",
                 "docker.io",
@@ -549,54 +478,12 @@ mod tests {
                 "docker.io/library/ubuntu:24.04",
                 "ubuntu:24.04",
             ),
-            (
-                "bitnami/redis",
-                "docker.io",
-                "bitnami/redis",
-                None,
-                "docker.io/bitnami/redis",
-                "bitnami/redis",
-            ),
-            (
-                "docker.io/ubuntu",
-                "docker.io",
-                "library/ubuntu",
-                None,
-                "docker.io/library/ubuntu",
-                "ubuntu",
-            ),
-            (
-                "index.docker.io/ubuntu",
-                "docker.io",
-                "library/ubuntu",
-                None,
-                "docker.io/library/ubuntu",
-                "ubuntu",
-            ),
-            (
-                "index.docker.io/foo/bar:v1",
-                "docker.io",
-                "foo/bar",
-                Some("v1"),
-                "docker.io/foo/bar:v1",
-                "foo/bar:v1",
-            ),
-            (
-                "docker.io/library/a/b",
-                "docker.io",
-                "library/a/b",
-                None,
-                "docker.io/library/a/b",
-                "library/a/b",
-            ),
-            (
-                "localhost/app",
-                "localhost",
-                "app",
-                None,
-                "localhost/app",
-                "localhost/app",
-            ),
+            ("bitnami/redis", "docker.io", "bitnami/redis", None, "docker.io/bitnami/redis", "bitnami/redis"),
+            ("docker.io/ubuntu", "docker.io", "library/ubuntu", None, "docker.io/library/ubuntu", "ubuntu"),
+            ("index.docker.io/ubuntu", "docker.io", "library/ubuntu", None, "docker.io/library/ubuntu", "ubuntu"),
+            ("index.docker.io/foo/bar:v1", "docker.io", "foo/bar", Some("v1"), "docker.io/foo/bar:v1", "foo/bar:v1"),
+            ("docker.io/library/a/b", "docker.io", "library/a/b", None, "docker.io/library/a/b", "library/a/b"),
+            ("localhost/app", "localhost", "app", None, "localhost/app", "localhost/app"),
             (
                 "localhost:5000/app:1",
                 "localhost:5000",
@@ -613,46 +500,11 @@ mod tests {
                 "ghcr.io/org/team/app:v1.2.3",
                 "ghcr.io/org/team/app:v1.2.3",
             ),
-            (
-                "127.0.0.1:5000/app",
-                "127.0.0.1:5000",
-                "app",
-                None,
-                "127.0.0.1:5000/app",
-                "127.0.0.1:5000/app",
-            ),
-            (
-                "[::1]:5000/app",
-                "[::1]:5000",
-                "app",
-                None,
-                "[::1]:5000/app",
-                "[::1]:5000/app",
-            ),
-            (
-                "[2001:db8::1]/app",
-                "[2001:db8::1]",
-                "app",
-                None,
-                "[2001:db8::1]/app",
-                "[2001:db8::1]/app",
-            ),
-            (
-                "Registry.Example/app",
-                "Registry.Example",
-                "app",
-                None,
-                "Registry.Example/app",
-                "Registry.Example/app",
-            ),
-            (
-                "example.com",
-                "docker.io",
-                "library/example.com",
-                None,
-                "docker.io/library/example.com",
-                "example.com",
-            ),
+            ("127.0.0.1:5000/app", "127.0.0.1:5000", "app", None, "127.0.0.1:5000/app", "127.0.0.1:5000/app"),
+            ("[::1]:5000/app", "[::1]:5000", "app", None, "[::1]:5000/app", "[::1]:5000/app"),
+            ("[2001:db8::1]/app", "[2001:db8::1]", "app", None, "[2001:db8::1]/app", "[2001:db8::1]/app"),
+            ("Registry.Example/app", "Registry.Example", "app", None, "Registry.Example/app", "Registry.Example/app"),
+            ("example.com", "docker.io", "library/example.com", None, "docker.io/library/example.com", "example.com"),
             (
                 "localhost:5000",
                 "docker.io",
@@ -703,10 +555,7 @@ mod tests {
         let r = parse(&format!("nginx:1.25@{DIGEST}"));
         assert_eq!(r.tag(), Some("1.25"));
         assert_eq!(r.digest().map(Digest::as_str), Some(DIGEST));
-        assert_eq!(
-            r.to_string(),
-            format!("docker.io/library/nginx:1.25@{DIGEST}")
-        );
+        assert_eq!(r.to_string(), format!("docker.io/library/nginx:1.25@{DIGEST}"));
         let r = parse(&format!("localhost:5000/app@{DIGEST}"));
         assert_eq!(r.tag(), None);
         assert_eq!(r.familiar(), format!("localhost:5000/app@{DIGEST}"));
@@ -741,17 +590,11 @@ mod tests {
             ("[zz::1]/app", "IPv6"),
             ("[::1]x/app", "unexpected"),
             ("ex_ample.com/app", "invalid component"),
-            (
-                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-                "image ID",
-            ),
+            ("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "image ID"),
         ];
         for (input, expected) in cases {
             let message = refusal(input);
-            assert!(
-                message.contains(expected),
-                "{input:?}: {message:?} should mention {expected:?}"
-            );
+            assert!(message.contains(expected), "{input:?}: {message:?} should mention {expected:?}");
         }
     }
 
@@ -775,10 +618,7 @@ mod tests {
         }
         for bad in ["", "A", "a/", "a//b", "localhost:5000/a", "a b", "é"] {
             let err = bad.parse::<RepositoryName>().unwrap_err();
-            assert!(
-                matches!(err, Error::InvalidRepositoryName { .. }),
-                "{bad:?}: {err}"
-            );
+            assert!(matches!(err, Error::InvalidRepositoryName { .. }), "{bad:?}: {err}");
         }
         let name: RepositoryName = "a/b/c".parse().unwrap();
         assert_eq!(name.components().collect::<Vec<_>>(), ["a", "b", "c"]);
@@ -792,23 +632,16 @@ mod tests {
             validate_tag(ok).unwrap();
         }
         for bad in ["", ".hidden", "-x", "a/b", "a:b", "ü", &"x".repeat(129)] {
-            assert!(
-                matches!(validate_tag(bad), Err(Error::InvalidTag { .. })),
-                "{bad:?}"
-            );
+            assert!(matches!(validate_tag(bad), Err(Error::InvalidTag { .. })), "{bad:?}");
         }
     }
 
     #[test]
     fn builders() {
-        let r = parse("app")
-            .with_tag("v2")
-            .unwrap()
-            .with_digest(DIGEST.parse().unwrap());
+        let r = parse("app").with_tag("v2").unwrap().with_digest(DIGEST.parse().unwrap());
         assert_eq!(r.to_string(), format!("docker.io/library/app:v2@{DIGEST}"));
         assert!(parse("app").with_tag("bad tag").is_err());
-        let built =
-            Reference::new("index.docker.io", "redis".parse().unwrap(), Some("7"), None).unwrap();
+        let built = Reference::new("index.docker.io", "redis".parse().unwrap(), Some("7"), None).unwrap();
         assert_eq!(built, parse("redis:7"));
         assert!(Reference::new("bad host", "redis".parse().unwrap(), None, None).is_err());
     }

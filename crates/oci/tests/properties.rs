@@ -4,9 +4,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Value, json};
-use wharf_oci::{
-    Algorithm, Digest, Digester, Manifest, ManifestKind, Reference, RepositoryName, media_type,
-};
+use wharf_oci::{Algorithm, Digest, Digester, Manifest, ManifestKind, Reference, RepositoryName, media_type};
 
 fn algorithm() -> impl Strategy<Value = Algorithm> {
     prop_oneof![Just(Algorithm::Sha256), Just(Algorithm::Sha512)]
@@ -20,24 +18,14 @@ fn digest() -> impl Strategy<Value = Digest> {
 }
 
 fn path_component() -> impl Strategy<Value = String> {
-    let separator = prop_oneof![
-        Just(".".to_owned()),
-        Just("_".to_owned()),
-        Just("__".to_owned()),
-        "-{1,3}"
-    ];
-    (
-        "[a-z0-9]{1,6}",
-        prop::collection::vec((separator, "[a-z0-9]{1,4}"), 0..3),
-    )
-        .prop_map(|(head, rest)| {
-            rest.into_iter()
-                .fold(head, |mut component, (separator, word)| {
-                    component.push_str(&separator);
-                    component.push_str(&word);
-                    component
-                })
+    let separator = prop_oneof![Just(".".to_owned()), Just("_".to_owned()), Just("__".to_owned()), "-{1,3}"];
+    ("[a-z0-9]{1,6}", prop::collection::vec((separator, "[a-z0-9]{1,4}"), 0..3)).prop_map(|(head, rest)| {
+        rest.into_iter().fold(head, |mut component, (separator, word)| {
+            component.push_str(&separator);
+            component.push_str(&word);
+            component
         })
+    })
 }
 
 fn path() -> impl Strategy<Value = String> {
@@ -49,8 +37,7 @@ fn registry() -> impl Strategy<Value = String> {
     let host = prop_oneof![
         Just("localhost".to_owned()),
         (domain_component, domain_component).prop_map(|(a, b)| format!("{a}.{b}")),
-        (0u8..=255, 0u8..=255, 0u8..=255, 0u8..=255)
-            .prop_map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}")),
+        (0u8..=255, 0u8..=255, 0u8..=255, 0u8..=255).prop_map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}")),
         any::<[u16; 8]>().prop_map(|segments| format!("[{}]", std::net::Ipv6Addr::from(segments))),
     ];
     (host, prop::option::of(0u16..=65535)).prop_map(|(host, port)| match port {
@@ -69,12 +56,7 @@ type ReferenceParts = (String, String, Option<String>, Option<Digest>);
 /// A reference as a person might type it (with or without a registry, tag and digest), and
 /// the path, tag and digest it was made of.
 fn reference_text() -> impl Strategy<Value = ReferenceParts> {
-    (
-        prop::option::of(registry()),
-        path(),
-        prop::option::of(tag()),
-        prop::option::of(digest()),
-    )
+    (prop::option::of(registry()), path(), prop::option::of(tag()), prop::option::of(digest()))
         .prop_map(|(registry, path, tag, digest)| {
             let mut text = registry.map(|r| format!("{r}/")).unwrap_or_default();
             text.push_str(&path);
@@ -92,16 +74,13 @@ fn reference_text() -> impl Strategy<Value = ReferenceParts> {
         // registry by Docker's rule: such text says something else than the parts.
         .prop_filter("first component reads as a registry", |(text, path, ..)| {
             let first = path.split('/').next().unwrap_or_default();
-            !text.starts_with(path.as_str())
-                || !path.contains('/')
-                || !(first.contains('.') || first == "localhost")
+            !text.starts_with(path.as_str()) || !path.contains('/') || !(first.contains('.') || first == "localhost")
         })
 }
 
 fn descriptor(media_type: &'static str) -> impl Strategy<Value = Value> {
-    (digest(), 0u64..1 << 40).prop_map(move |(digest, size)| {
-        json!({"mediaType": media_type, "digest": digest.to_string(), "size": size})
-    })
+    (digest(), 0u64..1 << 40)
+        .prop_map(move |(digest, size)| json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}))
 }
 
 /// Arbitrary JSON, biased towards the field names manifests use so the parser's deeper paths

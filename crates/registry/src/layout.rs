@@ -53,32 +53,17 @@ pub fn repository(name: &RepositoryName) -> String {
 
 /// The link that puts a blob in a repository.
 pub fn layer_link(name: &RepositoryName, digest: &Digest) -> String {
-    format!(
-        "{}/_layers/{}/{}/link",
-        repository(name),
-        digest.algorithm(),
-        digest.hex()
-    )
+    format!("{}/_layers/{}/{}/link", repository(name), digest.algorithm(), digest.hex())
 }
 
 /// The folder of one layer link.
 pub fn layer_dir(name: &RepositoryName, digest: &Digest) -> String {
-    format!(
-        "{}/_layers/{}/{}",
-        repository(name),
-        digest.algorithm(),
-        digest.hex()
-    )
+    format!("{}/_layers/{}/{}", repository(name), digest.algorithm(), digest.hex())
 }
 
 /// The folder of one manifest revision link.
 pub fn revision_dir(name: &RepositoryName, digest: &Digest) -> String {
-    format!(
-        "{}/_manifests/revisions/{}/{}",
-        repository(name),
-        digest.algorithm(),
-        digest.hex()
-    )
+    format!("{}/_manifests/revisions/{}/{}", repository(name), digest.algorithm(), digest.hex())
 }
 
 /// The folder of a repository's layer links.
@@ -88,12 +73,7 @@ pub fn layers(name: &RepositoryName) -> String {
 
 /// The link that puts a manifest in a repository.
 pub fn revision_link(name: &RepositoryName, digest: &Digest) -> String {
-    format!(
-        "{}/_manifests/revisions/{}/{}/link",
-        repository(name),
-        digest.algorithm(),
-        digest.hex()
-    )
+    format!("{}/_manifests/revisions/{}/{}/link", repository(name), digest.algorithm(), digest.hex())
 }
 
 /// The folder of a repository's manifest revisions.
@@ -118,12 +98,7 @@ pub fn tag_current(name: &RepositoryName, tag: &str) -> String {
 
 /// A manifest a tag pointed to at some time.
 pub fn tag_index_entry(name: &RepositoryName, tag: &str, digest: &Digest) -> String {
-    format!(
-        "{}/index/{}/{}/link",
-        tag_dir(name, tag),
-        digest.algorithm(),
-        digest.hex()
-    )
+    format!("{}/index/{}/{}/link", tag_dir(name, tag), digest.algorithm(), digest.hex())
 }
 
 /// The folder of a repository's uploads.
@@ -147,22 +122,29 @@ pub fn upload_started_at(name: &RepositoryName, id: &str) -> String {
 }
 
 /// The hash state of an upload after `offset` bytes.
-pub fn upload_hash_state(
-    name: &RepositoryName,
-    id: &str,
-    algorithm: wharf_oci::Algorithm,
-    offset: u64,
-) -> String {
+pub fn upload_hash_state(name: &RepositoryName, id: &str, algorithm: wharf_oci::Algorithm, offset: u64) -> String {
     format!("{}/hashstates/{algorithm}/{offset}", upload_dir(name, id))
 }
 
 /// The folder of an upload's hash states for one algorithm.
-pub fn upload_hash_states(
-    name: &RepositoryName,
-    id: &str,
-    algorithm: wharf_oci::Algorithm,
-) -> String {
+pub fn upload_hash_states(name: &RepositoryName, id: &str, algorithm: wharf_oci::Algorithm) -> String {
     format!("{}/hashstates/{algorithm}", upload_dir(name, id))
+}
+
+/// The folder of the referrers of `subject` in a repository (not in Distribution's layout:
+/// it ignores folders starting with `_`).
+pub fn referrers(name: &RepositoryName, subject: &Digest) -> String {
+    format!("{}/_referrers/{}/{}", repository(name), subject.algorithm(), subject.hex())
+}
+
+/// One referrer's entry: its descriptor as JSON, ready for a referrers listing.
+pub fn referrer_entry(name: &RepositoryName, subject: &Digest, referrer: &Digest) -> String {
+    format!("{}/{}/{}/descriptor", referrers(name, subject), referrer.algorithm(), referrer.hex())
+}
+
+/// The folder of one referrer's entry.
+pub fn referrer_dir(name: &RepositoryName, subject: &Digest, referrer: &Digest) -> String {
+    format!("{}/{}/{}", referrers(name, subject), referrer.algorithm(), referrer.hex())
 }
 
 #[cfg(test)]
@@ -172,24 +154,16 @@ mod tests {
     #[test]
     fn paths_match_distribution() {
         let name: RepositoryName = "library/ubuntu".parse().unwrap();
-        let digest: Digest =
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-                .parse()
-                .unwrap();
+        let digest: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
         let hex = digest.hex();
-        assert_eq!(
-            blob_data(&digest),
-            format!("/docker/registry/v2/blobs/sha256/e3/{hex}/data")
-        );
+        assert_eq!(blob_data(&digest), format!("/docker/registry/v2/blobs/sha256/e3/{hex}/data"));
         assert_eq!(
             layer_link(&name, &digest),
             format!("/docker/registry/v2/repositories/library/ubuntu/_layers/sha256/{hex}/link")
         );
         assert_eq!(
             revision_link(&name, &digest),
-            format!(
-                "/docker/registry/v2/repositories/library/ubuntu/_manifests/revisions/sha256/{hex}/link"
-            )
+            format!("/docker/registry/v2/repositories/library/ubuntu/_manifests/revisions/sha256/{hex}/link")
         );
         assert_eq!(
             tag_current(&name, "24.04"),
@@ -197,20 +171,14 @@ mod tests {
         );
         assert_eq!(
             tag_index_entry(&name, "24.04", &digest),
-            format!(
-                "/docker/registry/v2/repositories/library/ubuntu/_manifests/tags/24.04/index/sha256/{hex}/link"
-            )
+            format!("/docker/registry/v2/repositories/library/ubuntu/_manifests/tags/24.04/index/sha256/{hex}/link")
         );
         assert_eq!(
             upload_hash_state(&name, "u1", wharf_oci::Algorithm::Sha256, 42),
             "/docker/registry/v2/repositories/library/ubuntu/_uploads/u1/hashstates/sha256/42"
         );
-        for path in [
-            blob_data(&digest),
-            layer_link(&name, &digest),
-            tag_current(&name, "x"),
-            upload_data(&name, "u1"),
-        ] {
+        for path in [blob_data(&digest), layer_link(&name, &digest), tag_current(&name, "x"), upload_data(&name, "u1")]
+        {
             wharf_storage::validate_path("test", &path).unwrap();
         }
     }

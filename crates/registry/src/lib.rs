@@ -44,7 +44,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use wharf_oci::{Algorithm, Digest, Digester, MAX_MANIFEST_BYTES, Manifest, RepositoryName};
+use wharf_oci::{Algorithm, Descriptor, Digest, Digester, MAX_MANIFEST_BYTES, Manifest, RepositoryName};
 use wharf_storage::{ByteStream, StorageDriver};
 
 mod error;
@@ -62,9 +62,7 @@ pub struct RegistryOptions {
 
 impl Default for RegistryOptions {
     fn default() -> Self {
-        RegistryOptions {
-            max_manifest_bytes: MAX_MANIFEST_BYTES as u64,
-        }
+        RegistryOptions { max_manifest_bytes: MAX_MANIFEST_BYTES as u64 }
     }
 }
 
@@ -81,10 +79,7 @@ struct Inner {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry")
-            .field("driver", &self.inner.driver)
-            .field("options", &self.inner.options)
-            .finish()
+        f.debug_struct("Registry").field("driver", &self.inner.driver).field("options", &self.inner.options).finish()
     }
 }
 
@@ -164,9 +159,7 @@ pub struct StoredManifest {
 impl Registry {
     /// A registry storing through `driver`.
     pub fn new(driver: Arc<dyn StorageDriver>, options: RegistryOptions) -> Registry {
-        Registry {
-            inner: Arc::new(Inner { driver, options }),
-        }
+        Registry { inner: Arc::new(Inner { driver, options }) }
     }
 
     /// The storage driver underneath.
@@ -176,10 +169,7 @@ impl Registry {
 
     /// A repository of this registry (it exists once something is pushed to it).
     pub fn repository(&self, name: &RepositoryName) -> Repository {
-        Repository {
-            registry: self.clone(),
-            name: name.clone(),
-        }
+        Repository { registry: self.clone(), name: name.clone() }
     }
 
     /// Repository names in the order of their path components (`a`, `a/b`, `a-b`), after
@@ -191,11 +181,7 @@ impl Registry {
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn catalog(
-        &self,
-        n: Option<usize>,
-        last: Option<&RepositoryName>,
-    ) -> Result<Vec<RepositoryName>> {
+    pub async fn catalog(&self, n: Option<usize>, last: Option<&RepositoryName>) -> Result<Vec<RepositoryName>> {
         let mut found = Vec::new();
         if n == Some(0) {
             return Ok(found);
@@ -223,16 +209,9 @@ impl Registry {
         // Folders still to visit, as component lists; the next one is at the end.
         let mut stack: Vec<Vec<String>> = vec![Vec::new()];
         while let Some(parts) = stack.pop() {
-            let dir = if parts.is_empty() {
-                root.clone()
-            } else {
-                format!("{root}/{}", parts.join("/"))
-            };
+            let dir = if parts.is_empty() { root.clone() } else { format!("{root}/{}", parts.join("/")) };
             let children: Vec<String> = match self.inner.driver.list(&dir).await {
-                Ok(paths) => paths
-                    .into_iter()
-                    .filter_map(|p| p.rsplit('/').next().map(str::to_owned))
-                    .collect(),
+                Ok(paths) => paths.into_iter().filter_map(|p| p.rsplit('/').next().map(str::to_owned)).collect(),
                 Err(e) if e.is_not_found() => Vec::new(),
                 Err(e) => return Err(e.into()),
             };
@@ -261,8 +240,7 @@ impl Registry {
                     // Keep what comes after `after`, and the folders on the way to it.
                     is_after(child)
                         || after.as_ref().is_some_and(|after| {
-                            after.len() >= child.len()
-                                && child.iter().zip(after.iter()).all(|(a, b)| a == b)
+                            after.len() >= child.len() && child.iter().zip(after.iter()).all(|(a, b)| a == b)
                         })
                 })
                 .collect();
@@ -290,14 +268,8 @@ impl Registry {
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn purge_uploads(
-        &self,
-        max_age: std::time::Duration,
-        dry_run: bool,
-    ) -> Result<Vec<PurgedUpload>> {
-        let cutoff = SystemTime::now()
-            .checked_sub(max_age)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+    pub async fn purge_uploads(&self, max_age: std::time::Duration, dry_run: bool) -> Result<Vec<PurgedUpload>> {
+        let cutoff = SystemTime::now().checked_sub(max_age).unwrap_or(SystemTime::UNIX_EPOCH);
         let mut purged = Vec::new();
         for repository in self.all_repositories().await? {
             let ids = match self.inner.driver.list(&layout::uploads(&repository)).await {
@@ -309,15 +281,8 @@ impl Registry {
                 let Some(id) = path.rsplit('/').next() else {
                     continue;
                 };
-                let started = match self
-                    .inner
-                    .driver
-                    .get_content(&layout::upload_started_at(&repository, id))
-                    .await
-                {
-                    Ok(text) => {
-                        humantime::parse_rfc3339_weak(String::from_utf8_lossy(&text).trim()).ok()
-                    }
+                let started = match self.inner.driver.get_content(&layout::upload_started_at(&repository, id)).await {
+                    Ok(text) => humantime::parse_rfc3339_weak(String::from_utf8_lossy(&text).trim()).ok(),
                     Err(e) if e.is_not_found() => None,
                     Err(e) => return Err(e.into()),
                 };
@@ -325,35 +290,38 @@ impl Registry {
                     continue;
                 };
                 if !dry_run {
-                    match self
-                        .inner
-                        .driver
-                        .delete(&layout::upload_dir(&repository, id))
-                        .await
-                    {
+                    match self.inner.driver.delete(&layout::upload_dir(&repository, id)).await {
                         Ok(()) => {}
                         Err(e) if e.is_not_found() => continue,
                         Err(e) => return Err(e.into()),
                     }
                 }
-                purged.push(PurgedUpload {
-                    repository: repository.clone(),
-                    id: id.to_owned(),
-                    started,
-                });
+                purged.push(PurgedUpload { repository: repository.clone(), id: id.to_owned(), started });
             }
         }
         Ok(purged)
+    }
+
+    /// The bytes of every blob stored, shared ones counted once.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn usage(&self) -> Result<u64> {
+        let blobs = self.inner.driver.walk(&layout::blobs(), None);
+        blobs
+            .try_fold(0, |total, file| async move {
+                Ok(if file.path.ends_with("/data") { total + file.size } else { total })
+            })
+            .await
+            .map_err(Error::from)
     }
 
     async fn read_link(&self, path: &str) -> Result<Option<Digest>> {
         match self.inner.driver.get_content(path).await {
             Ok(content) => {
                 let text = String::from_utf8_lossy(&content);
-                let digest = text.trim().parse().map_err(|source| Error::CorruptLink {
-                    path: path.to_owned(),
-                    source,
-                })?;
+                let digest =
+                    text.trim().parse().map_err(|source| Error::CorruptLink { path: path.to_owned(), source })?;
                 Ok(Some(digest))
             }
             Err(e) if e.is_not_found() => Ok(None),
@@ -362,11 +330,7 @@ impl Registry {
     }
 
     async fn write_link(&self, path: &str, digest: &Digest) -> Result<()> {
-        Ok(self
-            .inner
-            .driver
-            .put_content(path, Bytes::from(digest.to_string()))
-            .await?)
+        Ok(self.inner.driver.put_content(path, Bytes::from(digest.to_string())).await?)
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
@@ -388,9 +352,7 @@ pub struct Repository {
 
 impl fmt::Debug for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Repository")
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("Repository").field("name", &self.name).finish()
     }
 }
 
@@ -415,22 +377,13 @@ impl Repository {
     /// # Errors
     /// [`Error::BlobUnknown`] when the repository does not link it (or its data is gone).
     pub async fn stat_blob(&self, digest: &Digest) -> Result<BlobInfo> {
-        let unknown = || Error::BlobUnknown {
-            repository: self.name.clone(),
-            digest: digest.clone(),
-        };
-        let linked = self
-            .registry
-            .read_link(&layout::layer_link(&self.name, digest))
-            .await?;
+        let unknown = || Error::BlobUnknown { repository: self.name.clone(), digest: digest.clone() };
+        let linked = self.registry.read_link(&layout::layer_link(&self.name, digest)).await?;
         if linked.as_ref() != Some(digest) {
             return Err(unknown());
         }
         let size = self.registry.blob_size(digest).await?.ok_or_else(unknown)?;
-        Ok(BlobInfo {
-            digest: digest.clone(),
-            size,
-        })
+        Ok(BlobInfo { digest: digest.clone(), size })
     }
 
     /// Streams a blob from `offset`.
@@ -439,10 +392,7 @@ impl Repository {
     /// [`Error::BlobUnknown`]; storage errors such as an offset past the end.
     pub async fn read_blob(&self, digest: &Digest, offset: u64) -> Result<(BlobInfo, ByteStream)> {
         let info = self.stat_blob(digest).await?;
-        let stream = self
-            .driver()
-            .reader(&layout::blob_data(digest), offset)
-            .await?;
+        let stream = self.driver().reader(&layout::blob_data(digest), offset).await?;
         Ok((info, stream))
     }
 
@@ -452,9 +402,7 @@ impl Repository {
     /// [`Error::BlobUnknown`] when the repository does not have it.
     pub async fn delete_blob(&self, digest: &Digest) -> Result<()> {
         self.stat_blob(digest).await?;
-        self.driver()
-            .delete(&layout::layer_dir(&self.name, digest))
-            .await?;
+        self.driver().delete(&layout::layer_dir(&self.name, digest)).await?;
         Ok(())
     }
 
@@ -464,9 +412,7 @@ impl Repository {
     /// [`Error::BlobUnknown`] when `from` does not have it.
     pub async fn mount_blob(&self, digest: &Digest, from: &RepositoryName) -> Result<BlobInfo> {
         let info = self.registry.repository(from).stat_blob(digest).await?;
-        self.registry
-            .write_link(&layout::layer_link(&self.name, digest), digest)
-            .await?;
+        self.registry.write_link(&layout::layer_link(&self.name, digest), digest).await?;
         Ok(info)
     }
 
@@ -480,8 +426,7 @@ impl Repository {
         S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
     {
         let upload = self.start_upload().await?;
-        self.finish_upload(&upload.id, expected, Some(content))
-            .await
+        self.finish_upload(&upload.id, expected, Some(content)).await
     }
 
     // ----- uploads -----
@@ -493,16 +438,8 @@ impl Repository {
     pub async fn start_upload(&self) -> Result<UploadStatus> {
         let id = new_upload_id();
         let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        self.driver()
-            .put_content(
-                &layout::upload_started_at(&self.name, &id),
-                Bytes::from(started),
-            )
-            .await?;
-        let writer = self
-            .driver()
-            .writer(&layout::upload_data(&self.name, &id), false)
-            .await?;
+        self.driver().put_content(&layout::upload_started_at(&self.name, &id), Bytes::from(started)).await?;
+        let writer = self.driver().writer(&layout::upload_data(&self.name, &id), false).await?;
         writer.close().await?;
         Ok(UploadStatus { id, size: 0 })
     }
@@ -513,10 +450,7 @@ impl Repository {
     /// [`Error::UploadUnknown`] when there is no such upload.
     pub async fn upload_status(&self, id: &str) -> Result<UploadStatus> {
         let writer = self.open_upload(id).await?;
-        Ok(UploadStatus {
-            id: id.to_owned(),
-            size: writer.size(),
-        })
+        Ok(UploadStatus { id: id.to_owned(), size: writer.size() })
     }
 
     /// Appends a chunk to an upload. `offset`, when given, must be the upload's size.
@@ -527,12 +461,7 @@ impl Repository {
     /// # Errors
     /// [`Error::UploadUnknown`], [`Error::UploadOffset`] (nothing is written then),
     /// [`Error::UploadAbandoned`], or the stream's or the store's error.
-    pub async fn append_upload<S>(
-        &self,
-        id: &str,
-        offset: Option<u64>,
-        chunk: S,
-    ) -> Result<UploadStatus>
+    pub async fn append_upload<S>(&self, id: &str, offset: Option<u64>, chunk: S) -> Result<UploadStatus>
     where
         S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
     {
@@ -540,18 +469,12 @@ impl Repository {
         let received = self.receive(writer.as_mut(), &mut digester, chunk).await;
         // Keep what arrived, failure or not: the state first, so a state exists for every
         // size the data can be found at.
-        let state_path =
-            layout::upload_hash_state(&self.name, id, Algorithm::Sha256, digester.len());
-        self.driver()
-            .put_content(&state_path, Bytes::from(digester.save_state()))
-            .await?;
+        let state_path = layout::upload_hash_state(&self.name, id, Algorithm::Sha256, digester.len());
+        self.driver().put_content(&state_path, Bytes::from(digester.save_state())).await?;
         let size = writer.size();
         writer.close().await?;
         received?;
-        Ok(UploadStatus {
-            id: id.to_owned(),
-            size,
-        })
+        Ok(UploadStatus { id: id.to_owned(), size })
     }
 
     /// Completes an upload with its last chunk (if any): the content is verified against
@@ -560,12 +483,7 @@ impl Repository {
     /// # Errors
     /// [`Error::DigestMismatch`] (the upload is discarded), [`Error::UploadUnknown`], or the
     /// stream's or the store's error.
-    pub async fn finish_upload<S>(
-        &self,
-        id: &str,
-        expected: &Digest,
-        last_chunk: Option<S>,
-    ) -> Result<BlobInfo>
+    pub async fn finish_upload<S>(&self, id: &str, expected: &Digest, last_chunk: Option<S>) -> Result<BlobInfo>
     where
         S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
     {
@@ -583,10 +501,7 @@ impl Repository {
             if actual != *expected {
                 let _ = writer.cancel().await;
                 let _ = self.cancel_upload(id).await;
-                return Err(Error::DigestMismatch {
-                    expected: expected.clone(),
-                    actual,
-                });
+                return Err(Error::DigestMismatch { expected: expected.clone(), actual });
             }
         }
         let data = layout::upload_data(&self.name, id);
@@ -600,27 +515,15 @@ impl Repository {
             }
             if let Err(wharf_oci::Error::DigestMismatch { actual, .. }) = other.verify(expected) {
                 let _ = self.cancel_upload(id).await;
-                return Err(Error::DigestMismatch {
-                    expected: expected.clone(),
-                    actual,
-                });
+                return Err(Error::DigestMismatch { expected: expected.clone(), actual });
             }
         }
         if self.registry.blob_size(expected).await?.is_none() {
-            self.driver()
-                .rename(&data, &layout::blob_data(expected))
-                .await?;
+            self.driver().rename(&data, &layout::blob_data(expected)).await?;
         }
-        self.registry
-            .write_link(&layout::layer_link(&self.name, expected), expected)
-            .await?;
-        self.driver()
-            .delete(&layout::upload_dir(&self.name, id))
-            .await?;
-        Ok(BlobInfo {
-            digest: expected.clone(),
-            size,
-        })
+        self.registry.write_link(&layout::layer_link(&self.name, expected), expected).await?;
+        self.driver().delete(&layout::upload_dir(&self.name, id)).await?;
+        Ok(BlobInfo { digest: expected.clone(), size })
     }
 
     /// Abandons an upload and everything it received.
@@ -629,32 +532,22 @@ impl Repository {
     /// [`Error::UploadUnknown`] when there is no such upload.
     pub async fn cancel_upload(&self, id: &str) -> Result<()> {
         check_upload_id(&self.name, id)?;
-        match self
-            .driver()
-            .delete(&layout::upload_dir(&self.name, id))
-            .await
-        {
+        match self.driver().delete(&layout::upload_dir(&self.name, id)).await {
             Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Err(Error::UploadUnknown {
-                repository: self.name.clone(),
-                id: id.to_owned(),
-            }),
+            Err(e) if e.is_not_found() => {
+                Err(Error::UploadUnknown { repository: self.name.clone(), id: id.to_owned() })
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     async fn open_upload(&self, id: &str) -> Result<Box<dyn wharf_storage::FileWriter>> {
         check_upload_id(&self.name, id)?;
-        match self
-            .driver()
-            .writer(&layout::upload_data(&self.name, id), true)
-            .await
-        {
+        match self.driver().writer(&layout::upload_data(&self.name, id), true).await {
             Ok(writer) => Ok(writer),
-            Err(e) if e.is_not_found() => Err(Error::UploadUnknown {
-                repository: self.name.clone(),
-                id: id.to_owned(),
-            }),
+            Err(e) if e.is_not_found() => {
+                Err(Error::UploadUnknown { repository: self.name.clone(), id: id.to_owned() })
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -669,21 +562,13 @@ impl Repository {
         let size = writer.size();
         if let Some(offset) = offset.filter(|&offset| offset != size) {
             // Dropping the writer unused leaves the upload as it was.
-            return Err(Error::UploadOffset {
-                id: id.to_owned(),
-                expected: size,
-                offset,
-            });
+            return Err(Error::UploadOffset { id: id.to_owned(), expected: size, offset });
         }
         if size == 0 {
             return Ok((writer, Digester::new(Algorithm::Sha256)));
         }
         let state_path = layout::upload_hash_state(&self.name, id, Algorithm::Sha256, size);
-        let abandoned = |reason: String| Error::UploadAbandoned {
-            id: id.to_owned(),
-            size,
-            reason,
-        };
+        let abandoned = |reason: String| Error::UploadAbandoned { id: id.to_owned(), size, reason };
         let state = match self.driver().get_content(&state_path).await {
             Ok(state) => state,
             Err(e) if e.is_not_found() => {
@@ -693,10 +578,7 @@ impl Repository {
         };
         let digester = Digester::restore_state(&state).map_err(|e| abandoned(e.to_string()))?;
         if digester.len() != size {
-            return Err(abandoned(format!(
-                "the hash state covers {} bytes",
-                digester.len()
-            )));
+            return Err(abandoned(format!("the hash state covers {} bytes", digester.len())));
         }
         Ok((writer, digester))
     }
@@ -734,21 +616,14 @@ impl Repository {
     ) -> Result<Digest> {
         let limit = self.registry.inner.options.max_manifest_bytes;
         if content.len() as u64 > limit {
-            return Err(Error::ManifestTooLarge {
-                size: content.len() as u64,
-                limit,
-            });
+            return Err(Error::ManifestTooLarge { size: content.len() as u64, limit });
         }
-        let manifest =
-            Manifest::parse(content.clone(), content_type).map_err(Error::ManifestInvalid)?;
+        let manifest = Manifest::parse(content.clone(), content_type).map_err(Error::ManifestInvalid)?;
         let digest = match reference {
             ManifestReference::Digest(expected) => {
                 let actual = manifest.digest_with(expected.algorithm());
                 if actual != *expected {
-                    return Err(Error::DigestMismatch {
-                        expected: expected.clone(),
-                        actual,
-                    });
+                    return Err(Error::DigestMismatch { expected: expected.clone(), actual });
                 }
                 actual
             }
@@ -757,13 +632,23 @@ impl Repository {
         self.check_references(&manifest).await?;
 
         if self.registry.blob_size(&digest).await?.is_none() {
-            self.driver()
-                .put_content(&layout::blob_data(&digest), content)
-                .await?;
+            self.driver().put_content(&layout::blob_data(&digest), content).await?;
         }
-        self.registry
-            .write_link(&layout::revision_link(&self.name, &digest), &digest)
-            .await?;
+        self.registry.write_link(&layout::revision_link(&self.name, &digest), &digest).await?;
+        if let Some(subject) = manifest.subject() {
+            let mut descriptor = manifest.descriptor();
+            descriptor.digest = digest.clone();
+            let entry = serde_json::to_vec(&descriptor).map_err(|e| {
+                Error::Storage(wharf_storage::Error::Backend {
+                    driver: "registry",
+                    operation: "encode referrer",
+                    path: layout::referrers(&self.name, &subject.digest),
+                    source: Box::new(e),
+                })
+            })?;
+            let path = layout::referrer_entry(&self.name, &subject.digest, &digest);
+            self.driver().put_content(&path, Bytes::from(entry)).await?;
+        }
         if let ManifestReference::Tag(tag) = reference {
             self.tag(tag, &digest).await?;
         }
@@ -772,40 +657,27 @@ impl Repository {
 
     async fn check_references(&self, manifest: &Manifest) -> Result<()> {
         let subject = manifest.subject().map(|s| &s.digest);
-        let checks = manifest
-            .references()
-            .filter(|d| Some(&d.digest) != subject)
-            .map(|descriptor| async move {
-                // Foreign layers are fetched from their URLs, not from the registry.
-                if descriptor
-                    .urls
-                    .as_ref()
-                    .is_some_and(|urls| !urls.is_empty())
-                {
-                    return Ok(());
-                }
-                let is_manifest = manifest.kind().is_index();
-                let link = if is_manifest {
-                    layout::revision_link(&self.name, &descriptor.digest)
-                } else {
-                    layout::layer_link(&self.name, &descriptor.digest)
-                };
-                let linked = self.registry.read_link(&link).await?;
-                if linked.as_ref() == Some(&descriptor.digest)
-                    && self.registry.blob_size(&descriptor.digest).await?.is_some()
-                {
-                    Ok(())
-                } else {
-                    Err(Error::ManifestBlobUnknown {
-                        repository: self.name.clone(),
-                        digest: descriptor.digest.clone(),
-                    })
-                }
-            });
-        futures::stream::iter(checks)
-            .buffered(16)
-            .try_collect::<Vec<()>>()
-            .await?;
+        let checks = manifest.references().filter(|d| Some(&d.digest) != subject).map(|descriptor| async move {
+            // Foreign layers are fetched from their URLs, not from the registry.
+            if descriptor.urls.as_ref().is_some_and(|urls| !urls.is_empty()) {
+                return Ok(());
+            }
+            let is_manifest = manifest.kind().is_index();
+            let link = if is_manifest {
+                layout::revision_link(&self.name, &descriptor.digest)
+            } else {
+                layout::layer_link(&self.name, &descriptor.digest)
+            };
+            let linked = self.registry.read_link(&link).await?;
+            if linked.as_ref() == Some(&descriptor.digest)
+                && self.registry.blob_size(&descriptor.digest).await?.is_some()
+            {
+                Ok(())
+            } else {
+                Err(Error::ManifestBlobUnknown { repository: self.name.clone(), digest: descriptor.digest.clone() })
+            }
+        });
+        futures::stream::iter(checks).buffered(16).try_collect::<Vec<()>>().await?;
         Ok(())
     }
 
@@ -814,23 +686,14 @@ impl Repository {
     /// # Errors
     /// [`Error::ManifestUnknown`].
     pub async fn resolve(&self, reference: &ManifestReference) -> Result<Digest> {
-        let unknown = || Error::ManifestUnknown {
-            repository: self.name.clone(),
-            reference: reference.to_string(),
-        };
+        let unknown = || Error::ManifestUnknown { repository: self.name.clone(), reference: reference.to_string() };
         let digest = match reference {
-            ManifestReference::Tag(tag) => self
-                .registry
-                .read_link(&layout::tag_current(&self.name, tag))
-                .await?
-                .ok_or_else(unknown)?,
+            ManifestReference::Tag(tag) => {
+                self.registry.read_link(&layout::tag_current(&self.name, tag)).await?.ok_or_else(unknown)?
+            }
             ManifestReference::Digest(digest) => digest.clone(),
         };
-        match self
-            .registry
-            .read_link(&layout::revision_link(&self.name, &digest))
-            .await?
-        {
+        match self.registry.read_link(&layout::revision_link(&self.name, &digest)).await? {
             Some(linked) if linked == digest => Ok(digest),
             _ => Err(unknown()),
         }
@@ -845,19 +708,12 @@ impl Repository {
         let content = match self.driver().get_content(&layout::blob_data(&digest)).await {
             Ok(content) => content,
             Err(e) if e.is_not_found() => {
-                return Err(Error::ManifestUnknown {
-                    repository: self.name.clone(),
-                    reference: reference.to_string(),
-                });
+                return Err(Error::ManifestUnknown { repository: self.name.clone(), reference: reference.to_string() });
             }
             Err(e) => return Err(e.into()),
         };
         let manifest = Manifest::parse(content.clone(), None).map_err(Error::ManifestInvalid)?;
-        Ok(StoredManifest {
-            digest,
-            media_type: manifest.media_type().to_owned(),
-            content,
-        })
+        Ok(StoredManifest { digest, media_type: manifest.media_type().to_owned(), content })
     }
 
     /// Deletes a manifest and every tag that points to it.
@@ -865,24 +721,82 @@ impl Repository {
     /// # Errors
     /// [`Error::ManifestUnknown`].
     pub async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
-        let digest = self
-            .resolve(&ManifestReference::Digest(digest.clone()))
-            .await?;
+        let digest = self.resolve(&ManifestReference::Digest(digest.clone())).await?;
+        if let Ok(stored) = self.get_manifest(&ManifestReference::Digest(digest.clone())).await
+            && let Ok(manifest) = Manifest::parse(stored.content, None)
+            && let Some(subject) = manifest.subject()
+        {
+            match self.driver().delete(&layout::referrer_dir(&self.name, &subject.digest, &digest)).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         for tag in self.tags(None, None).await? {
-            if self
-                .registry
-                .read_link(&layout::tag_current(&self.name, &tag))
-                .await?
-                .as_ref()
-                == Some(&digest)
-            {
+            if self.registry.read_link(&layout::tag_current(&self.name, &tag)).await?.as_ref() == Some(&digest) {
                 self.untag(&tag).await?;
             }
         }
-        self.driver()
-            .delete(&layout::revision_dir(&self.name, &digest))
-            .await?;
+        self.driver().delete(&layout::revision_dir(&self.name, &digest)).await?;
         Ok(())
+    }
+
+    // ----- referrers -----
+
+    /// The manifests whose `subject` is `subject`, as descriptors (media type, digest, size,
+    /// artifact type, annotations), sorted by digest; only those of `artifact_type` when given.
+    /// The subject itself need not be in the repository.
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::CorruptLink`] for an entry that is not a descriptor.
+    pub async fn referrers(&self, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
+        let dir = layout::referrers(&self.name, subject);
+        let entries: Vec<wharf_storage::FileInfo> = self.driver().walk(&dir, None).try_collect().await?;
+        let mut found = Vec::new();
+        for entry in entries.into_iter().filter(|e| e.path.ends_with("/descriptor")) {
+            let content = match self.driver().get_content(&entry.path).await {
+                Ok(content) => content,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let descriptor: Descriptor = serde_json::from_slice(&content).map_err(|e| Error::CorruptLink {
+                path: entry.path.clone(),
+                source: wharf_oci::Error::InvalidManifest { reason: e.to_string() },
+            })?;
+            if artifact_type.is_some_and(|wanted| descriptor.artifact_type.as_deref() != Some(wanted)) {
+                continue;
+            }
+            // A referrer deleted behind our back (by another registry on the same store).
+            if self.resolve(&ManifestReference::Digest(descriptor.digest.clone())).await.is_err() {
+                continue;
+            }
+            found.push(descriptor);
+        }
+        found.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(found)
+    }
+
+    // ----- usage -----
+
+    /// The bytes of every blob and manifest the repository links, each counted once.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn usage(&self) -> Result<u64> {
+        let mut digests = std::collections::BTreeSet::new();
+        for dir in [layout::layers(&self.name), layout::revisions(&self.name)] {
+            let links: Vec<wharf_storage::FileInfo> = self.driver().walk(&dir, None).try_collect().await?;
+            for link in links {
+                if let Some(digest) = link_digest(&link.path) {
+                    digests.insert(digest);
+                }
+            }
+        }
+        let mut total = 0;
+        for digest in digests {
+            total += self.registry.blob_size(&digest).await?.unwrap_or(0);
+        }
+        Ok(total)
     }
 
     // ----- tags -----
@@ -915,14 +829,9 @@ impl Repository {
     /// [`Error::TagInvalid`], [`Error::ManifestUnknown`].
     pub async fn tag(&self, tag: &str, digest: &Digest) -> Result<()> {
         wharf_oci::validate_tag(tag).map_err(Error::TagInvalid)?;
-        self.resolve(&ManifestReference::Digest(digest.clone()))
-            .await?;
-        self.registry
-            .write_link(&layout::tag_index_entry(&self.name, tag, digest), digest)
-            .await?;
-        self.registry
-            .write_link(&layout::tag_current(&self.name, tag), digest)
-            .await
+        self.resolve(&ManifestReference::Digest(digest.clone())).await?;
+        self.registry.write_link(&layout::tag_index_entry(&self.name, tag, digest), digest).await?;
+        self.registry.write_link(&layout::tag_current(&self.name, tag), digest).await
     }
 
     /// Removes a tag (the manifest stays).
@@ -931,19 +840,21 @@ impl Repository {
     /// [`Error::ManifestUnknown`] when there is no such tag.
     pub async fn untag(&self, tag: &str) -> Result<()> {
         wharf_oci::validate_tag(tag).map_err(Error::TagInvalid)?;
-        match self
-            .driver()
-            .delete(&layout::tag_dir(&self.name, tag))
-            .await
-        {
+        match self.driver().delete(&layout::tag_dir(&self.name, tag)).await {
             Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Err(Error::ManifestUnknown {
-                repository: self.name.clone(),
-                reference: tag.to_owned(),
-            }),
+            Err(e) if e.is_not_found() => {
+                Err(Error::ManifestUnknown { repository: self.name.clone(), reference: tag.to_owned() })
+            }
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The digest a link file's path names (`…/<alg>/<hex>/link`).
+fn link_digest(path: &str) -> Option<Digest> {
+    let mut parts = path.rsplit('/');
+    let (_link, hex, algorithm) = (parts.next()?, parts.next()?, parts.next()?);
+    format!("{algorithm}:{hex}").parse().ok()
 }
 
 /// Upload ids are path segments: refuse anything that could name another path.
@@ -952,15 +863,6 @@ fn check_upload_id(repository: &RepositoryName, id: &str) -> Result<()> {
         && id.len() <= 128
         && id != "."
         && id != ".."
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::UploadUnknown {
-            repository: repository.clone(),
-            id: id.to_owned(),
-        })
-    }
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid { Ok(()) } else { Err(Error::UploadUnknown { repository: repository.clone(), id: id.to_owned() }) }
 }

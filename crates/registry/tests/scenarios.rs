@@ -28,12 +28,7 @@ async fn push_blob(repository: &Repository, data: &[u8]) -> Digest {
 fn image_manifest(config: &Digest, config_size: usize, layers: &[(&Digest, usize)]) -> String {
     let layers: Vec<String> = layers
         .iter()
-        .map(|(d, s)| {
-            format!(
-                r#"{{"mediaType":"{}","digest":"{d}","size":{s}}}"#,
-                media_type::OCI_LAYER_TAR_GZIP
-            )
-        })
+        .map(|(d, s)| format!(r#"{{"mediaType":"{}","digest":"{d}","size":{s}}}"#, media_type::OCI_LAYER_TAR_GZIP))
         .collect();
     format!(
         r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":{config_size}}},"layers":[{}]}}"#,
@@ -49,15 +44,8 @@ async fn push_image(repository: &Repository, tag: &str, seed: &str) -> Digest {
     let layer = format!("layer of {seed}");
     let config_digest = push_blob(repository, config.as_bytes()).await;
     let layer_digest = push_blob(repository, layer.as_bytes()).await;
-    let manifest = image_manifest(
-        &config_digest,
-        config.len(),
-        &[(&layer_digest, layer.len())],
-    );
-    repository
-        .put_manifest(&tag.parse().unwrap(), Bytes::from(manifest), None)
-        .await
-        .unwrap()
+    let manifest = image_manifest(&config_digest, config.len(), &[(&layer_digest, layer.len())]);
+    repository.put_manifest(&tag.parse().unwrap(), Bytes::from(manifest), None).await.unwrap()
 }
 
 async fn chunked_upload_with_resume(registry: &Registry) {
@@ -66,104 +54,53 @@ async fn chunked_upload_with_resume(registry: &Registry) {
     let digest = Digest::sha256(&data);
     let upload = repository.start_upload().await.unwrap();
     assert_eq!(upload.size, 0);
-    let status = repository
-        .append_upload(&upload.id, Some(0), chunk(&data[..30_000]))
-        .await
-        .unwrap();
+    let status = repository.append_upload(&upload.id, Some(0), chunk(&data[..30_000])).await.unwrap();
     assert_eq!(status.size, 30_000);
     // A new registry over the same store stands for a restarted process.
     let restarted = Registry::new(registry.driver().clone(), RegistryOptions::default());
     let repository = restarted.repository(&name("team/app"));
-    assert_eq!(
-        repository.upload_status(&upload.id).await.unwrap().size,
-        30_000
-    );
-    match repository
-        .append_upload(&upload.id, Some(10), chunk(b"x"))
-        .await
-    {
-        Err(Error::UploadOffset {
-            expected: 30_000,
-            offset: 10,
-            ..
-        }) => {}
+    assert_eq!(repository.upload_status(&upload.id).await.unwrap().size, 30_000);
+    match repository.append_upload(&upload.id, Some(10), chunk(b"x")).await {
+        Err(Error::UploadOffset { expected: 30_000, offset: 10, .. }) => {}
         other => panic!("a chunk at the wrong offset: {other:?}"),
     }
-    repository
-        .append_upload(&upload.id, None, chunk(&data[30_000..90_000]))
-        .await
-        .unwrap();
-    let blob = repository
-        .finish_upload(&upload.id, &digest, Some(chunk(&data[90_000..])))
-        .await
-        .unwrap();
+    repository.append_upload(&upload.id, None, chunk(&data[30_000..90_000])).await.unwrap();
+    let blob = repository.finish_upload(&upload.id, &digest, Some(chunk(&data[90_000..]))).await.unwrap();
     assert_eq!(blob.size, data.len() as u64);
     let (info, stream) = repository.read_blob(&digest, 0).await.unwrap();
     assert_eq!(info.size, data.len() as u64);
     let read: Vec<Bytes> = futures::TryStreamExt::try_collect(stream).await.unwrap();
     assert_eq!(read.concat(), data);
-    assert!(matches!(
-        repository.upload_status(&upload.id).await,
-        Err(Error::UploadUnknown { .. })
-    ));
+    assert!(matches!(repository.upload_status(&upload.id).await, Err(Error::UploadUnknown { .. })));
 }
 
 async fn digest_mismatch_stores_nothing(registry: &Registry) {
     let repository = registry.repository(&name("team/app"));
     let claimed = Digest::sha256(b"what the client claims");
     let upload = repository.start_upload().await.unwrap();
-    match repository
-        .finish_upload(&upload.id, &claimed, Some(chunk(b"what it sends")))
-        .await
-    {
+    match repository.finish_upload(&upload.id, &claimed, Some(chunk(b"what it sends"))).await {
         Err(Error::DigestMismatch { expected, actual }) => {
             assert_eq!(expected, claimed);
             assert_eq!(actual, Digest::sha256(b"what it sends"));
         }
         other => panic!("expected a digest mismatch, got {other:?}"),
     }
-    assert!(matches!(
-        repository.stat_blob(&claimed).await,
-        Err(Error::BlobUnknown { .. })
-    ));
+    assert!(matches!(repository.stat_blob(&claimed).await, Err(Error::BlobUnknown { .. })));
     let actual = Digest::sha256(b"what it sends");
-    assert!(
-        registry
-            .driver()
-            .stat(&layout::blob_data(&actual))
-            .await
-            .unwrap_err()
-            .is_not_found()
-    );
-    assert!(matches!(
-        repository.upload_status(&upload.id).await,
-        Err(Error::UploadUnknown { .. })
-    ));
+    assert!(registry.driver().stat(&layout::blob_data(&actual)).await.unwrap_err().is_not_found());
+    assert!(matches!(repository.upload_status(&upload.id).await, Err(Error::UploadUnknown { .. })));
 }
 
 async fn sha512_blobs_and_empty_blobs(registry: &Registry) {
     let repository = registry.repository(&name("team/app"));
     let digest = Digest::sha512(b"sha512 content");
-    let blob = repository
-        .put_blob(&digest, chunk(b"sha512 content"))
-        .await
-        .unwrap();
+    let blob = repository.put_blob(&digest, chunk(b"sha512 content")).await.unwrap();
     assert_eq!(blob.size, 14);
     assert_eq!(repository.stat_blob(&digest).await.unwrap().size, 14);
     let wrong = Digest::sha512(b"other");
-    assert!(matches!(
-        repository.put_blob(&wrong, chunk(b"sha512 content")).await,
-        Err(Error::DigestMismatch { .. })
-    ));
+    assert!(matches!(repository.put_blob(&wrong, chunk(b"sha512 content")).await, Err(Error::DigestMismatch { .. })));
     let empty = Digest::sha256(b"");
-    assert_eq!(
-        repository
-            .put_blob(&empty, stream::iter(Vec::new()))
-            .await
-            .unwrap()
-            .size,
-        0
-    );
+    assert_eq!(repository.put_blob(&empty, stream::iter(Vec::new())).await.unwrap().size, 0);
     assert_eq!(repository.stat_blob(&empty).await.unwrap().size, 0);
 }
 
@@ -171,79 +108,37 @@ async fn mount_and_delete_blobs(registry: &Registry) {
     let source = registry.repository(&name("source"));
     let target = registry.repository(&name("target"));
     let digest = push_blob(&source, b"shared layer").await;
-    assert!(matches!(
-        target.stat_blob(&digest).await,
-        Err(Error::BlobUnknown { .. })
-    ));
-    assert_eq!(
-        target
-            .mount_blob(&digest, source.name())
-            .await
-            .unwrap()
-            .size,
-        12
-    );
+    assert!(matches!(target.stat_blob(&digest).await, Err(Error::BlobUnknown { .. })));
+    assert_eq!(target.mount_blob(&digest, source.name()).await.unwrap().size, 12);
     assert_eq!(target.stat_blob(&digest).await.unwrap().size, 12);
     let missing = Digest::sha256(b"nowhere");
-    assert!(matches!(
-        target.mount_blob(&missing, source.name()).await,
-        Err(Error::BlobUnknown { .. })
-    ));
+    assert!(matches!(target.mount_blob(&missing, source.name()).await, Err(Error::BlobUnknown { .. })));
     target.delete_blob(&digest).await.unwrap();
-    assert!(matches!(
-        target.stat_blob(&digest).await,
-        Err(Error::BlobUnknown { .. })
-    ));
+    assert!(matches!(target.stat_blob(&digest).await, Err(Error::BlobUnknown { .. })));
     assert_eq!(source.stat_blob(&digest).await.unwrap().size, 12);
 }
 
 async fn manifests_by_tag_and_digest(registry: &Registry) {
     let repository = registry.repository(&name("library/app"));
     let digest = push_image(&repository, "v1", "one").await;
-    let by_tag = repository
-        .get_manifest(&ManifestReference::Tag("v1".into()))
-        .await
-        .unwrap();
-    let by_digest = repository
-        .get_manifest(&ManifestReference::Digest(digest.clone()))
-        .await
-        .unwrap();
+    let by_tag = repository.get_manifest(&ManifestReference::Tag("v1".into())).await.unwrap();
+    let by_digest = repository.get_manifest(&ManifestReference::Digest(digest.clone())).await.unwrap();
     assert_eq!(by_tag, by_digest);
     assert_eq!(by_tag.digest, digest);
     assert_eq!(by_tag.media_type, media_type::OCI_IMAGE_MANIFEST);
     assert_eq!(Digest::sha256(&by_tag.content), digest);
 
     // Pushed by digest: the digest must be the content's, in the algorithm given.
-    let again = repository
-        .get_manifest(&"v1".parse().unwrap())
-        .await
-        .unwrap()
-        .content;
+    let again = repository.get_manifest(&"v1".parse().unwrap()).await.unwrap().content;
     let sha512 = Digest::sha512(&again);
     assert_eq!(
-        repository
-            .put_manifest(
-                &ManifestReference::Digest(sha512.clone()),
-                again.clone(),
-                None
-            )
-            .await
-            .unwrap(),
+        repository.put_manifest(&ManifestReference::Digest(sha512.clone()), again.clone(), None).await.unwrap(),
         sha512
     );
-    assert_eq!(
-        repository
-            .get_manifest(&ManifestReference::Digest(sha512))
-            .await
-            .unwrap()
-            .content,
-        again
-    );
+    assert_eq!(repository.get_manifest(&ManifestReference::Digest(sha512)).await.unwrap().content, again);
     let wrong = Digest::sha256(b"not it");
     assert!(matches!(
-        repository
-            .put_manifest(&ManifestReference::Digest(wrong), again, None)
-            .await,
+        repository.put_manifest(&ManifestReference::Digest(wrong), again, None).await,
         Err(Error::DigestMismatch { .. })
     ));
 
@@ -251,21 +146,11 @@ async fn manifests_by_tag_and_digest(registry: &Registry) {
     let missing = Digest::sha256(b"missing layer");
     let config = push_blob(&repository, b"{}").await;
     let manifest = image_manifest(&config, 2, &[(&missing, 13)]);
-    match repository
-        .put_manifest(&"broken".parse().unwrap(), Bytes::from(manifest), None)
-        .await
-    {
+    match repository.put_manifest(&"broken".parse().unwrap(), Bytes::from(manifest), None).await {
         Err(Error::ManifestBlobUnknown { digest, .. }) => assert_eq!(digest, missing),
         other => panic!("expected MANIFEST_BLOB_UNKNOWN, got {other:?}"),
     }
-    assert!(
-        repository
-            .tags(None, None)
-            .await
-            .unwrap()
-            .iter()
-            .all(|t| t != "broken")
-    );
+    assert!(repository.tags(None, None).await.unwrap().iter().all(|t| t != "broken"));
 
     // Too large, and malformed.
     let small = Registry::new(registry.driver().clone(), {
@@ -275,25 +160,14 @@ async fn manifests_by_tag_and_digest(registry: &Registry) {
     });
     let huge = Bytes::from(vec![b' '; 65]);
     assert!(matches!(
-        small
-            .repository(repository.name())
-            .put_manifest(&"x".parse().unwrap(), huge, None)
-            .await,
-        Err(Error::ManifestTooLarge {
-            size: 65,
-            limit: 64
-        })
+        small.repository(repository.name()).put_manifest(&"x".parse().unwrap(), huge, None).await,
+        Err(Error::ManifestTooLarge { size: 65, limit: 64 })
     ));
     assert!(matches!(
-        repository
-            .put_manifest(&"x".parse().unwrap(), Bytes::from_static(b"{}"), None)
-            .await,
+        repository.put_manifest(&"x".parse().unwrap(), Bytes::from_static(b"{}"), None).await,
         Err(Error::ManifestInvalid(_))
     ));
-    assert!(matches!(
-        repository.get_manifest(&"nope".parse().unwrap()).await,
-        Err(Error::ManifestUnknown { .. })
-    ));
+    assert!(matches!(repository.get_manifest(&"nope".parse().unwrap()).await, Err(Error::ManifestUnknown { .. })));
 }
 
 async fn indexes_need_their_children(registry: &Registry) {
@@ -303,14 +177,7 @@ async fn indexes_need_their_children(registry: &Registry) {
     let size = |d: &Digest| {
         let repository = repository.clone();
         let d = d.clone();
-        async move {
-            repository
-                .get_manifest(&ManifestReference::Digest(d))
-                .await
-                .unwrap()
-                .content
-                .len()
-        }
+        async move { repository.get_manifest(&ManifestReference::Digest(d)).await.unwrap().content.len() }
     };
     let index = |children: &[(&Digest, usize)]| {
         let entries: Vec<String> = children
@@ -337,23 +204,9 @@ async fn indexes_need_their_children(registry: &Registry) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        repository
-            .get_manifest(&"latest".parse().unwrap())
-            .await
-            .unwrap()
-            .digest,
-        digest
-    );
+    assert_eq!(repository.get_manifest(&"latest".parse().unwrap()).await.unwrap().digest, digest);
     let missing = Digest::sha256(b"no such child");
-    match repository
-        .put_manifest(
-            &"bad".parse().unwrap(),
-            Bytes::from(index(&[(&missing, 10)])),
-            None,
-        )
-        .await
-    {
+    match repository.put_manifest(&"bad".parse().unwrap(), Bytes::from(index(&[(&missing, 10)])), None).await {
         Err(Error::ManifestBlobUnknown { digest, .. }) => assert_eq!(digest, missing),
         other => panic!("expected MANIFEST_BLOB_UNKNOWN, got {other:?}"),
     }
@@ -366,47 +219,23 @@ async fn tags_page_and_deletes(registry: &Registry) {
         repository.tag(tag, &digest).await.unwrap();
     }
     let other = push_image(&repository, "z", "other").await;
-    assert_eq!(
-        repository.tags(None, None).await.unwrap(),
-        ["B", "a", "b", "b-1", "c", "z"]
-    );
+    assert_eq!(repository.tags(None, None).await.unwrap(), ["B", "a", "b", "b-1", "c", "z"]);
     assert_eq!(repository.tags(Some(2), None).await.unwrap(), ["B", "a"]);
-    assert_eq!(
-        repository.tags(Some(2), Some("a")).await.unwrap(),
-        ["b", "b-1"]
-    );
+    assert_eq!(repository.tags(Some(2), Some("a")).await.unwrap(), ["b", "b-1"]);
     assert_eq!(repository.tags(None, Some("c")).await.unwrap(), ["z"]);
     assert!(repository.tags(Some(0), None).await.unwrap().is_empty());
-    assert!(matches!(
-        repository.tag("bad tag", &digest).await,
-        Err(Error::TagInvalid(_))
-    ));
+    assert!(matches!(repository.tag("bad tag", &digest).await, Err(Error::TagInvalid(_))));
 
     repository.untag("a").await.unwrap();
-    assert!(matches!(
-        repository.untag("a").await,
-        Err(Error::ManifestUnknown { .. })
-    ));
+    assert!(matches!(repository.untag("a").await, Err(Error::ManifestUnknown { .. })));
     repository.delete_manifest(&digest).await.unwrap();
     assert_eq!(repository.tags(None, None).await.unwrap(), ["z"]);
     assert!(matches!(
-        repository
-            .get_manifest(&ManifestReference::Digest(digest.clone()))
-            .await,
+        repository.get_manifest(&ManifestReference::Digest(digest.clone())).await,
         Err(Error::ManifestUnknown { .. })
     ));
-    assert!(matches!(
-        repository.tag("again", &digest).await,
-        Err(Error::ManifestUnknown { .. })
-    ));
-    assert_eq!(
-        repository
-            .get_manifest(&"z".parse().unwrap())
-            .await
-            .unwrap()
-            .digest,
-        other
-    );
+    assert!(matches!(repository.tag("again", &digest).await, Err(Error::ManifestUnknown { .. })));
+    assert_eq!(repository.get_manifest(&"z".parse().unwrap()).await.unwrap().digest, other);
 }
 
 async fn failed_chunk_keeps_what_arrived(registry: &Registry) {
@@ -414,51 +243,25 @@ async fn failed_chunk_keeps_what_arrived(registry: &Registry) {
     let upload = repository.start_upload().await.unwrap();
     let broken = stream::iter(vec![
         Ok(Bytes::from_static(b"first part ")),
-        Err(wharf_storage::Error::Unsupported {
-            driver: "test",
-            operation: "connection reset".into(),
-        }),
+        Err(wharf_storage::Error::Unsupported { driver: "test", operation: "connection reset".into() }),
     ]);
-    assert!(
-        repository
-            .append_upload(&upload.id, Some(0), broken)
-            .await
-            .is_err()
-    );
+    assert!(repository.append_upload(&upload.id, Some(0), broken).await.is_err());
     let status = repository.upload_status(&upload.id).await.unwrap();
     assert_eq!(status.size, 11);
     let digest = Digest::sha256(b"first part second part");
-    repository
-        .finish_upload(&upload.id, &digest, Some(chunk(b"second part")))
-        .await
-        .unwrap();
+    repository.finish_upload(&upload.id, &digest, Some(chunk(b"second part"))).await.unwrap();
     assert_eq!(repository.stat_blob(&digest).await.unwrap().size, 22);
 }
 
 async fn cancelled_uploads_are_gone(registry: &Registry) {
     let repository = registry.repository(&name("cancel"));
     let upload = repository.start_upload().await.unwrap();
-    repository
-        .append_upload(&upload.id, None, chunk(b"data"))
-        .await
-        .unwrap();
+    repository.append_upload(&upload.id, None, chunk(b"data")).await.unwrap();
     repository.cancel_upload(&upload.id).await.unwrap();
-    assert!(matches!(
-        repository.upload_status(&upload.id).await,
-        Err(Error::UploadUnknown { .. })
-    ));
-    assert!(matches!(
-        repository.cancel_upload(&upload.id).await,
-        Err(Error::UploadUnknown { .. })
-    ));
+    assert!(matches!(repository.upload_status(&upload.id).await, Err(Error::UploadUnknown { .. })));
+    assert!(matches!(repository.cancel_upload(&upload.id).await, Err(Error::UploadUnknown { .. })));
     for bad in ["", "..", "a/b", "../../x"] {
-        assert!(
-            matches!(
-                repository.upload_status(bad).await,
-                Err(Error::UploadUnknown { .. })
-            ),
-            "{bad:?}"
-        );
+        assert!(matches!(repository.upload_status(bad).await, Err(Error::UploadUnknown { .. })), "{bad:?}");
     }
 }
 
@@ -475,6 +278,8 @@ async fn run_all(driver: Arc<dyn StorageDriver>) {
     cancelled_uploads_are_gone(&registry).await;
     catalog_pages(&registry).await;
     purging_old_uploads(&registry).await;
+    referrers_are_listed_and_filtered(&registry).await;
+    usage_counts_shared_blobs_once(&registry).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -492,10 +297,7 @@ async fn on_filesystem() {
 #[tokio::test]
 async fn filesystem_layout_is_distributions() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::new(
-        Arc::new(FilesystemDriver::new(dir.path()).unwrap()),
-        RegistryOptions::default(),
-    );
+    let registry = Registry::new(Arc::new(FilesystemDriver::new(dir.path()).unwrap()), RegistryOptions::default());
     let repository = registry.repository(&name("library/app"));
     let digest = push_image(&repository, "v1", "layout").await;
     let v2 = dir.path().join("docker/registry/v2");
@@ -503,28 +305,17 @@ async fn filesystem_layout_is_distributions() {
     let blob = v2.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]));
     assert_eq!(Digest::sha256(&std::fs::read(blob).unwrap()), digest);
     let repo = v2.join("repositories/library/app/_manifests");
-    assert_eq!(
-        std::fs::read_to_string(repo.join(format!("revisions/sha256/{hex}/link"))).unwrap(),
-        digest.to_string()
-    );
-    assert_eq!(
-        std::fs::read_to_string(repo.join("tags/v1/current/link")).unwrap(),
-        digest.to_string()
-    );
+    assert_eq!(std::fs::read_to_string(repo.join(format!("revisions/sha256/{hex}/link"))).unwrap(), digest.to_string());
+    assert_eq!(std::fs::read_to_string(repo.join("tags/v1/current/link")).unwrap(), digest.to_string());
     assert_eq!(
         std::fs::read_to_string(repo.join(format!("tags/v1/index/sha256/{hex}/link"))).unwrap(),
         digest.to_string()
     );
-    let layers = std::fs::read_dir(v2.join("repositories/library/app/_layers/sha256"))
-        .unwrap()
-        .count();
+    let layers = std::fs::read_dir(v2.join("repositories/library/app/_layers/sha256")).unwrap().count();
     assert_eq!(layers, 2);
     assert!(
         !v2.join("repositories/library/app/_uploads").exists()
-            || std::fs::read_dir(v2.join("repositories/library/app/_uploads"))
-                .unwrap()
-                .count()
-                == 0
+            || std::fs::read_dir(v2.join("repositories/library/app/_uploads")).unwrap().count() == 0
     );
 }
 
@@ -534,27 +325,10 @@ async fn catalog_pages(registry: &Registry) {
         push_image(&registry.repository(&name(repo)), "v1", repo).await;
     }
     // Only uploads: not a repository to list yet.
-    registry
-        .repository(&name("only/uploads"))
-        .start_upload()
-        .await
-        .unwrap();
-    let all: Vec<String> = registry
-        .catalog(None, None)
-        .await
-        .unwrap()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let mine: Vec<&str> = all
-        .iter()
-        .map(String::as_str)
-        .filter(|n| names.contains(n))
-        .collect();
-    assert_eq!(
-        mine,
-        ["a", "a/b", "a/b/c", "a-b", "a.b", "a0", "z/deep/repo"]
-    );
+    registry.repository(&name("only/uploads")).start_upload().await.unwrap();
+    let all: Vec<String> = registry.catalog(None, None).await.unwrap().iter().map(ToString::to_string).collect();
+    let mine: Vec<&str> = all.iter().map(String::as_str).filter(|n| names.contains(n)).collect();
+    assert_eq!(mine, ["a", "a/b", "a/b/c", "a-b", "a.b", "a0", "z/deep/repo"]);
     assert!(!all.iter().any(|n| n == "only/uploads"));
     // Pages of two, each after the last of the one before, add up to the whole list.
     let mut paged = Vec::new();
@@ -571,13 +345,8 @@ async fn catalog_pages(registry: &Registry) {
     assert_eq!(paged, all);
     assert!(registry.catalog(Some(0), None).await.unwrap().is_empty());
     // `last` need not exist.
-    let after: Vec<String> = registry
-        .catalog(None, Some(&name("a/b/d")))
-        .await
-        .unwrap()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let after: Vec<String> =
+        registry.catalog(None, Some(&name("a/b/d"))).await.unwrap().iter().map(ToString::to_string).collect();
     assert_eq!(after.first().map(String::as_str), Some("a-b"));
 }
 
@@ -596,25 +365,84 @@ async fn purging_old_uploads(registry: &Registry) {
         .await
         .unwrap();
     let week = std::time::Duration::from_secs(7 * 86_400);
-    assert!(
-        registry
-            .purge_uploads(week, false)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(registry.purge_uploads(week, false).await.unwrap().is_empty());
     let hour = std::time::Duration::from_secs(3600);
     let dry = registry.purge_uploads(hour, true).await.unwrap();
-    assert_eq!(
-        dry.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
-        [old.id.as_str()]
-    );
+    assert_eq!(dry.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), [old.id.as_str()]);
     assert_eq!(repository.upload_status(&old.id).await.unwrap().size, 0);
     let purged = registry.purge_uploads(hour, false).await.unwrap();
     assert_eq!(purged.len(), 1);
-    assert!(matches!(
-        repository.upload_status(&old.id).await,
-        Err(Error::UploadUnknown { .. })
-    ));
+    assert!(matches!(repository.upload_status(&old.id).await, Err(Error::UploadUnknown { .. })));
     assert_eq!(repository.upload_status(&fresh.id).await.unwrap().size, 0);
+}
+
+fn artifact(subject: &Digest, subject_size: usize, artifact_type: &str, layer: &Digest, layer_size: usize) -> String {
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","artifactType":"{artifact_type}","config":{{"mediaType":"{}","digest":"{}","size":2}},"layers":[{{"mediaType":"application/octet-stream","digest":"{layer}","size":{layer_size}}}],"subject":{{"mediaType":"{}","digest":"{subject}","size":{subject_size}}},"annotations":{{"org.example.kind":"{artifact_type}"}}}}"#,
+        media_type::OCI_IMAGE_MANIFEST,
+        media_type::OCI_EMPTY,
+        media_type::OCI_EMPTY_DIGEST,
+        media_type::OCI_IMAGE_MANIFEST,
+    )
+}
+
+async fn referrers_are_listed_and_filtered(registry: &Registry) {
+    let repository = registry.repository(&name("referred"));
+    let subject = push_image(&repository, "v1", "subject").await;
+    let subject_size = repository.get_manifest(&"v1".parse().unwrap()).await.unwrap().content.len();
+    push_blob(&repository, b"{}").await;
+    let sbom = push_blob(&repository, b"sbom content").await;
+    let signature = push_blob(&repository, b"signature").await;
+    let sbom_manifest = artifact(&subject, subject_size, "application/vnd.example.sbom", &sbom, 12);
+    let sbom_digest = repository
+        .put_manifest(
+            &ManifestReference::Digest(Digest::sha256(sbom_manifest.as_bytes())),
+            Bytes::from(sbom_manifest),
+            None,
+        )
+        .await
+        .unwrap();
+    let sig_manifest = artifact(&subject, subject_size, "application/vnd.example.sig", &signature, 9);
+    let sig_digest =
+        repository.put_manifest(&"sig".parse().unwrap(), Bytes::from(sig_manifest.clone()), None).await.unwrap();
+
+    let all = repository.referrers(&subject, None).await.unwrap();
+    let mut expected = vec![sbom_digest.clone(), sig_digest.clone()];
+    expected.sort();
+    assert_eq!(all.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(), expected);
+    let sig = all.iter().find(|d| d.digest == sig_digest).unwrap();
+    assert_eq!(sig.size, sig_manifest.len() as u64);
+    assert_eq!(sig.media_type, media_type::OCI_IMAGE_MANIFEST);
+    assert_eq!(sig.artifact_type.as_deref(), Some("application/vnd.example.sig"));
+    assert_eq!(sig.annotations.as_ref().unwrap()["org.example.kind"], "application/vnd.example.sig");
+    let sboms = repository.referrers(&subject, Some("application/vnd.example.sbom")).await.unwrap();
+    assert_eq!(sboms.iter().map(|d| &d.digest).collect::<Vec<_>>(), [&sbom_digest]);
+    assert!(repository.referrers(&subject, Some("application/none")).await.unwrap().is_empty());
+
+    // A subject that is not (yet) in the registry.
+    let absent = Digest::sha256(b"not pushed yet");
+    let early = artifact(&absent, 100, "application/vnd.example.sig", &signature, 9);
+    let early_digest = repository.put_manifest(&"early".parse().unwrap(), Bytes::from(early), None).await.unwrap();
+    assert_eq!(repository.referrers(&absent, None).await.unwrap()[0].digest, early_digest);
+
+    // Deleting a referrer takes it off the list.
+    repository.delete_manifest(&sig_digest).await.unwrap();
+    let left = repository.referrers(&subject, None).await.unwrap();
+    assert_eq!(left.iter().map(|d| &d.digest).collect::<Vec<_>>(), [&sbom_digest]);
+    assert!(repository.referrers(&Digest::sha256(b"nobody"), None).await.unwrap().is_empty());
+}
+
+async fn usage_counts_shared_blobs_once(registry: &Registry) {
+    let one = registry.repository(&name("usage/one"));
+    let two = registry.repository(&name("usage/two"));
+    let shared = push_blob(&one, &[7u8; 1000]).await;
+    two.mount_blob(&shared, one.name()).await.unwrap();
+    push_blob(&two, &[8u8; 500]).await;
+    assert_eq!(one.usage().await.unwrap(), 1000);
+    assert_eq!(two.usage().await.unwrap(), 1500);
+    let before = registry.usage().await.unwrap();
+    push_blob(&two, &[9u8; 250]).await;
+    assert_eq!(registry.usage().await.unwrap(), before + 250);
+    two.mount_blob(&shared, one.name()).await.unwrap();
+    assert_eq!(registry.usage().await.unwrap(), before + 250);
 }

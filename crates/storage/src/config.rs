@@ -58,10 +58,7 @@ pub struct FilesystemConfig {
 impl FilesystemConfig {
     /// The configuration for `root_directory` with default settings.
     pub fn new(root_directory: impl Into<PathBuf>) -> FilesystemConfig {
-        FilesystemConfig {
-            root_directory: root_directory.into(),
-            max_threads: DEFAULT_MAX_THREADS,
-        }
+        FilesystemConfig { root_directory: root_directory.into(), max_threads: DEFAULT_MAX_THREADS }
     }
 }
 
@@ -145,21 +142,16 @@ impl StorageConfig {
             StorageConfig::InMemory(_) => Ok(Arc::new(MemoryDriver::new())),
             #[cfg(feature = "fs")]
             StorageConfig::Filesystem(config) => {
-                Ok(Arc::new(crate::FilesystemDriver::with_max_threads(
-                    &config.root_directory,
-                    config.max_threads,
-                )?))
+                Ok(Arc::new(crate::FilesystemDriver::with_max_threads(&config.root_directory, config.max_threads)?))
             }
             #[cfg(not(feature = "fs"))]
-            StorageConfig::Filesystem(_) => Err(Error::Config(
-                "storage.filesystem needs wharf-storage's `fs` feature".into(),
-            )),
+            StorageConfig::Filesystem(_) => {
+                Err(Error::Config("storage.filesystem needs wharf-storage's `fs` feature".into()))
+            }
             #[cfg(feature = "s3")]
             StorageConfig::S3(config) => Ok(Arc::new(crate::S3Driver::new(config.clone()).await?)),
             #[cfg(not(feature = "s3"))]
-            StorageConfig::S3(_) => Err(Error::Config(
-                "storage.s3 needs wharf-storage's `s3` feature".into(),
-            )),
+            StorageConfig::S3(_) => Err(Error::Config("storage.s3 needs wharf-storage's `s3` feature".into())),
         }
     }
 }
@@ -170,9 +162,7 @@ impl<'de> Deserialize<'de> for StorageConfig {
             Value::Null => BTreeMap::new(),
             Value::Object(map) => map.into_iter().collect(),
             other => {
-                return Err(de::Error::custom(format!(
-                    "storage: expected a map of settings, found {other}"
-                )));
+                return Err(de::Error::custom(format!("storage: expected a map of settings, found {other}")));
             }
         };
         StorageConfig::from_section(section).map_err(de::Error::custom)
@@ -203,42 +193,29 @@ impl StorageConfig {
             }
             _ => {
                 let names: Vec<&str> = drivers.iter().map(|(name, _)| name.as_str()).collect();
-                return Err(format!(
-                    "storage: several drivers configured ({}); choose one",
-                    names.join(", ")
-                ));
+                return Err(format!("storage: several drivers configured ({}); choose one", names.join(", ")));
             }
         };
         let params = match value {
             Value::Null => Map::new(),
             Value::Object(map) => map,
             other => {
-                return Err(format!(
-                    "storage.{name}: expected a map of parameters, found {other}"
-                ));
+                return Err(format!("storage.{name}: expected a map of parameters, found {other}"));
             }
         };
-        let mut params = Params {
-            driver: name.clone(),
-            params,
-        };
+        let mut params = Params { driver: name.clone(), params };
         let config = match name.as_str() {
             "inmemory" => StorageConfig::InMemory(InMemoryConfig {}),
             "filesystem" => {
                 let defaults = FilesystemConfig::new("/var/lib/registry");
                 let config = FilesystemConfig {
-                    root_directory: params
-                        .string("rootdirectory")?
-                        .map_or(defaults.root_directory, PathBuf::from),
-                    max_threads: params.number("maxthreads")?.map_or(
-                        Ok(defaults.max_threads),
-                        |n| {
-                            usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
-                                "storage.filesystem.maxthreads: expected a number of at least 1"
-                                    .to_owned()
-                            })
-                        },
-                    )?,
+                    root_directory: params.string("rootdirectory")?.map_or(defaults.root_directory, PathBuf::from),
+                    max_threads: params.number("maxthreads")?.map_or(Ok(defaults.max_threads), |n| {
+                        usize::try_from(n)
+                            .ok()
+                            .filter(|&n| n > 0)
+                            .ok_or_else(|| "storage.filesystem.maxthreads: expected a number of at least 1".to_owned())
+                    })?,
                 };
                 StorageConfig::Filesystem(config)
             }
@@ -269,12 +246,8 @@ const S3_UNSUPPORTED: &[&str] = &[
 ];
 
 fn s3_config(params: &mut Params) -> Result<S3Config, String> {
-    let bucket = params
-        .string("bucket")?
-        .ok_or("storage.s3.bucket is required")?;
-    let region = params
-        .string("region")?
-        .ok_or("storage.s3.region is required")?;
+    let bucket = params.string("bucket")?.ok_or("storage.s3.bucket is required")?;
+    let region = params.string("region")?.ok_or("storage.s3.region is required")?;
     let mut config = S3Config::new(bucket, region);
     config.access_key = params.string("accesskey")?.filter(|k| !k.is_empty());
     config.secret_key = params.string("secretkey")?.filter(|k| !k.is_empty());
@@ -290,9 +263,7 @@ fn s3_config(params: &mut Params) -> Result<S3Config, String> {
     }
     if let Some(size) = params.number("chunksize")? {
         if size < MIN_CHUNK_SIZE {
-            return Err(format!(
-                "storage.s3.chunksize: {size} is below S3's minimum part size of {MIN_CHUNK_SIZE}"
-            ));
+            return Err(format!("storage.s3.chunksize: {size} is below S3's minimum part size of {MIN_CHUNK_SIZE}"));
         }
         config.chunk_size = size;
     }
@@ -307,9 +278,7 @@ fn s3_config(params: &mut Params) -> Result<S3Config, String> {
     }
     if let Some(size) = params.number("multipartcopychunksize")? {
         if size < MIN_CHUNK_SIZE {
-            return Err(format!(
-                "storage.s3.multipartcopychunksize: {size} is below S3's minimum of {MIN_CHUNK_SIZE}"
-            ));
+            return Err(format!("storage.s3.multipartcopychunksize: {size} is below S3's minimum of {MIN_CHUNK_SIZE}"));
         }
         config.multipart_copy_chunk_size = size;
     }
@@ -341,10 +310,7 @@ impl Params {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(other) => Err(format!(
-                "storage.{}.{key}: expected a string, found {other}",
-                self.driver
-            )),
+            Some(other) => Err(format!("storage.{}.{key}: expected a string, found {other}", self.driver)),
         }
     }
 
@@ -373,10 +339,7 @@ impl Params {
             Some(Value::Bool(b)) => Ok(Some(b)),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(other) => Err(format!(
-                "storage.{}.{key}: expected true or false, found {other}",
-                self.driver
-            )),
+            Some(other) => Err(format!("storage.{}.{key}: expected true or false, found {other}", self.driver)),
         }
     }
 
@@ -384,10 +347,9 @@ impl Params {
     fn finish(self, unsupported: &[&str]) -> Result<(), String> {
         match self.params.keys().next() {
             None => Ok(()),
-            Some(key) if unsupported.contains(&key.as_str()) => Err(format!(
-                "storage.{}.{key}: not supported by Wharf yet",
-                self.driver
-            )),
+            Some(key) if unsupported.contains(&key.as_str()) => {
+                Err(format!("storage.{}.{key}: not supported by Wharf yet", self.driver))
+            }
             Some(key) => Err(format!("storage.{}.{key}: unknown key", self.driver)),
         }
     }
@@ -418,28 +380,16 @@ mod tests {
         .unwrap();
         assert_eq!(
             config,
-            StorageConfig::Filesystem(FilesystemConfig {
-                root_directory: "/data".into(),
-                max_threads: 100
-            })
+            StorageConfig::Filesystem(FilesystemConfig { root_directory: "/data".into(), max_threads: 100 })
         );
-        let StorageConfig::Filesystem(defaults) = parse(json!({"filesystem": null})).unwrap()
-        else {
-            panic!()
-        };
+        let StorageConfig::Filesystem(defaults) = parse(json!({"filesystem": null})).unwrap() else { panic!() };
         assert_eq!(defaults.root_directory, PathBuf::from("/var/lib/registry"));
     }
 
     #[test]
     fn inmemory_accepts_null_or_empty() {
-        assert_eq!(
-            parse(json!({"inmemory": null})).unwrap(),
-            StorageConfig::InMemory(InMemoryConfig {})
-        );
-        assert_eq!(
-            parse(json!({"inmemory": {}})).unwrap(),
-            StorageConfig::InMemory(InMemoryConfig {})
-        );
+        assert_eq!(parse(json!({"inmemory": null})).unwrap(), StorageConfig::InMemory(InMemoryConfig {}));
+        assert_eq!(parse(json!({"inmemory": {}})).unwrap(), StorageConfig::InMemory(InMemoryConfig {}));
     }
 
     #[test]
@@ -452,17 +402,12 @@ mod tests {
             "multipartcopymaxconcurrency": "10", "storageclass": "REDUCED_REDUNDANCY",
         }}))
         .unwrap();
-        let StorageConfig::S3(s3) = config else {
-            panic!("{config:?}")
-        };
+        let StorageConfig::S3(s3) = config else { panic!("{config:?}") };
         assert_eq!(s3.access_key.as_deref(), Some("AK"));
         assert_eq!(s3.region_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert!(s3.force_path_style && !s3.secure && s3.encrypt);
         assert_eq!(s3.root_directory, "registry");
-        assert_eq!(
-            (s3.chunk_size, s3.multipart_copy_threshold_size),
-            (5 << 20, 64 << 20)
-        );
+        assert_eq!((s3.chunk_size, s3.multipart_copy_threshold_size), (5 << 20, 64 << 20));
         assert_eq!(s3.multipart_copy_max_concurrency, 10);
         assert_eq!(s3.storage_class, "REDUCED_REDUNDANCY");
     }
@@ -476,44 +421,20 @@ mod tests {
                 json!({"filesystem": {}, "s3": {"bucket": "b", "region": "r"}}),
                 "several drivers configured (filesystem, s3)",
             ),
-            (
-                json!({"gcs": {"bucket": "b"}}),
-                "storage.gcs: the gcs driver is not supported",
-            ),
+            (json!({"gcs": {"bucket": "b"}}), "storage.gcs: the gcs driver is not supported"),
             (json!({"filesytem": {}}), "storage.filesytem: unknown key"),
-            (
-                json!({"filesystem": {"rootdir": "/x"}}),
-                "storage.filesystem.rootdir: unknown key",
-            ),
+            (json!({"filesystem": {"rootdir": "/x"}}), "storage.filesystem.rootdir: unknown key"),
             (
                 json!({"filesystem": {"maxthreads": "many"}}),
                 "storage.filesystem.maxthreads: expected a non-negative integer",
             ),
-            (
-                json!({"filesystem": {"maxthreads": 0}}),
-                "maxthreads: expected a number of at least 1",
-            ),
-            (
-                json!({"filesystem": "/x"}),
-                "storage.filesystem: expected a map",
-            ),
+            (json!({"filesystem": {"maxthreads": 0}}), "maxthreads: expected a number of at least 1"),
+            (json!({"filesystem": "/x"}), "storage.filesystem: expected a map"),
             (json!(5), "storage: expected a map"),
-            (
-                json!({"s3": {"region": "r"}}),
-                "storage.s3.bucket is required",
-            ),
-            (
-                json!({"s3": {"bucket": "b"}}),
-                "storage.s3.region is required",
-            ),
-            (
-                json!({"s3": {"bucket": "b", "region": "r", "accesskey": "a"}}),
-                "set together",
-            ),
-            (
-                json!({"s3": {"bucket": "b", "region": "r", "chunksize": 1024}}),
-                "storage.s3.chunksize: 1024 is below",
-            ),
+            (json!({"s3": {"region": "r"}}), "storage.s3.bucket is required"),
+            (json!({"s3": {"bucket": "b"}}), "storage.s3.region is required"),
+            (json!({"s3": {"bucket": "b", "region": "r", "accesskey": "a"}}), "set together"),
+            (json!({"s3": {"bucket": "b", "region": "r", "chunksize": 1024}}), "storage.s3.chunksize: 1024 is below"),
             (
                 json!({"s3": {"bucket": "b", "region": "r", "secure": "yes"}}),
                 "storage.s3.secure: expected true or false",
@@ -525,10 +446,7 @@ mod tests {
         ];
         for (section, expected) in cases {
             let message = refusal(&section);
-            assert!(
-                message.contains(expected),
-                "{section}: {message:?} should contain {expected:?}"
-            );
+            assert!(message.contains(expected), "{section}: {message:?} should contain {expected:?}");
         }
     }
 
@@ -558,8 +476,7 @@ mod tests {
             Just(Value::from("true")),
         ];
         leaf.prop_recursive(3, 32, 6, move |inner| {
-            prop::collection::btree_map(key.clone(), inner, 0..5)
-                .prop_map(|m| Value::Object(m.into_iter().collect()))
+            prop::collection::btree_map(key.clone(), inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect()))
         })
     }
 
@@ -580,18 +497,12 @@ mod tests {
 
     #[tokio::test]
     async fn builds_drivers() {
-        let driver = StorageConfig::InMemory(InMemoryConfig {})
-            .build()
-            .await
-            .unwrap();
+        let driver = StorageConfig::InMemory(InMemoryConfig {}).build().await.unwrap();
         assert_eq!(driver.name(), "inmemory");
         #[cfg(feature = "fs")]
         {
             let dir = tempfile::tempdir().unwrap();
-            let driver = StorageConfig::Filesystem(FilesystemConfig::new(dir.path()))
-                .build()
-                .await
-                .unwrap();
+            let driver = StorageConfig::Filesystem(FilesystemConfig::new(dir.path())).build().await.unwrap();
             assert_eq!(driver.name(), "filesystem");
         }
     }

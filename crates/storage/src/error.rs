@@ -80,10 +80,7 @@ impl Error {
     }
 
     pub(crate) fn not_found(driver: &'static str, path: &str) -> Error {
-        Error::NotFound {
-            driver,
-            path: path.to_owned(),
-        }
+        Error::NotFound { driver, path: path.to_owned() }
     }
 
     pub(crate) fn backend(
@@ -92,12 +89,7 @@ impl Error {
         path: &str,
         source: impl Into<BoxError>,
     ) -> Error {
-        Error::Backend {
-            driver,
-            operation,
-            path: path.to_owned(),
-            source: source.into(),
-        }
+        Error::Backend { driver, operation, path: path.to_owned(), source: source.into() }
     }
 }
 

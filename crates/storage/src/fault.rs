@@ -80,24 +80,12 @@ enum Effect {
 impl Fault {
     /// Fails every call of `operation` with [`Error::Injected`].
     pub fn fail(operation: Operation) -> Fault {
-        Fault {
-            operation,
-            path_contains: None,
-            skip: 0,
-            times: None,
-            effect: Effect::Fail,
-        }
+        Fault { operation, path_contains: None, skip: 0, times: None, effect: Effect::Fail }
     }
 
     /// Delays every call of `operation` by `delay`, then lets it through.
     pub fn delay(operation: Operation, delay: Duration) -> Fault {
-        Fault {
-            operation,
-            path_contains: None,
-            skip: 0,
-            times: None,
-            effect: Effect::Delay(delay),
-        }
+        Fault { operation, path_contains: None, skip: 0, times: None, effect: Effect::Delay(delay) }
     }
 
     /// Only calls whose path contains `fragment`.
@@ -136,36 +124,22 @@ pub struct FaultInjector<D> {
 impl<D: StorageDriver> FaultInjector<D> {
     /// Wraps `driver` with an empty schedule: every call goes through.
     pub fn new(driver: D) -> FaultInjector<D> {
-        FaultInjector {
-            inner: Arc::new(driver),
-            schedule: Arc::default(),
-        }
+        FaultInjector { inner: Arc::new(driver), schedule: Arc::default() }
     }
 
     /// Adds a rule; rules are checked in the order they were added.
     pub fn inject(&self, fault: Fault) {
-        self.schedule
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .faults
-            .push((fault, 0));
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner).faults.push((fault, 0));
     }
 
     /// Removes every rule.
     pub fn clear(&self) {
-        self.schedule
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .faults
-            .clear();
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner).faults.clear();
     }
 
     /// How many calls were failed so far.
     pub fn injected(&self) -> usize {
-        self.schedule
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .injected
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner).injected
     }
 
     /// The wrapped driver.
@@ -175,22 +149,14 @@ impl<D: StorageDriver> FaultInjector<D> {
 }
 
 /// Applies the schedule to one call: waits for delays, and fails when a failing rule hits.
-async fn check(
-    schedule: &Mutex<Schedule>,
-    driver: &'static str,
-    operation: Operation,
-    path: &str,
-) -> Result<()> {
+async fn check(schedule: &Mutex<Schedule>, driver: &'static str, operation: Operation, path: &str) -> Result<()> {
     let mut delay = Duration::ZERO;
     let mut fail = false;
     {
         let mut schedule = schedule.lock().unwrap_or_else(PoisonError::into_inner);
         for (fault, seen) in &mut schedule.faults {
             let matches = fault.operation == operation
-                && fault
-                    .path_contains
-                    .as_deref()
-                    .is_none_or(|fragment| path.contains(fragment));
+                && fault.path_contains.as_deref().is_none_or(|fragment| path.contains(fragment));
             if !matches {
                 continue;
             }
@@ -211,15 +177,7 @@ async fn check(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if fail {
-        Err(Error::Injected {
-            driver,
-            operation,
-            path: path.to_owned(),
-        })
-    } else {
-        Ok(())
-    }
+    if fail { Err(Error::Injected { driver, operation, path: path.to_owned() }) } else { Ok(()) }
 }
 
 #[async_trait]
@@ -311,9 +269,7 @@ struct FaultyWriter {
 
 impl fmt::Debug for FaultyWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FaultyWriter")
-            .field("inner", &self.inner)
-            .finish()
+        f.debug_struct("FaultyWriter").field("inner", &self.inner).finish()
     }
 }
 
@@ -352,25 +308,14 @@ mod tests {
     #[tokio::test]
     async fn schedules_skip_hit_and_stop() {
         let driver = FaultInjector::new(MemoryDriver::new());
-        driver.inject(
-            Fault::fail(Operation::PutContent)
-                .on_paths_containing("/b")
-                .after(1)
-                .times(2),
-        );
+        driver.inject(Fault::fail(Operation::PutContent).on_paths_containing("/b").after(1).times(2));
         let put = |path: &'static str| {
             let driver = driver.clone();
             async move { driver.put_content(path, Bytes::from_static(b"x")).await }
         };
         put("/a").await.unwrap(); // not matching
         put("/b1").await.unwrap(); // skipped by after(1)
-        assert!(matches!(
-            put("/b2").await,
-            Err(Error::Injected {
-                operation: Operation::PutContent,
-                ..
-            })
-        ));
+        assert!(matches!(put("/b2").await, Err(Error::Injected { operation: Operation::PutContent, .. })));
         assert!(put("/b3").await.is_err());
         put("/b4").await.unwrap(); // times(2) used up
         assert_eq!(driver.injected(), 2);
@@ -386,18 +331,8 @@ mod tests {
         let mut writer = driver.writer("/w", false).await.unwrap();
         writer.write(Bytes::from_static(b"data")).await.unwrap();
         let err = writer.commit().await.unwrap_err();
-        assert!(
-            err.to_string().contains("injected fault in Commit of /w"),
-            "{err}"
-        );
-        assert!(
-            driver
-                .inner()
-                .get_content("/w")
-                .await
-                .unwrap_err()
-                .is_not_found()
-        );
+        assert!(err.to_string().contains("injected fault in Commit of /w"), "{err}");
+        assert!(driver.inner().get_content("/w").await.unwrap_err().is_not_found());
         driver.clear();
         let mut writer = driver.writer("/w", false).await.unwrap();
         writer.write(Bytes::from_static(b"data")).await.unwrap();

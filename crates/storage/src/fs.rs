@@ -66,24 +66,13 @@ impl FilesystemDriver {
     ///
     /// # Errors
     /// [`Error::Config`] for `max_threads == 0`; [`Error::Backend`] when `root` cannot be created.
-    pub fn with_max_threads(
-        root: impl Into<PathBuf>,
-        max_threads: usize,
-    ) -> Result<FilesystemDriver> {
+    pub fn with_max_threads(root: impl Into<PathBuf>, max_threads: usize) -> Result<FilesystemDriver> {
         if max_threads == 0 {
-            return Err(Error::Config(
-                "storage.filesystem.maxthreads must be at least 1".into(),
-            ));
+            return Err(Error::Config("storage.filesystem.maxthreads must be at least 1".into()));
         }
         let root = root.into();
-        fs::create_dir_all(&root)
-            .map_err(|e| Error::backend(NAME, "create root", &root.display().to_string(), e))?;
-        Ok(FilesystemDriver {
-            inner: Arc::new(Inner {
-                root,
-                permits: Semaphore::new(max_threads),
-            }),
-        })
+        fs::create_dir_all(&root).map_err(|e| Error::backend(NAME, "create root", &root.display().to_string(), e))?;
+        Ok(FilesystemDriver { inner: Arc::new(Inner { root, permits: Semaphore::new(max_threads) }) })
     }
 
     /// The root directory.
@@ -108,11 +97,7 @@ async fn run_blocking<T: Send + 'static>(
     path: &str,
     work: impl FnOnce(&Inner) -> io::Result<T> + Send + 'static,
 ) -> Result<T> {
-    let _permit = inner
-        .permits
-        .acquire()
-        .await
-        .map_err(|e| Error::backend(NAME, operation, path, e))?;
+    let _permit = inner.permits.acquire().await.map_err(|e| Error::backend(NAME, operation, path, e))?;
     let task_inner = inner.clone();
     tokio::task::spawn_blocking(move || work(&task_inner))
         .await
@@ -131,11 +116,7 @@ fn io_error(e: io::Error, operation: &'static str, path: &str) -> Error {
 
 impl Inner {
     fn full(&self, path: &str) -> PathBuf {
-        if path == "/" {
-            self.root.clone()
-        } else {
-            self.root.join(&path[1..])
-        }
+        if path == "/" { self.root.clone() } else { self.root.join(&path[1..]) }
     }
 
     fn staged(&self, path: &str) -> PathBuf {
@@ -146,20 +127,10 @@ impl Inner {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = self.root.join(STAGING_DIR).join("tmp");
         fs::create_dir_all(&dir)?;
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let name = format!(
-            "{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let name = format!("{}-{}-{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let path = dir.join(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
         Ok((path, file))
     }
 
@@ -221,10 +192,7 @@ impl StorageDriver for FilesystemDriver {
     async fn get_content(&self, path: &str) -> Result<Bytes> {
         validate_path(NAME, path)?;
         let owned = path.to_owned();
-        self.blocking("read", path, move |inner| {
-            fs::read(inner.full(&owned)).map(Bytes::from)
-        })
-        .await
+        self.blocking("read", path, move |inner| fs::read(inner.full(&owned)).map(Bytes::from)).await
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<()> {
@@ -264,48 +232,41 @@ impl StorageDriver for FilesystemDriver {
             .await;
         let (file, size) = file?;
         if offset > size {
-            return Err(Error::InvalidOffset {
-                driver: NAME,
-                path: path.to_owned(),
-                offset,
-                size,
-            });
+            return Err(Error::InvalidOffset { driver: NAME, path: path.to_owned(), offset, size });
         }
         let inner = self.inner.clone();
         let path = path.to_owned();
         let remaining = size - offset;
-        Ok(
-            stream::try_unfold((Some(file), remaining), move |(file, remaining)| {
-                let inner = inner.clone();
-                let path = path.clone();
-                async move {
-                    let Some(mut file) = file.filter(|_| remaining > 0) else {
-                        return Ok(None);
-                    };
-                    let want = remaining.min(READ_CHUNK as u64) as usize;
-                    let (file, chunk) = run_blocking(inner, "read", &path, move |_| {
-                        let mut buffer = BytesMut::zeroed(want);
-                        let mut filled = 0;
-                        while filled < want {
-                            match file.read(&mut buffer[filled..])? {
-                                0 => break,
-                                n => filled += n,
-                            }
+        Ok(stream::try_unfold((Some(file), remaining), move |(file, remaining)| {
+            let inner = inner.clone();
+            let path = path.clone();
+            async move {
+                let Some(mut file) = file.filter(|_| remaining > 0) else {
+                    return Ok(None);
+                };
+                let want = remaining.min(READ_CHUNK as u64) as usize;
+                let (file, chunk) = run_blocking(inner, "read", &path, move |_| {
+                    let mut buffer = BytesMut::zeroed(want);
+                    let mut filled = 0;
+                    while filled < want {
+                        match file.read(&mut buffer[filled..])? {
+                            0 => break,
+                            n => filled += n,
                         }
-                        buffer.truncate(filled);
-                        Ok((file, buffer.freeze()))
-                    })
-                    .await?;
-                    if chunk.is_empty() {
-                        // The file shrank under us; stop at what there is.
-                        return Ok(None);
                     }
-                    let remaining = remaining - chunk.len() as u64;
-                    Ok(Some((chunk, (Some(file), remaining))))
+                    buffer.truncate(filled);
+                    Ok((file, buffer.freeze()))
+                })
+                .await?;
+                if chunk.is_empty() {
+                    // The file shrank under us; stop at what there is.
+                    return Ok(None);
                 }
-            })
-            .boxed(),
-        )
+                let remaining = remaining - chunk.len() as u64;
+                Ok(Some((chunk, (Some(file), remaining))))
+            }
+        })
+        .boxed())
     }
 
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
@@ -330,11 +291,7 @@ impl StorageDriver for FilesystemDriver {
                     }
                 }
                 fs::create_dir_all(staged.parent().unwrap_or(&inner.root))?;
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&staged)?;
+                let file = OpenOptions::new().write(true).create(true).truncate(true).open(&staged)?;
                 Ok((file, 0))
             })
             .await?;
@@ -422,11 +379,7 @@ impl StorageDriver for FilesystemDriver {
                     Err(e) => return Err(e),
                 }
             }
-            if found {
-                Ok(())
-            } else {
-                Err(io::ErrorKind::NotFound.into())
-            }
+            if found { Ok(()) } else { Err(io::ErrorKind::NotFound.into()) }
         })
         .await
     }
@@ -435,10 +388,7 @@ impl StorageDriver for FilesystemDriver {
         if let Err(e) = validate_dir_path(NAME, path) {
             return stream::once(async move { Err(e) }).boxed();
         }
-        let walk = Walk {
-            driver: self.clone(),
-            start_after: start_after.map(str::to_owned),
-        };
+        let walk = Walk { driver: self.clone(), start_after: start_after.map(str::to_owned) };
         // A stack of what is left to visit, smallest on top.
         let stack = vec![Pending::Dir(path.to_owned())];
         stream::try_unfold((walk, stack), |(walk, mut stack)| async move {
@@ -479,12 +429,7 @@ impl Walk {
                 let entries = match fs::read_dir(inner.full(&owned)) {
                     Ok(entries) => entries,
                     // A directory removed while walking, or a walk of a file: nothing below.
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                        ) =>
-                    {
+                    Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
                         return Ok(Vec::new());
                     }
                     Err(e) => return Err(e),
@@ -493,11 +438,7 @@ impl Walk {
                 let mut children = Vec::new();
                 for entry in entries {
                     let entry = entry?;
-                    let Some(name) = entry
-                        .file_name()
-                        .to_str()
-                        .filter(|name| is_visible(name))
-                        .map(str::to_owned)
+                    let Some(name) = entry.file_name().to_str().filter(|name| is_visible(name)).map(str::to_owned)
                     else {
                         continue;
                     };
@@ -507,11 +448,7 @@ impl Walk {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(e),
                     };
-                    let sort_key = if metadata.is_dir() {
-                        format!("{path}/")
-                    } else {
-                        path.clone()
-                    };
+                    let sort_key = if metadata.is_dir() { format!("{path}/") } else { path.clone() };
                     if let Some(after) = &start_after {
                         // Skip what sorts entirely at or before `start_after`.
                         let skip = if metadata.is_dir() {
@@ -523,11 +460,8 @@ impl Walk {
                             continue;
                         }
                     }
-                    let pending = if metadata.is_dir() {
-                        Pending::Dir(path)
-                    } else {
-                        Pending::File(file_info(path, &metadata))
-                    };
+                    let pending =
+                        if metadata.is_dir() { Pending::Dir(path) } else { Pending::File(file_info(path, &metadata)) };
                     children.push((sort_key, pending));
                 }
                 children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -551,14 +485,10 @@ struct FsWriter {
 
 impl FsWriter {
     async fn flush(&mut self, sync: bool) -> Result<()> {
-        let mut file = self.file.take().ok_or_else(|| {
-            Error::backend(
-                NAME,
-                "write",
-                &self.path,
-                io::Error::other("an earlier write failed"),
-            )
-        })?;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::backend(NAME, "write", &self.path, io::Error::other("an earlier write failed")))?;
         let chunks = std::mem::take(&mut self.pending);
         let written = std::mem::take(&mut self.pending_len) as u64;
         let file = self

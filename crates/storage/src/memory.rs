@@ -71,16 +71,12 @@ impl StorageDriver for MemoryDriver {
 
     async fn get_content(&self, path: &str) -> Result<Bytes> {
         validate_path(NAME, path)?;
-        self.read(|s| s.files.get(path).map(|f| f.data.clone()))
-            .ok_or_else(|| Error::not_found(NAME, path))
+        self.read(|s| s.files.get(path).map(|f| f.data.clone())).ok_or_else(|| Error::not_found(NAME, path))
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<()> {
         validate_path(NAME, path)?;
-        let file = File {
-            data: content,
-            modified: SystemTime::now(),
-        };
+        let file = File { data: content, modified: SystemTime::now() };
         self.write(|s| s.files.insert(path.to_owned(), file));
         Ok(())
     }
@@ -90,12 +86,7 @@ impl StorageDriver for MemoryDriver {
         let data = self.get_content(path).await?;
         let size = data.len() as u64;
         if offset > size {
-            return Err(Error::InvalidOffset {
-                driver: NAME,
-                path: path.to_owned(),
-                offset,
-                size,
-            });
+            return Err(Error::InvalidOffset { driver: NAME, path: path.to_owned(), offset, size });
         }
         let rest = data.slice(offset as usize..);
         let chunks: Vec<Result<Bytes>> = (0..rest.len())
@@ -118,11 +109,7 @@ impl StorageDriver for MemoryDriver {
                 _ => Err(Error::not_found(NAME, path)),
             }
         })?;
-        Ok(Box::new(MemoryWriter {
-            driver: self.clone(),
-            path: path.to_owned(),
-            buffer,
-        }))
+        Ok(Box::new(MemoryWriter { driver: self.clone(), path: path.to_owned(), buffer }))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo> {
@@ -137,12 +124,7 @@ impl StorageDriver for MemoryDriver {
                 });
             }
             if path == "/" || s.has_children(path) {
-                return Ok(FileInfo {
-                    path: path.to_owned(),
-                    size: 0,
-                    modified: SystemTime::now(),
-                    is_dir: true,
-                });
+                return Ok(FileInfo { path: path.to_owned(), size: 0, modified: SystemTime::now(), is_dir: true });
             }
             Err(Error::not_found(NAME, path))
         })
@@ -153,9 +135,7 @@ impl StorageDriver for MemoryDriver {
         let prefix = dir_prefix(path);
         let children = self.read(|s| {
             let mut children = std::collections::BTreeSet::new();
-            let below = s
-                .files
-                .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded));
+            let below = s.files.range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded));
             for (file, _) in below.take_while(|(file, _)| file.starts_with(&prefix)) {
                 let rest = &file[prefix.len()..];
                 children.insert(&file[..prefix.len() + rest.find('/').unwrap_or(rest.len())]);
@@ -173,10 +153,7 @@ impl StorageDriver for MemoryDriver {
         validate_path(NAME, from)?;
         validate_path(NAME, to)?;
         self.write(|s| {
-            let mut file = s
-                .files
-                .remove(from)
-                .ok_or_else(|| Error::not_found(NAME, from))?;
+            let mut file = s.files.remove(from).ok_or_else(|| Error::not_found(NAME, from))?;
             file.modified = SystemTime::now();
             s.files.insert(to.to_owned(), file);
             Ok(())
@@ -201,11 +178,7 @@ impl StorageDriver for MemoryDriver {
             let staged_before = s.staged.len();
             s.staged.retain(|staged, _| !staged.starts_with(&prefix));
             found |= s.staged.len() != staged_before;
-            if found {
-                Ok(())
-            } else {
-                Err(Error::not_found(NAME, path))
-            }
+            if found { Ok(()) } else { Err(Error::not_found(NAME, path)) }
         })
     }
 
@@ -239,9 +212,7 @@ impl StorageDriver for MemoryDriver {
                         .collect()
                 });
                 let next = match batch.last() {
-                    Some(last) if batch.len() == WALK_BATCH => {
-                        Some(Bound::Excluded(last.path.clone()))
-                    }
+                    Some(last) if batch.len() == WALK_BATCH => Some(Bound::Excluded(last.path.clone())),
                     Some(_) => None,
                     None => return None,
                 };
@@ -272,25 +243,14 @@ impl FileWriter for MemoryWriter {
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
-        let MemoryWriter {
-            driver,
-            path,
-            buffer,
-        } = *self;
+        let MemoryWriter { driver, path, buffer } = *self;
         driver.write(|s| s.staged.insert(path, buffer.freeze()));
         Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
-        let MemoryWriter {
-            driver,
-            path,
-            buffer,
-        } = *self;
-        let file = File {
-            data: buffer.freeze(),
-            modified: SystemTime::now(),
-        };
+        let MemoryWriter { driver, path, buffer } = *self;
+        let file = File { data: buffer.freeze(), modified: SystemTime::now() };
         driver.write(|s| {
             s.staged.remove(&path);
             s.files.insert(path, file);

@@ -15,11 +15,7 @@ pub fn validate_path(driver: &'static str, path: &str) -> Result<()> {
 /// # Errors
 /// [`Error::InvalidPath`] naming `driver`, the path and the rule it breaks.
 pub fn validate_dir_path(driver: &'static str, path: &str) -> Result<()> {
-    if path == "/" {
-        Ok(())
-    } else {
-        validate_path(driver, path)
-    }
+    if path == "/" { Ok(()) } else { validate_path(driver, path) }
 }
 
 fn invalid(driver: &'static str, path: &str, reason: &'static str) -> Error {
@@ -32,11 +28,7 @@ fn invalid(driver: &'static str, path: &str, reason: &'static str) -> Error {
         shown.truncate(end);
         shown.push('…');
     }
-    Error::InvalidPath {
-        driver,
-        path: shown,
-        reason,
-    }
+    Error::InvalidPath { driver, path: shown, reason }
 }
 
 fn check(path: &str) -> Result<(), &'static str> {
@@ -50,10 +42,7 @@ fn check(path: &str) -> Result<(), &'static str> {
         match segment {
             "" => return Err("empty segment ('//' or a trailing '/')"),
             "." | ".." => return Err("'.' and '..' segments are not allowed"),
-            _ if !segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) =>
-            {
+            _ if !segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) => {
                 return Err("segments may only contain A-Z, a-z, 0-9, '.', '_' and '-'");
             }
             _ => {}
@@ -64,11 +53,7 @@ fn check(path: &str) -> Result<(), &'static str> {
 
 /// The prefix every path below directory `dir` starts with (`/a` → `/a/`, `/` → `/`).
 pub(crate) fn dir_prefix(dir: &str) -> String {
-    if dir == "/" {
-        "/".to_owned()
-    } else {
-        format!("{dir}/")
-    }
+    if dir == "/" { "/".to_owned() } else { format!("{dir}/") }
 }
 
 #[cfg(test)]
@@ -77,23 +62,11 @@ mod tests {
 
     #[test]
     fn rules() {
-        for ok in [
-            "/a",
-            "/a/b",
-            "/A.b_c-d/0",
-            "/.hidden",
-            "/a/..b",
-            "/_uploads/x",
-        ] {
+        for ok in ["/a", "/a/b", "/A.b_c-d/0", "/.hidden", "/a/..b", "/_uploads/x"] {
             validate_path("test", ok).unwrap();
         }
-        for bad in [
-            "", "a", "/", "//a", "/a/", "/a//b", "/a/./b", "/a/..", "/a b", "/ä", "/a:b", "/a\\b",
-        ] {
-            assert!(
-                matches!(validate_path("test", bad), Err(Error::InvalidPath { .. })),
-                "{bad:?}"
-            );
+        for bad in ["", "a", "/", "//a", "/a/", "/a//b", "/a/./b", "/a/..", "/a b", "/ä", "/a:b", "/a\\b"] {
+            assert!(matches!(validate_path("test", bad), Err(Error::InvalidPath { .. })), "{bad:?}");
         }
         validate_dir_path("test", "/").unwrap();
         assert!(validate_dir_path("test", "//").is_err());
@@ -107,9 +80,7 @@ mod tests {
                 !segment.is_empty()
                     && segment != "."
                     && segment != ".."
-                    && segment
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                    && segment.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
             })
     }
 

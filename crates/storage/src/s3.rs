@@ -18,15 +18,12 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::{
-    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption,
-    StorageClass,
+    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption, StorageClass,
 };
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
@@ -89,10 +86,7 @@ struct Part {
 
 impl Part {
     fn completed(&self) -> CompletedPart {
-        CompletedPart::builder()
-            .part_number(self.number)
-            .set_e_tag(self.e_tag.clone())
-            .build()
+        CompletedPart::builder().part_number(self.number).set_e_tag(self.e_tag.clone()).build()
     }
 }
 
@@ -124,8 +118,7 @@ where
 }
 
 fn system_time(time: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
-    time.and_then(|t| SystemTime::try_from(*t).ok())
-        .unwrap_or(SystemTime::UNIX_EPOCH)
+    time.and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 impl S3Driver {
@@ -135,16 +128,10 @@ impl S3Driver {
     /// # Errors
     /// [`Error::Config`] for an unusable setting (an endpoint that is not a URL).
     pub async fn new(config: S3Config) -> Result<S3Driver> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()));
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new(config.region.clone()));
         if let (Some(access), Some(secret)) = (&config.access_key, &config.secret_key) {
-            loader = loader.credentials_provider(Credentials::new(
-                access,
-                secret,
-                None,
-                None,
-                "wharf-config",
-            ));
+            loader = loader.credentials_provider(Credentials::new(access, secret, None, None, "wharf-config"));
         }
         let shared = loader.load().await;
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
@@ -157,29 +144,17 @@ impl S3Driver {
             let endpoint = if endpoint.contains("://") {
                 endpoint.clone()
             } else {
-                format!(
-                    "{}://{endpoint}",
-                    if config.secure { "https" } else { "http" }
-                )
+                format!("{}://{endpoint}", if config.secure { "https" } else { "http" })
             };
-            url::Url::parse(&endpoint).map_err(|e| {
-                Error::Config(format!(
-                    "storage.s3.regionendpoint: {endpoint:?} is not a URL: {e}"
-                ))
-            })?;
+            url::Url::parse(&endpoint)
+                .map_err(|e| Error::Config(format!("storage.s3.regionendpoint: {endpoint:?} is not a URL: {e}")))?;
             builder = builder.endpoint_url(endpoint);
         }
         let root = match config.root_directory.trim_matches('/') {
             "" => String::new(),
             root => format!("{root}/"),
         };
-        Ok(S3Driver {
-            inner: Arc::new(Inner {
-                client: Client::from_conf(builder.build()),
-                config,
-                root,
-            }),
-        })
+        Ok(S3Driver { inner: Arc::new(Inner { client: Client::from_conf(builder.build()), config, root }) })
     }
 
     /// The S3 client, for operations this driver does not cover (creating the bucket, say).
@@ -218,11 +193,7 @@ impl Inner {
 
     /// The key prefix of everything below directory `path` (the whole root for `/`).
     fn dir_key(&self, path: &str) -> String {
-        if path == "/" {
-            self.root.clone()
-        } else {
-            format!("{}/", self.key(path))
-        }
+        if path == "/" { self.root.clone() } else { format!("{}/", self.key(path)) }
     }
 
     fn path_of(&self, key: &str) -> Option<String> {
@@ -236,18 +207,9 @@ impl Inner {
 
     async fn head(&self, path: &str) -> Result<Option<(u64, SystemTime)>> {
         let key = self.key(path);
-        match self
-            .client
-            .head_object()
-            .bucket(&self.config.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
+        match self.client.head_object().bucket(&self.config.bucket).key(&key).send().await {
             Ok(head) => Ok(Some((
-                head.content_length()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .unwrap_or(0),
+                head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                 system_time(head.last_modified()),
             ))),
             Err(e) if is_not_found(&e) => Ok(None),
@@ -255,13 +217,7 @@ impl Inner {
         }
     }
 
-    async fn put(
-        &self,
-        path: &str,
-        key: &str,
-        content: Bytes,
-        metadata: &[(&str, String)],
-    ) -> Result<()> {
+    async fn put(&self, path: &str, key: &str, content: Bytes, metadata: &[(&str, String)]) -> Result<()> {
         let mut request = self
             .client
             .put_object()
@@ -301,11 +257,7 @@ impl Inner {
                 let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
                     continue;
                 };
-                let wanted = if scope == "/" {
-                    key.starts_with(prefix)
-                } else {
-                    key == prefix
-                };
+                let wanted = if scope == "/" { key.starts_with(prefix) } else { key == prefix };
                 if let (true, Some(path)) = (wanted, self.path_of(key)) {
                     found.push(AbandonedUpload {
                         path,
@@ -344,14 +296,7 @@ impl Inner {
 
     async fn delete_tail(&self, path: &str) -> Result<()> {
         let key = self.tail_key(path);
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.config.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
+        match self.client.delete_object().bucket(&self.config.bucket).key(&key).send().await {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(backend("delete tail", path, e)),
@@ -374,14 +319,7 @@ impl Inner {
     /// The tail object of a staged write: its bytes, the offset they start at, the upload id.
     async fn read_tail(&self, path: &str) -> Result<Option<(Bytes, u64, Option<String>)>> {
         let key = self.tail_key(path);
-        let object = match self
-            .client
-            .get_object()
-            .bucket(&self.config.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
+        let object = match self.client.get_object().bucket(&self.config.bucket).key(&key).send().await {
             Ok(object) => object,
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(backend("read tail", path, e)),
@@ -390,23 +328,9 @@ impl Inner {
         let offset = metadata
             .get(OFFSET_KEY)
             .and_then(|o| o.parse().ok())
-            .ok_or_else(|| {
-                Error::backend(
-                    NAME,
-                    "read tail",
-                    path,
-                    format!("tail object {key} has no offset"),
-                )
-            })?;
-        let upload_id = metadata
-            .get(UPLOAD_KEY)
-            .filter(|id| !id.is_empty())
-            .cloned();
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::backend(NAME, "read tail", path, e))?;
+            .ok_or_else(|| Error::backend(NAME, "read tail", path, format!("tail object {key} has no offset")))?;
+        let upload_id = metadata.get(UPLOAD_KEY).filter(|id| !id.is_empty()).cloned();
+        let bytes = object.body.collect().await.map_err(|e| Error::backend(NAME, "read tail", path, e))?;
         Ok(Some((bytes.into_bytes(), offset, upload_id)))
     }
 
@@ -450,10 +374,7 @@ impl Inner {
             None => uploads.last(),
         };
         let (upload_id, parts) = match upload {
-            Some(upload) => (
-                Some(upload.upload_id.clone()),
-                self.list_parts(path, &upload.upload_id).await?,
-            ),
+            Some(upload) => (Some(upload.upload_id.clone()), self.list_parts(path, &upload.upload_id).await?),
             None => (None, Vec::new()),
         };
         if tail.is_none() && upload_id.is_none() {
@@ -461,12 +382,8 @@ impl Inner {
         }
         // Parts are numbered from 1 without gaps; a gap means a part upload never finished,
         // and what follows it cannot be used.
-        let parts: Vec<Part> = parts
-            .into_iter()
-            .enumerate()
-            .take_while(|(i, p)| p.number == *i as i32 + 1)
-            .map(|(_, p)| p)
-            .collect();
+        let parts: Vec<Part> =
+            parts.into_iter().enumerate().take_while(|(i, p)| p.number == *i as i32 + 1).map(|(_, p)| p).collect();
         let parts_size: u64 = parts.iter().map(|p| p.size).sum();
         // The tail starts where the parts ended when it was written; a part uploaded after it
         // (a close cut short) may already hold some or all of its bytes.
@@ -485,19 +402,10 @@ impl Inner {
             }
             None => BytesMut::new(),
         };
-        Ok(Some(Staged {
-            upload_id,
-            parts,
-            parts_size,
-            tail,
-        }))
+        Ok(Some(Staged { upload_id, parts, parts_size, tail }))
     }
 
-    async fn list_keys(
-        &self,
-        prefix: &str,
-        start_after: Option<String>,
-    ) -> Result<Vec<(String, u64, SystemTime)>> {
+    async fn list_keys(&self, prefix: &str, start_after: Option<String>) -> Result<Vec<(String, u64, SystemTime)>> {
         let mut keys = Vec::new();
         let mut token = None::<String>;
         let mut start_after = start_after;
@@ -514,10 +422,7 @@ impl Inner {
                 .map_err(|e| backend("list", prefix, e))?;
             for object in page.contents() {
                 if let Some(key) = object.key() {
-                    let size = object
-                        .size()
-                        .and_then(|n| u64::try_from(n).ok())
-                        .unwrap_or(0);
+                    let size = object.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
                     keys.push((key.to_owned(), size, system_time(object.last_modified())));
                 }
             }
@@ -554,11 +459,7 @@ impl Inner {
                     NAME,
                     "delete",
                     path,
-                    format!(
-                        "{}: {}",
-                        failed.key().unwrap_or("?"),
-                        failed.message().unwrap_or("refused")
-                    ),
+                    format!("{}: {}", failed.key().unwrap_or("?"), failed.message().unwrap_or("refused")),
                 ));
             }
         }
@@ -568,23 +469,15 @@ impl Inner {
     async fn copy(&self, from: &str, to: &str, size: u64) -> Result<()> {
         let source = format!("{}/{}", self.config.bucket, self.key(from));
         if size <= self.config.multipart_copy_threshold_size {
-            let mut request = self
-                .client
-                .copy_object()
-                .bucket(&self.config.bucket)
-                .key(self.key(to))
-                .copy_source(&source);
+            let mut request =
+                self.client.copy_object().bucket(&self.config.bucket).key(self.key(to)).copy_source(&source);
             if self.config.encrypt {
                 request = request.server_side_encryption(ServerSideEncryption::Aes256);
             }
             request.send().await.map_err(|e| backend("copy", from, e))?;
             return Ok(());
         }
-        let mut create = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.config.bucket)
-            .key(self.key(to));
+        let mut create = self.client.create_multipart_upload().bucket(&self.config.bucket).key(self.key(to));
         if self.config.encrypt {
             create = create.server_side_encryption(ServerSideEncryption::Aes256);
         }
@@ -596,9 +489,8 @@ impl Inner {
             .map(str::to_owned)
             .ok_or_else(|| Error::backend(NAME, "copy", from, "no upload id"))?;
         let chunk = self.config.multipart_copy_chunk_size;
-        let ranges: Vec<(i32, u64, u64)> = (0..size.div_ceil(chunk))
-            .map(|i| (i as i32 + 1, i * chunk, ((i + 1) * chunk).min(size) - 1))
-            .collect();
+        let ranges: Vec<(i32, u64, u64)> =
+            (0..size.div_ceil(chunk)).map(|i| (i as i32 + 1, i * chunk, ((i + 1) * chunk).min(size) - 1)).collect();
         let copied: Result<Vec<CompletedPart>> = stream::iter(ranges)
             .map(|(number, first, last)| {
                 let (source, upload_id, key) = (&source, &upload_id, self.key(to));
@@ -615,14 +507,8 @@ impl Inner {
                         .send()
                         .await
                         .map_err(|e| backend("copy part", from, e))?;
-                    let e_tag = output
-                        .copy_part_result()
-                        .and_then(|r| r.e_tag())
-                        .map(str::to_owned);
-                    Ok(CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(e_tag)
-                        .build())
+                    let e_tag = output.copy_part_result().and_then(|r| r.e_tag()).map(str::to_owned);
+                    Ok(CompletedPart::builder().part_number(number).set_e_tag(e_tag).build())
                 }
             })
             .buffered(self.config.multipart_copy_max_concurrency)
@@ -640,11 +526,7 @@ impl Inner {
             .bucket(&self.config.bucket)
             .key(self.key(to))
             .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
             .await
             .map_err(|e| backend("complete copy", from, e))?;
@@ -661,20 +543,10 @@ impl StorageDriver for S3Driver {
     async fn get_content(&self, path: &str) -> Result<Bytes> {
         validate_path(NAME, path)?;
         let inner = &self.inner;
-        match inner
-            .client
-            .get_object()
-            .bucket(&inner.config.bucket)
-            .key(inner.key(path))
-            .send()
-            .await
-        {
-            Ok(object) => Ok(object
-                .body
-                .collect()
-                .await
-                .map_err(|e| Error::backend(NAME, "read", path, e))?
-                .into_bytes()),
+        match inner.client.get_object().bucket(&inner.config.bucket).key(inner.key(path)).send().await {
+            Ok(object) => {
+                Ok(object.body.collect().await.map_err(|e| Error::backend(NAME, "read", path, e))?.into_bytes())
+            }
             Err(e) if is_not_found(&e) => Err(Error::not_found(NAME, path)),
             Err(e) => Err(backend("read", path, e)),
         }
@@ -682,42 +554,24 @@ impl StorageDriver for S3Driver {
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<()> {
         validate_path(NAME, path)?;
-        self.inner
-            .put(path, &self.inner.key(path), content, &[])
-            .await
+        self.inner.put(path, &self.inner.key(path), content, &[]).await
     }
 
     async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {
         validate_path(NAME, path)?;
         let inner = &self.inner;
-        let request = inner
-            .client
-            .get_object()
-            .bucket(&inner.config.bucket)
-            .key(inner.key(path));
-        let request = if offset > 0 {
-            request.range(format!("bytes={offset}-"))
-        } else {
-            request
-        };
+        let request = inner.client.get_object().bucket(&inner.config.bucket).key(inner.key(path));
+        let request = if offset > 0 { request.range(format!("bytes={offset}-")) } else { request };
         let object = match request.send().await {
             Ok(object) => object,
             Err(e) if is_not_found(&e) => return Err(Error::not_found(NAME, path)),
             // A range starting at or past the end: S3 answers 416; tell the two apart.
             Err(e) if e.code() == Some("InvalidRange") || status(&e) == Some(416) => {
-                let (size, _) = inner
-                    .head(path)
-                    .await?
-                    .ok_or_else(|| Error::not_found(NAME, path))?;
+                let (size, _) = inner.head(path).await?.ok_or_else(|| Error::not_found(NAME, path))?;
                 if offset == size {
                     return Ok(stream::empty().boxed());
                 }
-                return Err(Error::InvalidOffset {
-                    driver: NAME,
-                    path: path.to_owned(),
-                    offset,
-                    size,
-                });
+                return Err(Error::InvalidOffset { driver: NAME, path: path.to_owned(), offset, size });
             }
             Err(e) => return Err(backend("read", path, e)),
         };
@@ -741,29 +595,15 @@ impl StorageDriver for S3Driver {
             match self.inner.staged(path).await? {
                 Some(staged) => staged,
                 None => match self.inner.head(path).await? {
-                    Some((0, _)) => Staged {
-                        upload_id: None,
-                        parts: Vec::new(),
-                        parts_size: 0,
-                        tail: BytesMut::new(),
-                    },
+                    Some((0, _)) => Staged { upload_id: None, parts: Vec::new(), parts_size: 0, tail: BytesMut::new() },
                     _ => return Err(Error::not_found(NAME, path)),
                 },
             }
         } else {
             self.inner.discard_staged(path).await?;
-            Staged {
-                upload_id: None,
-                parts: Vec::new(),
-                parts_size: 0,
-                tail: BytesMut::new(),
-            }
+            Staged { upload_id: None, parts: Vec::new(), parts_size: 0, tail: BytesMut::new() }
         };
-        Ok(Box::new(S3Writer {
-            driver: self.clone(),
-            path: path.to_owned(),
-            staged,
-        }))
+        Ok(Box::new(S3Writer { driver: self.clone(), path: path.to_owned(), staged }))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo> {
@@ -771,12 +611,7 @@ impl StorageDriver for S3Driver {
         if path != "/"
             && let Some((size, modified)) = self.inner.head(path).await?
         {
-            return Ok(FileInfo {
-                path: path.to_owned(),
-                size,
-                modified,
-                is_dir: false,
-            });
+            return Ok(FileInfo { path: path.to_owned(), size, modified, is_dir: false });
         }
         let inner = &self.inner;
         let below = inner
@@ -789,12 +624,7 @@ impl StorageDriver for S3Driver {
             .await
             .map_err(|e| backend("stat", path, e))?;
         if path == "/" || !below.contents().is_empty() {
-            return Ok(FileInfo {
-                path: path.to_owned(),
-                size: 0,
-                modified: SystemTime::now(),
-                is_dir: true,
-            });
+            return Ok(FileInfo { path: path.to_owned(), size: 0, modified: SystemTime::now(), is_dir: true });
         }
         Err(Error::not_found(NAME, path))
     }
@@ -818,11 +648,7 @@ impl StorageDriver for S3Driver {
                 .await
                 .map_err(|e| backend("list", path, e))?;
             let files = page.contents().iter().filter_map(|o| o.key());
-            let dirs = page
-                .common_prefixes()
-                .iter()
-                .filter_map(|p| p.prefix())
-                .map(|p| p.trim_end_matches('/'));
+            let dirs = page.common_prefixes().iter().filter_map(|p| p.prefix()).map(|p| p.trim_end_matches('/'));
             for key in files.chain(dirs) {
                 let name = &key[prefix.len()..];
                 let child = format!("{parent}{name}");
@@ -844,29 +670,19 @@ impl StorageDriver for S3Driver {
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
         validate_path(NAME, from)?;
         validate_path(NAME, to)?;
-        let (size, _) = self
-            .inner
-            .head(from)
-            .await?
-            .ok_or_else(|| Error::not_found(NAME, from))?;
+        let (size, _) = self.inner.head(from).await?.ok_or_else(|| Error::not_found(NAME, from))?;
         if from == to {
             return Ok(());
         }
         self.inner.copy(from, to, size).await?;
-        self.inner
-            .delete_keys(from, vec![self.inner.key(from)])
-            .await
+        self.inner.delete_keys(from, vec![self.inner.key(from)]).await
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
         validate_path(NAME, path)?;
         let inner = &self.inner;
-        let mut keys: Vec<String> = inner
-            .list_keys(&inner.dir_key(path), None)
-            .await?
-            .into_iter()
-            .map(|(key, ..)| key)
-            .collect();
+        let mut keys: Vec<String> =
+            inner.list_keys(&inner.dir_key(path), None).await?.into_iter().map(|(key, ..)| key).collect();
         if inner.head(path).await?.is_some() {
             keys.push(inner.key(path));
         }
@@ -877,23 +693,14 @@ impl StorageDriver for S3Driver {
             inner.abort(&upload.path, &upload.upload_id).await?;
         }
         let tail_dir = format!("{}/", inner.tail_key(path));
-        let mut tails: Vec<String> = inner
-            .list_keys(&tail_dir, None)
-            .await?
-            .into_iter()
-            .map(|(key, ..)| key)
-            .collect();
+        let mut tails: Vec<String> = inner.list_keys(&tail_dir, None).await?.into_iter().map(|(key, ..)| key).collect();
         if inner.read_tail(path).await?.is_some() {
             tails.push(inner.tail_key(path));
         }
         let found = !keys.is_empty() || !staged.is_empty() || !tails.is_empty();
         keys.extend(tails);
         inner.delete_keys(path, keys).await?;
-        if found {
-            Ok(())
-        } else {
-            Err(Error::not_found(NAME, path))
-        }
+        if found { Ok(()) } else { Err(Error::not_found(NAME, path)) }
     }
 
     fn walk(&self, path: &str, start_after: Option<&str>) -> BoxStream<'static, Result<FileInfo>> {
@@ -902,10 +709,8 @@ impl StorageDriver for S3Driver {
         }
         let inner = self.inner.clone();
         let prefix = inner.dir_key(path);
-        let start = start_after
-            .filter(|after| *after != "/")
-            .map(|after| inner.key(after))
-            .filter(|key| key >= &prefix);
+        let start =
+            start_after.filter(|after| *after != "/").map(|after| inner.key(after)).filter(|key| key >= &prefix);
         // Pages of ListObjectsV2, fetched as the stream is read.
         stream::try_unfold(Some((None::<String>, start)), move |state| {
             let (inner, prefix) = (inner.clone(), prefix.clone());
@@ -930,10 +735,7 @@ impl StorageDriver for S3Driver {
                         let path = inner.path_of(object.key()?)?;
                         Some(Ok(FileInfo {
                             path,
-                            size: object
-                                .size()
-                                .and_then(|n| u64::try_from(n).ok())
-                                .unwrap_or(0),
+                            size: object.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                             modified: system_time(object.last_modified()),
                             is_dir: false,
                         }))
@@ -953,8 +755,8 @@ impl StorageDriver for S3Driver {
     async fn redirect_url(&self, path: &str, method: RedirectMethod) -> Result<Option<url::Url>> {
         validate_path(NAME, path)?;
         let inner = &self.inner;
-        let presigning = PresigningConfig::expires_in(REDIRECT_EXPIRY)
-            .map_err(|e| Error::backend(NAME, "presign", path, e))?;
+        let presigning =
+            PresigningConfig::expires_in(REDIRECT_EXPIRY).map_err(|e| Error::backend(NAME, "presign", path, e))?;
         let request = match method {
             RedirectMethod::Get => inner
                 .client
@@ -973,8 +775,7 @@ impl StorageDriver for S3Driver {
                 .await
                 .map_err(|e| backend("presign", path, e))?,
         };
-        let url =
-            url::Url::parse(request.uri()).map_err(|e| Error::backend(NAME, "presign", path, e))?;
+        let url = url::Url::parse(request.uri()).map_err(|e| Error::backend(NAME, "presign", path, e))?;
         Ok(Some(url))
     }
 }
@@ -1006,11 +807,7 @@ impl S3Writer {
             return Ok(id.clone());
         }
         let inner = &self.driver.inner;
-        let mut create = inner
-            .client
-            .create_multipart_upload()
-            .bucket(&inner.config.bucket)
-            .key(inner.key(&self.path));
+        let mut create = inner.client.create_multipart_upload().bucket(&inner.config.bucket).key(inner.key(&self.path));
         if inner.config.encrypt {
             create = create.server_side_encryption(ServerSideEncryption::Aes256);
         }
@@ -1045,11 +842,7 @@ impl S3Writer {
             .send()
             .await
             .map_err(|e| backend("upload part", &self.path, e))?;
-        self.staged.parts.push(Part {
-            number,
-            e_tag: output.e_tag().map(str::to_owned),
-            size: len as u64,
-        });
+        self.staged.parts.push(Part { number, e_tag: output.e_tag().map(str::to_owned), size: len as u64 });
         self.staged.parts_size += len as u64;
         Ok(())
     }
@@ -1079,15 +872,10 @@ impl FileWriter for S3Writer {
         let inner = &self.driver.inner;
         let metadata = [
             (OFFSET_KEY, self.staged.parts_size.to_string()),
-            (
-                UPLOAD_KEY,
-                self.staged.upload_id.clone().unwrap_or_default(),
-            ),
+            (UPLOAD_KEY, self.staged.upload_id.clone().unwrap_or_default()),
         ];
         let tail = self.staged.tail.clone().freeze();
-        inner
-            .put(&self.path, &inner.tail_key(&self.path), tail, &metadata)
-            .await
+        inner.put(&self.path, &inner.tail_key(&self.path), tail, &metadata).await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
@@ -1096,28 +884,21 @@ impl FileWriter for S3Writer {
             // Never filled a part: one plain PutObject (which is also how an empty file works).
             None => {
                 let content = std::mem::take(&mut self.staged.tail).freeze();
-                inner
-                    .put(&self.path, &inner.key(&self.path), content, &[])
-                    .await?;
+                inner.put(&self.path, &inner.key(&self.path), content, &[]).await?;
             }
             Some(upload_id) => {
                 if !self.staged.tail.is_empty() {
                     let len = self.staged.tail.len();
                     self.upload_part(len).await?;
                 }
-                let parts: Vec<CompletedPart> =
-                    self.staged.parts.iter().map(Part::completed).collect();
+                let parts: Vec<CompletedPart> = self.staged.parts.iter().map(Part::completed).collect();
                 inner
                     .client
                     .complete_multipart_upload()
                     .bucket(&inner.config.bucket)
                     .key(inner.key(&self.path))
                     .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
+                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
                     .send()
                     .await
                     .map_err(|e| backend("complete upload", &self.path, e))?;

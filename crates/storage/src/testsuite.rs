@@ -34,10 +34,7 @@ pub struct SuiteOptions {
 
 impl Default for SuiteOptions {
     fn default() -> Self {
-        SuiteOptions {
-            large_size: 24 * MIB,
-            concurrency: 16,
-        }
+        SuiteOptions { large_size: 24 * MIB, concurrency: 16 }
     }
 }
 
@@ -150,29 +147,16 @@ impl<'a> Case<'a> {
 
     async fn put(&self, relative: &str, content: impl Into<Bytes>) {
         let path = self.path(relative);
-        self.ok(
-            &format!("put_content {path}"),
-            self.driver.put_content(&path, content.into()).await,
-        );
+        self.ok(&format!("put_content {path}"), self.driver.put_content(&path, content.into()).await);
     }
 
     async fn expect_content(&self, relative: &str, expected: &[u8]) {
         let path = self.path(relative);
-        let content = self.ok(
-            &format!("get_content {path}"),
-            self.driver.get_content(&path).await,
-        );
+        let content = self.ok(&format!("get_content {path}"), self.driver.get_content(&path).await);
         if content != expected {
-            self.fail(format!(
-                "{path}: read {} bytes that differ from the {} written",
-                content.len(),
-                expected.len()
-            ));
+            self.fail(format!("{path}: read {} bytes that differ from the {} written", content.len(), expected.len()));
         }
-        let streamed = self.ok(
-            &format!("reader {path}"),
-            self.driver.read_all(&path, 0).await,
-        );
+        let streamed = self.ok(&format!("reader {path}"), self.driver.read_all(&path, 0).await);
         if streamed != expected {
             self.fail(format!(
                 "{path}: streamed {} bytes that differ from the {} written",
@@ -189,11 +173,7 @@ impl<'a> Case<'a> {
             self.ok("write", writer.write(data.slice_ref(part)).await);
         }
         if writer.size() != data.len() as u64 {
-            self.fail(format!(
-                "writer size {} after writing {}",
-                writer.size(),
-                data.len()
-            ));
+            self.fail(format!("writer size {} after writing {}", writer.size(), data.len()));
         }
         self.ok("commit", writer.commit().await);
     }
@@ -212,10 +192,7 @@ impl<'a> Case<'a> {
         }
         let left = self.walk(&self.root, None).await;
         if !left.is_empty() {
-            self.fail(format!(
-                "left behind: {:?}",
-                left.iter().map(|f| &f.path).collect::<Vec<_>>()
-            ));
+            self.fail(format!("left behind: {:?}", left.iter().map(|f| &f.path).collect::<Vec<_>>()));
         }
         if self.driver.exists(&self.root).await.unwrap_or(true) {
             self.fail(format!("{} still exists", self.root));
@@ -226,15 +203,8 @@ impl<'a> Case<'a> {
 /// Paths of every allowed character and shape are accepted.
 pub async fn valid_paths(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "valid_paths").await;
-    for relative in [
-        "a",
-        "A.b_c-D",
-        "0/1/2/3/4/5/6/7/8/9",
-        ".hidden",
-        "a..b",
-        "_uploads/x-y_z.data",
-        &"n".repeat(200),
-    ] {
+    for relative in ["a", "A.b_c-D", "0/1/2/3/4/5/6/7/8/9", ".hidden", "a..b", "_uploads/x-y_z.data", &"n".repeat(200)]
+    {
         case.put(relative, Bytes::from(relative.to_owned())).await;
         case.expect_content(relative, relative.as_bytes()).await;
     }
@@ -244,20 +214,14 @@ pub async fn valid_paths(driver: &dyn StorageDriver) {
 /// Malformed paths are refused with `InvalidPath` by every operation, and nothing is stored.
 pub async fn invalid_paths(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "invalid_paths").await;
-    for path in [
-        "", "relative", "/", "//a", "/a/", "/a//b", "/a/./b", "/a/../b", "/sp ace", "/ü", "/a:b",
-        "/a\\b", "/a?b",
-    ] {
+    for path in
+        ["", "relative", "/", "//a", "/a/", "/a//b", "/a/./b", "/a/../b", "/sp ace", "/ü", "/a:b", "/a\\b", "/a?b"]
+    {
         let refused = |what: &str, result: Result<(), Error>| match result {
             Err(Error::InvalidPath { .. }) => {}
-            other => case.fail(format!(
-                "{what}({path:?}): expected InvalidPath, got {other:?}"
-            )),
+            other => case.fail(format!("{what}({path:?}): expected InvalidPath, got {other:?}")),
         };
-        refused(
-            "put_content",
-            driver.put_content(path, Bytes::from_static(b"x")).await,
-        );
+        refused("put_content", driver.put_content(path, Bytes::from_static(b"x")).await);
         refused("get_content", driver.get_content(path).await.map(drop));
         refused("reader", driver.reader(path, 0).await.map(drop));
         refused("writer", driver.writer(path, false).await.map(drop));
@@ -268,11 +232,7 @@ pub async fn invalid_paths(driver: &dyn StorageDriver) {
             refused("list", driver.list(path).await.map(drop));
         }
     }
-    if !case
-        .walk("/wharf-testsuite/invalid_paths", None)
-        .await
-        .is_empty()
-    {
+    if !case.walk("/wharf-testsuite/invalid_paths", None).await.is_empty() {
         case.fail("an invalid path stored something");
     }
     case.finish().await;
@@ -324,12 +284,7 @@ pub async fn write_read_large_stream(driver: &dyn StorageDriver, size: usize) {
         }
         chunks
     };
-    let written = case.ok(
-        "write_stream",
-        driver
-            .write_stream(&path, stream::iter(chunks).boxed())
-            .await,
-    );
+    let written = case.ok("write_stream", driver.write_stream(&path, stream::iter(chunks).boxed()).await);
     if written != size as u64 {
         case.fail(format!("wrote {written} of {size} bytes"));
     }
@@ -339,10 +294,7 @@ pub async fn write_read_large_stream(driver: &dyn StorageDriver, size: usize) {
     }
     let read = case.ok("read_all", driver.read_all(&path, 0).await);
     if read != data {
-        case.fail(format!(
-            "read {} bytes that differ from the {size} written",
-            read.len()
-        ));
+        case.fail(format!("read {} bytes that differ from the {size} written", read.len()));
     }
     case.finish().await;
 }
@@ -369,10 +321,8 @@ pub async fn truncating_overwrite(driver: &dyn StorageDriver) {
     case.put("file", test_data(3, 4096)).await;
     case.put("file", &b"short"[..]).await;
     case.expect_content("file", b"short").await;
-    case.write_in_chunks("file", &test_data(4, 10_000), 1000)
-        .await;
-    case.write_in_chunks("file", &Bytes::from_static(b"tiny"), 2)
-        .await;
+    case.write_in_chunks("file", &test_data(4, 10_000), 1000).await;
+    case.write_in_chunks("file", &Bytes::from_static(b"tiny"), 2).await;
     case.expect_content("file", b"tiny").await;
     case.finish().await;
 }
@@ -381,11 +331,9 @@ pub async fn truncating_overwrite(driver: &dyn StorageDriver) {
 pub async fn put_content_repeated(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "put_content_repeated").await;
     for round in 0..20u64 {
-        case.put("file", test_data(round, 100 + round as usize * 37))
-            .await;
+        case.put("file", test_data(round, 100 + round as usize * 37)).await;
     }
-    case.expect_content("file", &test_data(19, 100 + 19 * 37))
-        .await;
+    case.expect_content("file", &test_data(19, 100 + 19 * 37)).await;
     case.finish().await;
 }
 
@@ -398,10 +346,7 @@ pub async fn read_missing(driver: &dyn StorageDriver) {
     case.expect_not_found("stat", driver.stat(&path).await);
     case.expect_not_found("list", driver.list(&path).await);
     case.put("dir/file", &b"x"[..]).await;
-    case.expect_not_found(
-        "get_content of a directory",
-        driver.get_content(&case.path("dir")).await,
-    );
+    case.expect_not_found("get_content of a directory", driver.get_content(&case.path("dir")).await);
     case.finish().await;
 }
 
@@ -412,24 +357,15 @@ pub async fn reader_offsets(driver: &dyn StorageDriver) {
     case.put("file", data.clone()).await;
     let path = case.path("file");
     for offset in [0, 1, MIB - 1, MIB, 2 * MIB + 7, data.len() - 1, data.len()] {
-        let read = case.ok(
-            &format!("reader at {offset}"),
-            driver.read_all(&path, offset as u64).await,
-        );
+        let read = case.ok(&format!("reader at {offset}"), driver.read_all(&path, offset as u64).await);
         if read != data[offset..] {
-            case.fail(format!(
-                "reader at {offset}: {} bytes that differ",
-                read.len()
-            ));
+            case.fail(format!("reader at {offset}: {} bytes that differ", read.len()));
         }
     }
     match driver.reader(&path, data.len() as u64 + 1).await {
         Err(Error::InvalidOffset { offset, size, .. })
             if offset == data.len() as u64 + 1 && size == data.len() as u64 => {}
-        other => case.fail(format!(
-            "reader past the end: expected InvalidOffset, got {:?}",
-            other.map(drop)
-        )),
+        other => case.fail(format!("reader past the end: expected InvalidOffset, got {:?}", other.map(drop))),
     }
     case.finish().await;
 }
@@ -473,15 +409,9 @@ async fn append_resume(case: &Case<'_>, data: &Bytes, chunk: usize, stops: &[usi
             break;
         }
         case.ok("close", writer.close().await);
-        writer = case.ok(
-            &format!("writer(append) after {stop} bytes"),
-            case.driver.writer(&path, true).await,
-        );
+        writer = case.ok(&format!("writer(append) after {stop} bytes"), case.driver.writer(&path, true).await);
         if writer.size() != stop as u64 {
-            case.fail(format!(
-                "resumed writer reports size {} after {stop} bytes",
-                writer.size()
-            ));
+            case.fail(format!("resumed writer reports size {} after {stop} bytes", writer.size()));
         }
     }
     case.ok("commit", writer.commit().await);
@@ -499,13 +429,7 @@ async fn append_resume(case: &Case<'_>, data: &Bytes, chunk: usize, stops: &[usi
 pub async fn append_resume_large_chunks(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "append_resume_large_chunks").await;
     let data = test_data(7, 17 * MIB + 5);
-    append_resume(
-        &case,
-        &data,
-        3 * MIB + 1,
-        &[6 * MIB + 2, 7 * MIB, 13 * MIB + 100],
-    )
-    .await;
+    append_resume(&case, &data, 3 * MIB + 1, &[6 * MIB + 2, 7 * MIB, 13 * MIB + 100]).await;
     case.finish().await;
 }
 
@@ -524,15 +448,9 @@ pub async fn append_resume_after_zero_byte_write(driver: &dyn StorageDriver) {
     let mut writer = case.ok("writer", driver.writer(&path, false).await);
     case.ok("empty write", writer.write(Bytes::new()).await);
     case.ok("close", writer.close().await);
-    let mut writer = case.ok(
-        "writer(append) after zero bytes",
-        driver.writer(&path, true).await,
-    );
+    let mut writer = case.ok("writer(append) after zero bytes", driver.writer(&path, true).await);
     if writer.size() != 0 {
-        case.fail(format!(
-            "resumed empty writer reports size {}",
-            writer.size()
-        ));
+        case.fail(format!("resumed empty writer reports size {}", writer.size()));
     }
     case.ok("write", writer.write(Bytes::from_static(b"content")).await);
     case.ok("commit", writer.commit().await);
@@ -543,20 +461,14 @@ pub async fn append_resume_after_zero_byte_write(driver: &dyn StorageDriver) {
 /// `writer(path, true)` with nothing staged: `NotFound`, unless an empty file is committed.
 pub async fn append_without_staged_content(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "append_without_staged_content").await;
-    case.expect_not_found(
-        "writer(append) of a missing path",
-        driver.writer(&case.path("none"), true).await,
-    );
+    case.expect_not_found("writer(append) of a missing path", driver.writer(&case.path("none"), true).await);
     case.put("full", &b"content"[..]).await;
     case.expect_not_found(
         "writer(append) of a committed non-empty file",
         driver.writer(&case.path("full"), true).await,
     );
     case.put("empty", Bytes::new()).await;
-    let mut writer = case.ok(
-        "writer(append) of an empty file",
-        driver.writer(&case.path("empty"), true).await,
-    );
+    let mut writer = case.ok("writer(append) of an empty file", driver.writer(&case.path("empty"), true).await);
     case.ok("write", writer.write(Bytes::from_static(b"now")).await);
     case.ok("commit", writer.commit().await);
     case.expect_content("empty", b"now").await;
@@ -573,10 +485,7 @@ pub async fn writer_cancel(driver: &dyn StorageDriver) {
     let mut writer = case.ok("writer(append)", driver.writer(&path, true).await);
     case.ok("write", writer.write(Bytes::from_static(b"x")).await);
     case.ok("cancel", writer.cancel().await);
-    case.expect_not_found(
-        "writer(append) after cancel",
-        driver.writer(&path, true).await,
-    );
+    case.expect_not_found("writer(append) after cancel", driver.writer(&path, true).await);
     case.expect_not_found("get_content after cancel", driver.get_content(&path).await);
     case.put("file", &b"kept"[..]).await;
     let mut writer = case.ok("writer", driver.writer(&path, false).await);
@@ -606,14 +515,7 @@ pub async fn writer_restart_replaces_staged(driver: &dyn StorageDriver) {
 /// `list` gives direct children only, sorted, as full paths.
 pub async fn list(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "list").await;
-    for relative in [
-        "dir/b",
-        "dir/a",
-        "dir/sub/deep/file",
-        "dir/sub/other",
-        "dir-sibling/x",
-        "top",
-    ] {
+    for relative in ["dir/b", "dir/a", "dir/sub/deep/file", "dir/sub/other", "dir-sibling/x", "top"] {
         case.put(relative, Bytes::from_static(b".")).await;
     }
     let listed = case.ok("list", driver.list(&case.path("dir")).await);
@@ -639,21 +541,10 @@ pub async fn rename(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "rename").await;
     let data = test_data(10, 70 * 1024);
     case.put("from/file", data.clone()).await;
-    case.ok(
-        "rename",
-        driver
-            .rename(&case.path("from/file"), &case.path("to/deeper/file"))
-            .await,
-    );
+    case.ok("rename", driver.rename(&case.path("from/file"), &case.path("to/deeper/file")).await);
     case.expect_content("to/deeper/file", &data).await;
-    case.expect_not_found(
-        "source after rename",
-        driver.get_content(&case.path("from/file")).await,
-    );
-    case.expect_not_found(
-        "emptied source directory",
-        driver.stat(&case.path("from")).await,
-    );
+    case.expect_not_found("source after rename", driver.get_content(&case.path("from/file")).await);
+    case.expect_not_found("emptied source directory", driver.stat(&case.path("from")).await);
     case.finish().await;
 }
 
@@ -662,27 +553,16 @@ pub async fn rename_overwrite(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "rename_overwrite").await;
     case.put("a", &b"new content"[..]).await;
     case.put("b", test_data(11, 5000)).await;
-    case.ok(
-        "rename",
-        driver.rename(&case.path("a"), &case.path("b")).await,
-    );
+    case.ok("rename", driver.rename(&case.path("a"), &case.path("b")).await);
     case.expect_content("b", b"new content").await;
-    case.expect_not_found(
-        "source after rename",
-        driver.get_content(&case.path("a")).await,
-    );
+    case.expect_not_found("source after rename", driver.get_content(&case.path("a")).await);
     case.finish().await;
 }
 
 /// `rename` of a missing file is `NotFound` and creates nothing.
 pub async fn rename_missing(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "rename_missing").await;
-    case.expect_not_found(
-        "rename",
-        driver
-            .rename(&case.path("missing"), &case.path("target"))
-            .await,
-    );
+    case.expect_not_found("rename", driver.rename(&case.path("missing"), &case.path("target")).await);
     case.expect_not_found("target", driver.stat(&case.path("target")).await);
     case.finish().await;
 }
@@ -693,10 +573,7 @@ pub async fn delete_file(driver: &dyn StorageDriver) {
     case.put("dir/gone", &b"x"[..]).await;
     case.put("dir/kept", &b"y"[..]).await;
     case.ok("delete", driver.delete(&case.path("dir/gone")).await);
-    case.expect_not_found(
-        "deleted file",
-        driver.get_content(&case.path("dir/gone")).await,
-    );
+    case.expect_not_found("deleted file", driver.get_content(&case.path("dir/gone")).await);
     case.expect_content("dir/kept", b"y").await;
     case.finish().await;
 }
@@ -708,16 +585,8 @@ pub async fn delete_folder(driver: &dyn StorageDriver) {
         case.put(relative, Bytes::from_static(b".")).await;
     }
     case.ok("delete", driver.delete(&case.path("dir")).await);
-    case.expect_not_found(
-        "stat of deleted directory",
-        driver.stat(&case.path("dir")).await,
-    );
-    let left: Vec<String> = case
-        .walk(&case.root, None)
-        .await
-        .into_iter()
-        .map(|f| f.path)
-        .collect();
+    case.expect_not_found("stat of deleted directory", driver.stat(&case.path("dir")).await);
+    let left: Vec<String> = case.walk(&case.root, None).await.into_iter().map(|f| f.path).collect();
     if left != [case.path("other")] {
         case.fail(format!("after deleting dir: {left:?}"));
     }
@@ -758,10 +627,7 @@ pub async fn delete_discards_staged_writes(driver: &dyn StorageDriver) {
     case.ok("write", writer.write(test_data(12, 1000)).await);
     case.ok("close", writer.close().await);
     case.ok("delete", driver.delete(&case.path("upload")).await);
-    case.expect_not_found(
-        "writer(append) after delete",
-        driver.writer(&path, true).await,
-    );
+    case.expect_not_found("writer(append) after delete", driver.writer(&path, true).await);
     case.finish().await;
 }
 
@@ -771,11 +637,7 @@ pub async fn stat(driver: &dyn StorageDriver) {
     let before = std::time::SystemTime::now() - Duration::from_secs(300);
     case.put("dir/file", test_data(13, 4321)).await;
     let file = case.ok("stat file", driver.stat(&case.path("dir/file")).await);
-    if file.is_dir
-        || file.size != 4321
-        || file.path != case.path("dir/file")
-        || file.modified < before
-    {
+    if file.is_dir || file.size != 4321 || file.path != case.path("dir/file") || file.modified < before {
         case.fail(format!("stat of a file: {file:?}"));
     }
     let dir = case.ok("stat dir", driver.stat(&case.path("dir")).await);
@@ -792,24 +654,13 @@ pub async fn stat(driver: &dyn StorageDriver) {
 /// Many readers of the same and of different files at once.
 pub async fn concurrent_readers(driver: &dyn StorageDriver, readers: usize) {
     let case = Case::start(driver, "concurrent_readers").await;
-    let files: Vec<Bytes> = (0..4)
-        .map(|i| test_data(20 + i, 300_000 + i as usize * 1000))
-        .collect();
+    let files: Vec<Bytes> = (0..4).map(|i| test_data(20 + i, 300_000 + i as usize * 1000)).collect();
     for (i, data) in files.iter().enumerate() {
         case.put(&format!("file{i}"), data.clone()).await;
     }
     let reads = (0..readers).map(|r| {
-        let (path, expected) = (
-            case.path(&format!("file{}", r % files.len())),
-            files[r % files.len()].clone(),
-        );
-        async move {
-            (
-                driver.read_all(&path, (r * 13) as u64).await,
-                expected,
-                r * 13,
-            )
-        }
+        let (path, expected) = (case.path(&format!("file{}", r % files.len())), files[r % files.len()].clone());
+        async move { (driver.read_all(&path, (r * 13) as u64).await, expected, r * 13) }
     });
     for (read, expected, offset) in futures::future::join_all(reads).await {
         if case.ok("concurrent read", read) != expected[offset..] {
@@ -838,16 +689,9 @@ pub async fn concurrent_writers(driver: &dyn StorageDriver, writers: usize) {
         case.ok("concurrent write", result);
     }
     for w in 0..writers {
-        case.expect_content(
-            &format!("own/{w}"),
-            &test_data(40 + w as u64, 100_000 + w * 10),
-        )
-        .await;
+        case.expect_content(&format!("own/{w}"), &test_data(40 + w as u64, 100_000 + w * 10)).await;
     }
-    let shared = case.ok(
-        "read shared",
-        driver.get_content(&case.path("shared")).await,
-    );
+    let shared = case.ok("read shared", driver.get_content(&case.path("shared")).await);
     let whole = (0..writers).any(|w| shared == test_data(40 + w as u64, 100_000 + w * 10));
     if !whole {
         case.fail("racing writers left a mix rather than one writer's content");
@@ -858,14 +702,9 @@ pub async fn concurrent_writers(driver: &dyn StorageDriver, writers: usize) {
 /// `walk` yields files only, in byte-wise lexical order of their paths.
 pub async fn walk_order(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "walk_order").await;
-    let relative = [
-        "a", "a-b", "a.b", "a/b", "a/b/c", "a0", "B", "_x/y", "z/z/z/z",
-    ];
+    let relative = ["a", "a-b", "a.b", "a/b", "a/b/c", "a0", "B", "_x/y", "z/z/z/z"];
     // "a" and "a/b" cannot both be files: make "a" a directory's sibling instead.
-    let files: Vec<&str> = relative
-        .into_iter()
-        .filter(|r| *r != "a" && *r != "a/b")
-        .collect();
+    let files: Vec<&str> = relative.into_iter().filter(|r| *r != "a" && *r != "a/b").collect();
     for (i, file) in files.iter().enumerate() {
         case.put(file, test_data(i as u64, i)).await;
     }
@@ -880,23 +719,12 @@ pub async fn walk_order(driver: &dyn StorageDriver) {
         case.fail("walk yielded a directory");
     }
     for info in &walked {
-        let i = files
-            .iter()
-            .position(|f| case.path(f) == info.path)
-            .unwrap_or_default();
+        let i = files.iter().position(|f| case.path(f) == info.path).unwrap_or_default();
         if info.size != i as u64 {
-            case.fail(format!(
-                "walk size of {}: {}, expected {i}",
-                info.path, info.size
-            ));
+            case.fail(format!("walk size of {}: {}, expected {i}", info.path, info.size));
         }
     }
-    let below: Vec<String> = case
-        .walk(&case.path("a"), None)
-        .await
-        .into_iter()
-        .map(|f| f.path)
-        .collect();
+    let below: Vec<String> = case.walk(&case.path("a"), None).await.into_iter().map(|f| f.path).collect();
     if below != [case.path("a/b/c")] {
         case.fail(format!("walk of a subdirectory: {below:?}"));
     }
@@ -909,13 +737,7 @@ pub async fn walk_order(driver: &dyn StorageDriver) {
 /// `walk` with `start_after` resumes after any string, existing or not.
 pub async fn walk_start_after(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "walk_start_after").await;
-    let files = [
-        "r/a/_layers/x",
-        "r/a/_manifests/y",
-        "r/b/_manifests/z",
-        "r/b.c/_manifests/w",
-        "r/c/d/_layers/v",
-    ];
+    let files = ["r/a/_layers/x", "r/a/_manifests/y", "r/b/_manifests/z", "r/b.c/_manifests/w", "r/c/d/_layers/v"];
     for file in files {
         case.put(file, Bytes::from_static(b".")).await;
     }
@@ -925,40 +747,19 @@ pub async fn walk_start_after(driver: &dyn StorageDriver) {
         all
     };
     for start in 0..=all.len() {
-        let after = if start == 0 {
-            case.path("r")
-        } else {
-            all[start - 1].clone()
-        };
-        let paths: Vec<String> = case
-            .walk(&case.path("r"), Some(&after))
-            .await
-            .into_iter()
-            .map(|f| f.path)
-            .collect();
+        let after = if start == 0 { case.path("r") } else { all[start - 1].clone() };
+        let paths: Vec<String> = case.walk(&case.path("r"), Some(&after)).await.into_iter().map(|f| f.path).collect();
         let expected = if start == 0 { &all[..] } else { &all[start..] };
         if paths != expected {
-            case.fail(format!(
-                "walk after {after}: {paths:?}, expected {expected:?}"
-            ));
+            case.fail(format!("walk after {after}: {paths:?}, expected {expected:?}"));
         }
     }
     // A start that does not exist, between two subtrees.
-    let paths: Vec<String> = case
-        .walk(&case.path("r"), Some(&case.path("r/b/~")))
-        .await
-        .into_iter()
-        .map(|f| f.path)
-        .collect();
-    let expected: Vec<String> = all
-        .iter()
-        .filter(|p| p.as_str() > case.path("r/b/~").as_str())
-        .cloned()
-        .collect();
+    let paths: Vec<String> =
+        case.walk(&case.path("r"), Some(&case.path("r/b/~"))).await.into_iter().map(|f| f.path).collect();
+    let expected: Vec<String> = all.iter().filter(|p| p.as_str() > case.path("r/b/~").as_str()).cloned().collect();
     if paths != expected {
-        case.fail(format!(
-            "walk after r/b/~: {paths:?}, expected {expected:?}"
-        ));
+        case.fail(format!("walk after r/b/~: {paths:?}, expected {expected:?}"));
     }
     // A start before the directory means from its beginning.
     if case.walk(&case.path("r"), Some("/")).await.len() != all.len() {
@@ -972,10 +773,7 @@ pub async fn redirect_urls(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "redirect_urls").await;
     case.put("file", &b"x"[..]).await;
     for method in [RedirectMethod::Get, RedirectMethod::Head] {
-        let url = case.ok(
-            "redirect_url",
-            driver.redirect_url(&case.path("file"), method).await,
-        );
+        let url = case.ok("redirect_url", driver.redirect_url(&case.path("file"), method).await);
         if let Some(url) = url
             && !matches!(url.scheme(), "http" | "https")
         {

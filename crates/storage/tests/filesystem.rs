@@ -6,8 +6,7 @@ use std::path::Path;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use wharf_storage::{
-    Error, FileInfo, FilesystemConfig, FilesystemDriver, StorageConfig, StorageDriver,
-    StorageDriverExt, testsuite,
+    Error, FileInfo, FilesystemConfig, FilesystemDriver, StorageConfig, StorageDriver, StorageDriverExt, testsuite,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,25 +21,15 @@ async fn passes_the_suite() {
 async fn passes_the_suite_with_one_thread() {
     let dir = tempfile::tempdir().unwrap();
     let driver = FilesystemDriver::with_max_threads(dir.path(), 1).unwrap();
-    testsuite::run_all_with(
-        &driver,
-        &testsuite::SuiteOptions::default().with_large_size(4 << 20),
-    )
-    .await;
+    testsuite::run_all_with(&driver, &testsuite::SuiteOptions::default().with_large_size(4 << 20)).await;
 }
 
 /// What the suite leaves on disk: at most the empty staging folders.
 fn assert_only_staging_left(root: &Path) {
     let left: Vec<_> = walkdir(root).into_iter().filter(|p| p.is_file()).collect();
     assert!(left.is_empty(), "files left on disk: {left:?}");
-    let top: Vec<_> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(
-        top.iter().all(|name| name == ".wharf+staging"),
-        "left at the root: {top:?}"
-    );
+    let top: Vec<_> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(top.iter().all(|name| name == ".wharf+staging"), "left at the root: {top:?}");
 }
 
 fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -80,28 +69,15 @@ async fn files_sit_where_distribution_puts_them() {
     let dir = tempfile::tempdir().unwrap();
     let driver = FilesystemDriver::new(dir.path()).unwrap();
     let link = "/docker/registry/v2/repositories/app/_layers/sha256/abc/link";
-    driver
-        .put_content(link, Bytes::from_static(b"sha256:abc"))
-        .await
-        .unwrap();
-    let on_disk = dir
-        .path()
-        .join("docker/registry/v2/repositories/app/_layers/sha256/abc/link");
+    driver.put_content(link, Bytes::from_static(b"sha256:abc")).await.unwrap();
+    let on_disk = dir.path().join("docker/registry/v2/repositories/app/_layers/sha256/abc/link");
     assert_eq!(std::fs::read(on_disk).unwrap(), b"sha256:abc");
 
     // And what another program wrote there is read as it is.
-    let foreign = dir
-        .path()
-        .join("docker/registry/v2/blobs/sha256/ab/abc/data");
+    let foreign = dir.path().join("docker/registry/v2/blobs/sha256/ab/abc/data");
     std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
     std::fs::write(&foreign, b"blob").unwrap();
-    assert_eq!(
-        driver
-            .get_content("/docker/registry/v2/blobs/sha256/ab/abc/data")
-            .await
-            .unwrap(),
-        "blob"
-    );
+    assert_eq!(driver.get_content("/docker/registry/v2/blobs/sha256/ab/abc/data").await.unwrap(), "blob");
 }
 
 #[tokio::test]
@@ -111,21 +87,12 @@ async fn staging_is_invisible_and_unaddressable() {
     let mut writer = driver.writer("/a/staged", false).await.unwrap();
     writer.write(Bytes::from_static(b"pending")).await.unwrap();
     writer.close().await.unwrap();
-    driver
-        .put_content("/b", Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    driver.put_content("/b", Bytes::from_static(b"x")).await.unwrap();
     assert!(dir.path().join(".wharf+staging/files/a/staged").exists());
     assert_eq!(driver.list("/").await.unwrap(), ["/b"]);
     let walked: Vec<FileInfo> = driver.walk("/", None).try_collect().await.unwrap();
-    assert_eq!(
-        walked.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
-        ["/b"]
-    );
-    assert!(matches!(
-        driver.get_content("/.wharf+staging/files/a/staged").await,
-        Err(Error::InvalidPath { .. })
-    ));
+    assert_eq!(walked.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["/b"]);
+    assert!(matches!(driver.get_content("/.wharf+staging/files/a/staged").await, Err(Error::InvalidPath { .. })));
     // Files with names a path cannot have (lost+found, editor backups) are skipped too.
     std::fs::write(dir.path().join("lost+found"), b"").unwrap();
     assert_eq!(driver.list("/").await.unwrap(), ["/b"]);
@@ -135,14 +102,8 @@ async fn staging_is_invisible_and_unaddressable() {
 async fn emptied_directories_are_removed() {
     let dir = tempfile::tempdir().unwrap();
     let driver = FilesystemDriver::new(dir.path()).unwrap();
-    driver
-        .put_content("/a/b/c/file", Bytes::from_static(b"x"))
-        .await
-        .unwrap();
-    driver
-        .put_content("/a/keep", Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    driver.put_content("/a/b/c/file", Bytes::from_static(b"x")).await.unwrap();
+    driver.put_content("/a/keep", Bytes::from_static(b"x")).await.unwrap();
     driver.delete("/a/b/c/file").await.unwrap();
     assert!(!dir.path().join("a/b").exists());
     assert!(dir.path().join("a/keep").exists());

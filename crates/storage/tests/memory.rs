@@ -23,12 +23,6 @@ async fn resumes_a_write_from_a_new_handle() {
     assert_eq!(writer.size(), 7 << 20);
     writer.write(data.slice(7 << 20..)).await.unwrap();
     writer.commit().await.unwrap();
-    assert_eq!(
-        restarted.read_all("/uploads/u1/data", 0).await.unwrap(),
-        data
-    );
-    assert_eq!(
-        restarted.get_content("/uploads/u1/data").await.unwrap(),
-        Bytes::from(data.to_vec())
-    );
+    assert_eq!(restarted.read_all("/uploads/u1/data", 0).await.unwrap(), data);
+    assert_eq!(restarted.get_content("/uploads/u1/data").await.unwrap(), Bytes::from(data.to_vec()));
 }

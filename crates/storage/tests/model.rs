@@ -28,18 +28,12 @@ enum Op {
     Stat(String),
     List(String),
     Walk(String, Option<String>),
-    Write {
-        path: String,
-        append: bool,
-        data: Vec<u8>,
-        end: End,
-    },
+    Write { path: String, append: bool, data: Vec<u8>, end: End },
 }
 
 fn path() -> impl Strategy<Value = String> {
     let segment = prop_oneof![Just("a"), Just("b"), Just("a-b"), Just("a.b"), Just("c")];
-    prop::collection::vec(segment, 1..4)
-        .prop_map(|segments| format!("{ROOT}/{}", segments.join("/")))
+    prop::collection::vec(segment, 1..4).prop_map(|segments| format!("{ROOT}/{}", segments.join("/")))
 }
 
 fn dir() -> impl Strategy<Value = String> {
@@ -90,9 +84,7 @@ impl Model {
     /// cannot hold, and the contract leaves open): such operations are not generated.
     fn clashes(&self, path: &str) -> bool {
         let taken = self.files.keys().chain(self.staged.keys());
-        taken
-            .into_iter()
-            .any(|other| other != path && (below(other, path) || below(path, other)))
+        taken.into_iter().any(|other| other != path && (below(other, path) || below(path, other)))
     }
 
     fn is_dir(&self, dir: &str) -> bool {
@@ -105,19 +97,12 @@ impl Model {
                 self.files.insert(path.clone(), data.clone());
                 Outcome::Done
             }
-            Op::Get(path) => self
-                .files
-                .get(path)
-                .map_or(Outcome::NotFound, |d| Outcome::Content(d.clone())),
+            Op::Get(path) => self.files.get(path).map_or(Outcome::NotFound, |d| Outcome::Content(d.clone())),
             Op::Delete(path) => {
                 let before = self.files.len() + self.staged.len();
                 self.files.retain(|f, _| f != path && !below(path, f));
                 self.staged.retain(|f, _| f != path && !below(path, f));
-                if before == self.files.len() + self.staged.len() {
-                    Outcome::NotFound
-                } else {
-                    Outcome::Done
-                }
+                if before == self.files.len() + self.staged.len() { Outcome::NotFound } else { Outcome::Done }
             }
             Op::Rename(from, to) => match self.files.remove(from) {
                 Some(data) => {
@@ -127,14 +112,8 @@ impl Model {
                 None => Outcome::NotFound,
             },
             Op::Stat(path) => match self.files.get(path) {
-                Some(data) => Outcome::Stat {
-                    size: data.len() as u64,
-                    is_dir: false,
-                },
-                None if self.is_dir(path) => Outcome::Stat {
-                    size: 0,
-                    is_dir: true,
-                },
+                Some(data) => Outcome::Stat { size: data.len() as u64, is_dir: false },
+                None if self.is_dir(path) => Outcome::Stat { size: 0, is_dir: true },
                 None => Outcome::NotFound,
             },
             Op::List(dir) => {
@@ -147,27 +126,16 @@ impl Model {
                         format!("{dir}/{}", rest.split('/').next().unwrap_or_default())
                     })
                     .collect();
-                if children.is_empty() {
-                    Outcome::NotFound
-                } else {
-                    Outcome::Paths(children.into_iter().collect())
-                }
+                if children.is_empty() { Outcome::NotFound } else { Outcome::Paths(children.into_iter().collect()) }
             }
             Op::Walk(dir, after) => Outcome::Paths(
                 self.files
                     .keys()
-                    .filter(|f| {
-                        below(dir, f) && after.as_ref().is_none_or(|a| f.as_str() > a.as_str())
-                    })
+                    .filter(|f| below(dir, f) && after.as_ref().is_none_or(|a| f.as_str() > a.as_str()))
                     .cloned()
                     .collect(),
             ),
-            Op::Write {
-                path,
-                append,
-                data,
-                end,
-            } => {
+            Op::Write { path, append, data, end } => {
                 let mut buffer = if *append {
                     match (self.staged.get(path), self.files.get(path)) {
                         (Some(staged), _) => staged.clone(),
@@ -199,9 +167,7 @@ impl Model {
     fn allows(&self, op: &Op) -> bool {
         match op {
             Op::Put(path, _) | Op::Write { path, .. } => !self.clashes(path),
-            Op::Rename(from, to) => {
-                from == to || !self.clashes(to) || !self.files.contains_key(from)
-            }
+            Op::Rename(from, to) => from == to || !self.clashes(to) || !self.files.contains_key(from),
             _ => true,
         }
     }
@@ -217,13 +183,8 @@ fn outcome<T>(result: Result<T, Error>, ok: impl FnOnce(T) -> Outcome) -> Result
 
 async fn run(driver: &dyn StorageDriver, op: &Op) -> Result<Outcome, String> {
     match op {
-        Op::Put(path, data) => outcome(
-            driver.put_content(path, Bytes::from(data.clone())).await,
-            |()| Outcome::Done,
-        ),
-        Op::Get(path) => outcome(driver.get_content(path).await, |b| {
-            Outcome::Content(b.to_vec())
-        }),
+        Op::Put(path, data) => outcome(driver.put_content(path, Bytes::from(data.clone())).await, |()| Outcome::Done),
+        Op::Get(path) => outcome(driver.get_content(path).await, |b| Outcome::Content(b.to_vec())),
         Op::Delete(path) => outcome(driver.delete(path).await, |()| Outcome::Done),
         Op::Rename(from, to) => outcome(driver.rename(from, to).await, |()| Outcome::Done),
         Op::Stat(path) => outcome(driver.stat(path).await, |info| Outcome::Stat {
@@ -232,26 +193,15 @@ async fn run(driver: &dyn StorageDriver, op: &Op) -> Result<Outcome, String> {
         }),
         Op::List(dir) => outcome(driver.list(dir).await, Outcome::Paths),
         Op::Walk(dir, after) => {
-            let walked: Result<Vec<_>, Error> =
-                driver.walk(dir, after.as_deref()).try_collect().await;
-            outcome(walked, |files| {
-                Outcome::Paths(files.into_iter().map(|f| f.path).collect())
-            })
+            let walked: Result<Vec<_>, Error> = driver.walk(dir, after.as_deref()).try_collect().await;
+            outcome(walked, |files| Outcome::Paths(files.into_iter().map(|f| f.path).collect()))
         }
-        Op::Write {
-            path,
-            append,
-            data,
-            end,
-        } => {
+        Op::Write { path, append, data, end } => {
             let mut writer = match driver.writer(path, *append).await {
                 Ok(writer) => writer,
                 Err(e) => return outcome(Err::<(), _>(e), |()| Outcome::Done),
             };
-            writer
-                .write(Bytes::from(data.clone()))
-                .await
-                .map_err(|e| e.to_string())?;
+            writer.write(Bytes::from(data.clone())).await.map_err(|e| e.to_string())?;
             let ended = match end {
                 End::Close => writer.close().await,
                 End::Commit => writer.commit().await,
@@ -273,17 +223,8 @@ async fn check(driver: &dyn StorageDriver, ops: &[Op]) -> Result<(), TestCaseErr
             continue;
         }
         let expected = model.apply(op);
-        let actual = run(driver, op)
-            .await
-            .map_err(|e| TestCaseError::fail(format!("step {i} {op:?}: {e}")))?;
-        prop_assert_eq!(
-            &actual,
-            &expected,
-            "step {} {:?} on {}",
-            i,
-            op,
-            driver.name()
-        );
+        let actual = run(driver, op).await.map_err(|e| TestCaseError::fail(format!("step {i} {op:?}: {e}")))?;
+        prop_assert_eq!(&actual, &expected, "step {} {:?} on {}", i, op, driver.name());
     }
     // Finally the whole store agrees, file by file.
     let walked: Vec<String> = driver
@@ -294,21 +235,14 @@ async fn check(driver: &dyn StorageDriver, ops: &[Op]) -> Result<(), TestCaseErr
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(walked, model.files.keys().cloned().collect::<Vec<_>>());
     for (path, data) in &model.files {
-        let read = driver
-            .read_all(path, 0)
-            .await
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let read = driver.read_all(path, 0).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&read[..], &data[..], "content of {}", path);
     }
     Ok(())
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 fn run_model(driver: &dyn StorageDriver, cases: u32) {
@@ -316,14 +250,8 @@ fn run_model(driver: &dyn StorageDriver, cases: u32) {
 }
 
 fn run_model_on(runtime: &tokio::runtime::Runtime, driver: &dyn StorageDriver, cases: u32) {
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let result = runner.run(&prop::collection::vec(op(), 1..40), |ops| {
-        runtime.block_on(check(driver, &ops))
-    });
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let result = runner.run(&prop::collection::vec(op(), 1..40), |ops| runtime.block_on(check(driver, &ops)));
     if let Err(e) = result {
         panic!("{}: {e}", driver.name());
     }
@@ -337,10 +265,7 @@ fn memory_matches_the_model() {
 #[test]
 fn filesystem_matches_the_model() {
     let dir = tempfile::tempdir().unwrap();
-    run_model(
-        &wharf_storage::FilesystemDriver::new(dir.path()).unwrap(),
-        128,
-    );
+    run_model(&wharf_storage::FilesystemDriver::new(dir.path()).unwrap(), 128);
 }
 
 #[cfg(feature = "s3")]
@@ -364,12 +289,7 @@ fn s3_matches_the_model() {
         config.force_path_style = true;
         config.root_directory = format!("model-{}", std::process::id());
         let driver = wharf_storage::S3Driver::new(config.clone()).await.unwrap();
-        let _ = driver
-            .client()
-            .create_bucket()
-            .bucket(&config.bucket)
-            .send()
-            .await;
+        let _ = driver.client().create_bucket().bucket(&config.bucket).send().await;
         driver
     });
     run_model_on(&runtime, &driver, 12);

@@ -22,8 +22,7 @@ mod s3 {
 
     use bytes::Bytes;
     use wharf_storage::{
-        RedirectMethod, S3Config, S3Driver, StorageConfig, StorageDriver, StorageDriverExt,
-        testsuite,
+        RedirectMethod, S3Config, S3Driver, StorageConfig, StorageDriver, StorageDriverExt, testsuite,
     };
 
     const MIB: usize = 1 << 20;
@@ -47,25 +46,14 @@ mod s3 {
         let mut config = S3Config::new(bucket, region);
         config.region_endpoint = Some(endpoint);
         config.force_path_style = true;
-        config.access_key =
-            Some(std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "wharf-test".into()));
-        config.secret_key =
-            Some(std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "wharf-test".into()));
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
+        config.access_key = Some(std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "wharf-test".into()));
+        config.secret_key = Some(std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "wharf-test".into()));
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
         config.root_directory = format!("tests/{test}-{}-{nanos}", std::process::id());
         // Small parts, so that the suite's sizes cross part boundaries many times.
         config.chunk_size = 5 << 20;
         let driver = S3Driver::new(config.clone()).await.unwrap();
-        match driver
-            .client()
-            .create_bucket()
-            .bucket(&config.bucket)
-            .send()
-            .await
-        {
+        match driver.client().create_bucket().bucket(&config.bucket).send().await {
             Ok(_) => {}
             Err(e) if format!("{e:?}").contains("BucketAlready") => {}
             Err(e) => panic!("creating bucket {}: {e:?}", config.bucket),
@@ -83,13 +71,7 @@ mod s3 {
             return;
         };
         testsuite::run_all(&driver).await;
-        assert!(
-            driver
-                .abandoned_uploads(SystemTime::now() + Duration::from_secs(3600))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(driver.abandoned_uploads(SystemTime::now() + Duration::from_secs(3600)).await.unwrap().is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,47 +142,25 @@ mod s3 {
         let Some(driver) = driver("presign").await else {
             return;
         };
-        driver
-            .put_content("/blob", Bytes::from_static(b"presigned content"))
-            .await
-            .unwrap();
-        let url = driver
-            .redirect_url("/blob", RedirectMethod::Get)
-            .await
-            .unwrap()
-            .expect("S3 presigns");
-        assert!(
-            url.query().unwrap_or_default().contains("X-Amz-Signature"),
-            "{url}"
-        );
+        driver.put_content("/blob", Bytes::from_static(b"presigned content")).await.unwrap();
+        let url = driver.redirect_url("/blob", RedirectMethod::Get).await.unwrap().expect("S3 presigns");
+        assert!(url.query().unwrap_or_default().contains("X-Amz-Signature"), "{url}");
         let (status, body) = http_get(&url);
         assert_eq!(status, 200, "{url}");
         assert!(body.ends_with(b"presigned content"));
-        let head = driver
-            .redirect_url("/blob", RedirectMethod::Head)
-            .await
-            .unwrap()
-            .unwrap();
+        let head = driver.redirect_url("/blob", RedirectMethod::Head).await.unwrap().unwrap();
         assert_ne!(head, url);
         driver.delete("/blob").await.unwrap();
     }
 
     /// A bare HTTP/1.1 GET, enough to follow a presigned URL to the local test server.
     fn http_get(url: &url::Url) -> (u16, Vec<u8>) {
-        let address = format!(
-            "{}:{}",
-            url.host_str().unwrap(),
-            url.port_or_known_default().unwrap()
-        );
+        let address = format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap());
         let mut stream = std::net::TcpStream::connect(address).unwrap();
         let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
         let host = url.host_str().unwrap();
         let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-        write!(
-            stream,
-            "GET {target} HTTP/1.1\r\nHost: {host}{port}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        write!(stream, "GET {target} HTTP/1.1\r\nHost: {host}{port}\r\nConnection: close\r\n\r\n").unwrap();
         let mut response = Vec::new();
         stream.read_to_end(&mut response).unwrap();
         let status = String::from_utf8_lossy(&response[9..12]).parse().unwrap();
@@ -213,41 +173,17 @@ mod s3 {
             return;
         };
         let mut writer = driver.writer("/uploads/left/data", false).await.unwrap();
-        writer
-            .write(testsuite::test_data(4, 6 * MIB))
-            .await
-            .unwrap();
+        writer.write(testsuite::test_data(4, 6 * MIB)).await.unwrap();
         writer.close().await.unwrap();
         // moto reports a fixed start time (2010) for every upload, so only the direction of
         // the cut-off is checked here: nothing was started before 1970.
-        assert!(
-            driver
-                .abandoned_uploads(SystemTime::UNIX_EPOCH)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let abandoned = driver
-            .abandoned_uploads(SystemTime::now() + Duration::from_secs(60))
-            .await
-            .unwrap();
+        assert!(driver.abandoned_uploads(SystemTime::UNIX_EPOCH).await.unwrap().is_empty());
+        let abandoned = driver.abandoned_uploads(SystemTime::now() + Duration::from_secs(60)).await.unwrap();
         assert_eq!(abandoned.len(), 1, "{abandoned:?}");
         assert_eq!(abandoned[0].path, "/uploads/left/data");
         driver.abort_upload(&abandoned[0]).await.unwrap();
-        assert!(
-            driver
-                .writer("/uploads/left/data", true)
-                .await
-                .unwrap_err()
-                .is_not_found()
-        );
-        assert!(
-            driver
-                .abandoned_uploads(SystemTime::now() + Duration::from_secs(60))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(driver.writer("/uploads/left/data", true).await.unwrap_err().is_not_found());
+        assert!(driver.abandoned_uploads(SystemTime::now() + Duration::from_secs(60)).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -255,9 +191,6 @@ mod s3 {
         let mut config = S3Config::new("bucket", "us-east-1");
         config.region_endpoint = Some("http://[::1".into());
         let err = S3Driver::new(config).await.unwrap_err();
-        assert!(
-            err.to_string().contains("storage.s3.regionendpoint"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("storage.s3.regionendpoint"), "{err}");
     }
 }
