@@ -48,9 +48,11 @@ use wharf_oci::{Algorithm, Descriptor, Digest, Digester, MAX_MANIFEST_BYTES, Man
 use wharf_storage::{ByteStream, StorageDriver};
 
 mod error;
+pub mod gc;
 pub mod layout;
 
 pub use crate::error::{Error, Result};
+pub use crate::gc::{GcOptions, GcReport};
 
 /// Settings of a [`Registry`].
 #[derive(Debug, Clone)]
@@ -413,6 +415,11 @@ impl Repository {
     pub async fn mount_blob(&self, digest: &Digest, from: &RepositoryName) -> Result<BlobInfo> {
         let info = self.registry.repository(from).stat_blob(digest).await?;
         self.registry.write_link(&layout::layer_link(&self.name, digest), digest).await?;
+        // Write, then verify: a garbage collection may have set the blob aside meanwhile.
+        if self.registry.blob_size(digest).await?.is_none() {
+            let _ = self.driver().delete(&layout::layer_dir(&self.name, digest)).await;
+            return Err(Error::BlobUnknown { repository: from.clone(), digest: digest.clone() });
+        }
         Ok(info)
     }
 
@@ -635,6 +642,11 @@ impl Repository {
             self.driver().put_content(&layout::blob_data(&digest), content).await?;
         }
         self.registry.write_link(&layout::revision_link(&self.name, &digest), &digest).await?;
+        // Write, then verify: a garbage collection may have set a reference aside meanwhile.
+        if let Err(e) = self.check_references(&manifest).await {
+            let _ = self.driver().delete(&layout::revision_dir(&self.name, &digest)).await;
+            return Err(e);
+        }
         if let Some(subject) = manifest.subject() {
             let mut descriptor = manifest.descriptor();
             descriptor.digest = digest.clone();
@@ -656,29 +668,34 @@ impl Repository {
     }
 
     async fn check_references(&self, manifest: &Manifest) -> Result<()> {
-        let subject = manifest.subject().map(|s| &s.digest);
-        let checks = manifest.references().filter(|d| Some(&d.digest) != subject).map(|descriptor| async move {
+        let subject = manifest.subject().map(|s| s.digest.clone());
+        let is_index = manifest.kind().is_index();
+        // Owned digests, so that the future stays `Send` for any caller.
+        let digests: Vec<Digest> = manifest
+            .references()
+            .filter(|d| Some(&d.digest) != subject.as_ref())
             // Foreign layers are fetched from their URLs, not from the registry.
-            if descriptor.urls.as_ref().is_some_and(|urls| !urls.is_empty()) {
-                return Ok(());
-            }
-            let is_manifest = manifest.kind().is_index();
-            let link = if is_manifest {
-                layout::revision_link(&self.name, &descriptor.digest)
-            } else {
-                layout::layer_link(&self.name, &descriptor.digest)
-            };
-            let linked = self.registry.read_link(&link).await?;
-            if linked.as_ref() == Some(&descriptor.digest)
-                && self.registry.blob_size(&descriptor.digest).await?.is_some()
-            {
-                Ok(())
-            } else {
-                Err(Error::ManifestBlobUnknown { repository: self.name.clone(), digest: descriptor.digest.clone() })
-            }
-        });
-        futures::stream::iter(checks).buffered(16).try_collect::<Vec<()>>().await?;
+            .filter(|d| d.urls.as_ref().is_none_or(|urls| urls.is_empty()))
+            .map(|d| d.digest.clone())
+            .collect();
+        for batch in digests.chunks(16) {
+            futures::future::try_join_all(batch.iter().map(|digest| self.check_reference(digest, is_index))).await?;
+        }
         Ok(())
+    }
+
+    async fn check_reference(&self, digest: &Digest, is_manifest: bool) -> Result<()> {
+        let link = if is_manifest {
+            layout::revision_link(&self.name, digest)
+        } else {
+            layout::layer_link(&self.name, digest)
+        };
+        let linked = self.registry.read_link(&link).await?;
+        if linked.as_ref() == Some(digest) && self.registry.blob_size(digest).await?.is_some() {
+            Ok(())
+        } else {
+            Err(Error::ManifestBlobUnknown { repository: self.name.clone(), digest: digest.clone() })
+        }
     }
 
     /// The digest a reference points to, if the repository has that manifest.
@@ -829,9 +846,16 @@ impl Repository {
     /// [`Error::TagInvalid`], [`Error::ManifestUnknown`].
     pub async fn tag(&self, tag: &str, digest: &Digest) -> Result<()> {
         wharf_oci::validate_tag(tag).map_err(Error::TagInvalid)?;
-        self.resolve(&ManifestReference::Digest(digest.clone())).await?;
+        let reference = ManifestReference::Digest(digest.clone());
+        self.resolve(&reference).await?;
         self.registry.write_link(&layout::tag_index_entry(&self.name, tag, digest), digest).await?;
-        self.registry.write_link(&layout::tag_current(&self.name, tag), digest).await
+        self.registry.write_link(&layout::tag_current(&self.name, tag), digest).await?;
+        // Write, then verify: a garbage collection may have removed the manifest meanwhile.
+        if let Err(e) = self.resolve(&reference).await {
+            let _ = self.driver().delete(&layout::tag_dir(&self.name, tag)).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Removes a tag (the manifest stays).
@@ -851,7 +875,7 @@ impl Repository {
 }
 
 /// The digest a link file's path names (`…/<alg>/<hex>/link`).
-fn link_digest(path: &str) -> Option<Digest> {
+pub(crate) fn link_digest(path: &str) -> Option<Digest> {
     let mut parts = path.rsplit('/');
     let (_link, hex, algorithm) = (parts.next()?, parts.next()?, parts.next()?);
     format!("{algorithm}:{hex}").parse().ok()

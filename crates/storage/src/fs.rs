@@ -151,6 +151,20 @@ impl Inner {
         }
     }
 
+    /// Creates (or truncates) `path`, creating its directory; retried when a concurrent
+    /// removal of an emptied directory takes that directory away in between.
+    fn create_in_place(&self, path: &Path) -> io::Result<File> {
+        let dir = path.parent().unwrap_or(&self.root);
+        let mut attempts = 0;
+        loop {
+            fs::create_dir_all(dir)?;
+            match OpenOptions::new().write(true).create(true).truncate(true).open(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 10 => attempts += 1,
+                result => return result,
+            }
+        }
+    }
+
     /// Removes the empty directories from `dir` up to the root (or the staging root).
     fn prune(&self, mut dir: &Path) {
         let staging_files = self.root.join(STAGING_DIR).join("files");
@@ -290,8 +304,7 @@ impl StorageDriver for FilesystemDriver {
                         Err(e) => return Err(e),
                     }
                 }
-                fs::create_dir_all(staged.parent().unwrap_or(&inner.root))?;
-                let file = OpenOptions::new().write(true).create(true).truncate(true).open(&staged)?;
+                let file = inner.create_in_place(&staged)?;
                 Ok((file, 0))
             })
             .await?;

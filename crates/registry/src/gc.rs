@@ -1,0 +1,418 @@
+//! Garbage collection that may run while the registry serves pushes.
+//!
+//! Distribution's collector assumes nothing is pushed while it runs. This one does not:
+//!
+//! 1. **Mark.** It records its start time `T`, then reads every repository (several at once):
+//!    its manifest revisions, its tags, and every manifest's references. With
+//!    `delete_untagged`, the manifests kept are the tagged ones, those pushed within the grace
+//!    period, the children of every kept index (Distribution's bug #3004 deletes them), and
+//!    the referrers of kept manifests; the referrers of deleted or absent subjects go only
+//!    when `delete_orphaned_referrers` asks. Every blob a kept manifest references is marked.
+//! 2. **Set aside.** Unmarked blobs whose data and repository links are all older than
+//!    `T - grace` are *moved* to a trash folder (`/docker/registry/v2/_wharf/trash`, which
+//!    Distribution ignores) rather than deleted; untagged manifests to delete lose their
+//!    revision link, whose digest is kept in the report.
+//! 3. **Re-check.** It then reads what changed since `T - grace` (or `T - clock_slack`, if
+//!    earlier: file times come from the store's clock, which may be coarse or behind):
+//!    manifest revisions and blob links written since, and tags. Whatever a new manifest,
+//!    link or tag needs is put back.
+//! 4. **Delete** what is left in the trash.
+//!
+//! The other half of the protocol is on the writing side: a push writes first and verifies
+//! after. [`Repository::put_manifest`](crate::Repository::put_manifest) stores the revision
+//! and then checks that every reference is still there (failing, and removing the revision,
+//! if not); [`Repository::tag`](crate::Repository::tag) and
+//! [`Repository::mount_blob`](crate::Repository::mount_blob) do the same. So for any push,
+//! either its write happens before the collector's re-check, which then sees it and restores
+//! what it needs, or its verification happens after the collector set the content aside,
+//! and the push fails cleanly (the client uploads again) instead of leaving a manifest that
+//! points to nothing. Uploads in progress are never touched: their data is not a blob until
+//! they finish, and a finished upload's blob is newer than `T - grace`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use wharf_oci::{Digest, Manifest, RepositoryName};
+use wharf_storage::FileInfo;
+
+use crate::error::Result;
+use crate::{Registry, layout, link_digest};
+
+/// What [`Registry::collect_garbage`] may delete.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GcOptions {
+    /// Report what would be deleted, delete nothing.
+    pub dry_run: bool,
+    /// Also delete manifests no tag reaches (directly, or through a kept index or subject).
+    pub delete_untagged: bool,
+    /// With `delete_untagged`, also delete referrers whose subject is deleted or absent.
+    pub delete_orphaned_referrers: bool,
+    /// Content written this recently is never deleted (uploads whose manifest is still to
+    /// come). Default one hour.
+    pub grace_period: Duration,
+    /// Repositories read at once. Default 16.
+    pub concurrency: usize,
+    /// How far the clocks that stamp stored files (the filesystem's, S3's) may lag behind
+    /// this process's: the re-check looks at everything written this long before the run
+    /// started. Default one minute.
+    pub clock_slack: Duration,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            dry_run: false,
+            delete_untagged: false,
+            delete_orphaned_referrers: false,
+            grace_period: Duration::from_secs(3600),
+            concurrency: 16,
+            clock_slack: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a collection deleted, or in a dry run would delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Manifests removed from their repository.
+    pub manifests_deleted: Vec<(RepositoryName, Digest)>,
+    /// Blobs deleted, sorted.
+    pub blobs_deleted: Vec<Digest>,
+    /// The bytes those blobs held.
+    pub bytes_freed: u64,
+    /// Blobs that were set aside and put back because a push needed them meanwhile.
+    pub blobs_restored: usize,
+    /// Manifests kept, in all repositories.
+    pub manifests_kept: usize,
+    /// Blobs marked as in use.
+    pub blobs_marked: usize,
+}
+
+/// One repository as the mark phase read it.
+struct RepositoryScan {
+    name: RepositoryName,
+    /// Manifests to delete (with `delete_untagged`).
+    doomed: Vec<Digest>,
+    /// Blobs the kept manifests use (manifests included).
+    marked: HashSet<Digest>,
+    kept: usize,
+    /// Newest write of each linked blob.
+    links: HashMap<Digest, SystemTime>,
+}
+
+fn trash(digest: &Digest) -> String {
+    format!("{}/_wharf/trash/{}/{}", layout::ROOT, digest.algorithm(), digest.hex())
+}
+
+impl Registry {
+    /// Collects garbage; see the [module documentation](crate::gc) for why this is safe while
+    /// pushes go on.
+    ///
+    /// # Errors
+    /// Storage errors; what was set aside before an error stays in the trash and is put back
+    /// or deleted by the next run.
+    pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
+        let started = SystemTime::now();
+        let since = started.checked_sub(options.grace_period).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut report = GcReport { dry_run: options.dry_run, ..GcReport::default() };
+
+        // A previous run that stopped midway left its trash: it goes back first.
+        self.restore_trash().await?;
+
+        // 1. Mark.
+        let repositories = self.all_repositories().await?;
+        let scans: Vec<RepositoryScan> = futures::stream::iter(repositories)
+            .map(|name| self.scan_repository(name, options, since))
+            .buffer_unordered(options.concurrency.max(1))
+            .try_collect()
+            .await?;
+        let mut marked: HashSet<Digest> = HashSet::new();
+        let mut newest_link: HashMap<Digest, SystemTime> = HashMap::new();
+        for scan in &scans {
+            marked.extend(scan.marked.iter().cloned());
+            report.manifests_kept += scan.kept;
+            for (digest, time) in &scan.links {
+                let newest = newest_link.entry(digest.clone()).or_insert(*time);
+                *newest = (*newest).max(*time);
+            }
+        }
+        report.blobs_marked = marked.len();
+
+        // Blobs nobody uses, written before the grace period, not linked since.
+        let blobs: Vec<FileInfo> = self.inner.driver.walk(&layout::blobs(), None).try_collect().await?;
+        let mut candidates: BTreeMap<Digest, u64> = BTreeMap::new();
+        for blob in blobs {
+            let Some(digest) = blob_digest(&blob.path) else { continue };
+            let recently_linked = newest_link.get(&digest).is_some_and(|time| *time >= since);
+            if !marked.contains(&digest) && blob.modified < since && !recently_linked {
+                candidates.insert(digest, blob.size);
+            }
+        }
+        for scan in &scans {
+            report.manifests_deleted.extend(scan.doomed.iter().map(|d| (scan.name.clone(), d.clone())));
+        }
+        if options.dry_run {
+            report.bytes_freed = candidates.values().sum();
+            report.blobs_deleted = candidates.into_keys().collect();
+            return Ok(report);
+        }
+
+        // 2. Set aside.
+        for (name, digest) in &report.manifests_deleted {
+            self.remove_revision(name, digest).await?;
+        }
+        let mut aside = Vec::new();
+        for digest in candidates.keys() {
+            match self.inner.driver.rename(&layout::blob_data(digest), &trash(digest)).await {
+                Ok(()) => aside.push(digest.clone()),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+
+        // 3. Re-check what was written meanwhile, and put back what it needs. File times come
+        // from the store's clock, coarser than ours and maybe behind: look back further.
+        let recheck_since = since.min(started.checked_sub(options.clock_slack).unwrap_or(SystemTime::UNIX_EPOCH));
+        let needed = self.needed_since(recheck_since, &report.manifests_deleted).await?;
+        for (name, digest) in &needed.manifests {
+            self.write_link(&layout::revision_link(name, digest), digest).await?;
+        }
+        report.manifests_deleted.retain(|entry| !needed.manifests.contains(entry));
+        for digest in &aside {
+            if needed.blobs.contains(digest) {
+                self.inner.driver.rename(&trash(digest), &layout::blob_data(digest)).await?;
+                report.blobs_restored += 1;
+                candidates.remove(digest);
+            }
+        }
+
+        // 4. Delete.
+        for digest in &aside {
+            if candidates.contains_key(digest) {
+                match self.inner.driver.delete(&trash(digest)).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                // The emptied blob folder, and the links that now point nowhere.
+                match self.inner.driver.delete(&layout::blob_dir(digest)).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                for scan in &scans {
+                    if scan.links.contains_key(digest) {
+                        let _ = self.inner.driver.delete(&layout::layer_dir(&scan.name, digest)).await;
+                    }
+                }
+            }
+        }
+        let deleted: BTreeMap<Digest, u64> = candidates.into_iter().filter(|(d, _)| aside.contains(d)).collect();
+        report.bytes_freed = deleted.values().sum();
+        report.blobs_deleted = deleted.into_keys().collect();
+        Ok(report)
+    }
+
+    /// Puts back whatever an interrupted run left in the trash.
+    async fn restore_trash(&self) -> Result<()> {
+        let trash_root = format!("{}/_wharf/trash", layout::ROOT);
+        let left: Vec<FileInfo> = self.inner.driver.walk(&trash_root, None).try_collect().await?;
+        for file in left {
+            let mut parts = file.path.rsplit('/');
+            let (Some(hex), Some(algorithm)) = (parts.next(), parts.next()) else { continue };
+            let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else { continue };
+            if self.blob_size(&digest).await?.is_none() {
+                self.inner.driver.rename(&file.path, &layout::blob_data(&digest)).await?;
+            } else {
+                self.inner.driver.delete(&file.path).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_revision(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
+        let repository = self.repository(name);
+        // Its entry among its subject's referrers goes too.
+        if let Ok(content) = self.inner.driver.get_content(&layout::blob_data(digest)).await
+            && let Ok(manifest) = Manifest::parse(content, None)
+            && let Some(subject) = manifest.subject()
+        {
+            let _ = self.inner.driver.delete(&layout::referrer_dir(name, &subject.digest, digest)).await;
+        }
+        match self.inner.driver.delete(&layout::revision_dir(repository.name(), digest)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads one repository for the mark phase.
+    async fn scan_repository(
+        &self,
+        name: RepositoryName,
+        options: &GcOptions,
+        since: SystemTime,
+    ) -> Result<RepositoryScan> {
+        let driver = &self.inner.driver;
+        let revisions: Vec<FileInfo> = driver.walk(&layout::revisions(&name), None).try_collect().await?;
+        let layer_links: Vec<FileInfo> = driver.walk(&layout::layers(&name), None).try_collect().await?;
+        let mut links = HashMap::new();
+        for link in &layer_links {
+            if let Some(digest) = link_digest(&link.path) {
+                links.insert(digest, link.modified);
+            }
+        }
+
+        // Every manifest of the repository, read once.
+        let mut manifests: BTreeMap<Digest, (Option<Manifest>, SystemTime)> = BTreeMap::new();
+        for revision in revisions.iter().filter(|r| r.path.ends_with("/link")) {
+            let Some(digest) = link_digest(&revision.path) else { continue };
+            let manifest = match driver.get_content(&layout::blob_data(&digest)).await {
+                Ok(content) => Manifest::parse(content, None).ok(),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            };
+            manifests.insert(digest, (manifest, revision.modified));
+        }
+
+        let kept: BTreeSet<Digest> = if options.delete_untagged {
+            let repository = self.repository(&name);
+            let mut roots: Vec<Digest> = Vec::new();
+            for tag in repository.tags(None, None).await? {
+                if let Some(digest) = self.read_link(&layout::tag_current(&name, &tag)).await? {
+                    roots.push(digest);
+                }
+            }
+            roots.extend(manifests.iter().filter(|(_, (_, written))| *written >= since).map(|(d, _)| d.clone()));
+            reachable(&manifests, roots, options.delete_orphaned_referrers)
+        } else {
+            manifests.keys().cloned().collect()
+        };
+
+        let mut marked = HashSet::new();
+        for digest in &kept {
+            marked.insert(digest.clone());
+            if let Some((Some(manifest), _)) = manifests.get(digest) {
+                let subject = manifest.subject().map(|s| &s.digest);
+                marked.extend(manifest.references().filter(|d| Some(&d.digest) != subject).map(|d| d.digest.clone()));
+            }
+        }
+        let doomed = manifests.keys().filter(|d| !kept.contains(*d)).cloned().collect();
+        Ok(RepositoryScan { name, doomed, marked, kept: kept.len(), links })
+    }
+
+    /// What manifests, links and tags written since `since` need: blobs, and manifests among
+    /// `doomed` that a tag or a newer manifest points to.
+    async fn needed_since(&self, since: SystemTime, doomed: &[(RepositoryName, Digest)]) -> Result<Needed> {
+        let mut needed = Needed::default();
+        let doomed_by_repository: HashMap<&RepositoryName, HashSet<&Digest>> =
+            doomed.iter().fold(HashMap::new(), |mut map, (name, digest)| {
+                map.entry(name).or_default().insert(digest);
+                map
+            });
+        for name in self.all_repositories().await? {
+            let driver = &self.inner.driver;
+            let revisions: Vec<FileInfo> = driver.walk(&layout::revisions(&name), None).try_collect().await?;
+            let mut fresh: Vec<Digest> =
+                revisions.iter().filter(|r| r.modified >= since).filter_map(|r| link_digest(&r.path)).collect();
+            let layer_links: Vec<FileInfo> = driver.walk(&layout::layers(&name), None).try_collect().await?;
+            needed
+                .blobs
+                .extend(layer_links.iter().filter(|l| l.modified >= since).filter_map(|l| link_digest(&l.path)));
+            // Tags that point at a manifest set aside want it back.
+            if let Some(doomed) = doomed_by_repository.get(&name) {
+                for tag in self.repository(&name).tags(None, None).await? {
+                    if let Some(digest) = self.read_link(&layout::tag_current(&name, &tag)).await?
+                        && doomed.contains(&digest)
+                    {
+                        fresh.push(digest);
+                    }
+                }
+            }
+            let mut seen = HashSet::new();
+            while let Some(digest) = fresh.pop() {
+                if !seen.insert(digest.clone()) {
+                    continue;
+                }
+                if doomed_by_repository.get(&name).is_some_and(|d| d.contains(&digest)) {
+                    needed.manifests.push((name.clone(), digest.clone()));
+                }
+                needed.blobs.insert(digest.clone());
+                let content = match driver.get_content(&layout::blob_data(&digest)).await {
+                    Ok(content) => content,
+                    Err(e) if e.is_not_found() => match driver.get_content(&trash(&digest)).await {
+                        Ok(content) => content,
+                        Err(_) => Bytes::new(),
+                    },
+                    Err(e) => return Err(e.into()),
+                };
+                if let Ok(manifest) = Manifest::parse(content, None) {
+                    for reference in manifest.references() {
+                        needed.blobs.insert(reference.digest.clone());
+                        if manifest.kind().is_index() {
+                            fresh.push(reference.digest.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(needed)
+    }
+}
+
+#[derive(Default)]
+struct Needed {
+    blobs: HashSet<Digest>,
+    manifests: Vec<(RepositoryName, Digest)>,
+}
+
+/// The digest of a blob data path (`…/blobs/<alg>/<xx>/<hex>/data`).
+fn blob_digest(path: &str) -> Option<Digest> {
+    let mut parts = path.rsplit('/');
+    let (data, hex, _prefix, algorithm) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if data != "data" {
+        return None;
+    }
+    format!("{algorithm}:{hex}").parse().ok()
+}
+
+/// The manifests reachable from `roots` through index children and, for kept subjects, their
+/// referrers; referrers of absent or unreachable subjects too unless `drop_orphans`.
+fn reachable(
+    manifests: &BTreeMap<Digest, (Option<Manifest>, SystemTime)>,
+    roots: Vec<Digest>,
+    drop_orphans: bool,
+) -> BTreeSet<Digest> {
+    let mut referrers: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
+    for (digest, (manifest, _)) in manifests {
+        if let Some(subject) = manifest.as_ref().and_then(Manifest::subject) {
+            referrers.entry(&subject.digest).or_default().push(digest);
+        }
+    }
+    let mut kept = BTreeSet::new();
+    let mut pending = roots;
+    if !drop_orphans {
+        // Referrers stay unless their removal with the subject was asked for.
+        pending.extend(referrers.values().flatten().map(|d| (*d).clone()));
+    }
+    while let Some(digest) = pending.pop() {
+        if !manifests.contains_key(&digest) || !kept.insert(digest.clone()) {
+            continue;
+        }
+        if let Some((Some(manifest), _)) = manifests.get(&digest)
+            && manifest.kind().is_index()
+        {
+            pending.extend(manifest.manifests().iter().map(|d| d.digest.clone()));
+        }
+        if let Some(children) = referrers.get(&digest) {
+            pending.extend(children.iter().map(|d| (*d).clone()));
+        }
+    }
+    kept
+}

@@ -1,0 +1,280 @@
+//! Garbage collection: what goes, what stays, and safety while pushes go on.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream;
+use wharf_oci::{Digest, RepositoryName, media_type};
+use wharf_registry::{GcOptions, ManifestReference, Registry, RegistryOptions, Repository, layout};
+use wharf_storage::{FilesystemDriver, MemoryDriver, StorageDriver};
+
+fn chunk(data: &[u8]) -> stream::Iter<std::vec::IntoIter<wharf_storage::Result<Bytes>>> {
+    stream::iter(vec![Ok(Bytes::copy_from_slice(data))])
+}
+
+fn name(text: &str) -> RepositoryName {
+    text.parse().unwrap()
+}
+
+/// Collects at once: no grace period, and the store's clock taken as exact.
+fn options() -> GcOptions {
+    let mut options = GcOptions::default();
+    options.grace_period = Duration::ZERO;
+    options.clock_slack = Duration::ZERO;
+    options
+}
+
+async fn push_blob(repository: &Repository, data: &[u8]) -> Digest {
+    let digest = Digest::sha256(data);
+    repository.put_blob(&digest, chunk(data)).await.unwrap();
+    digest
+}
+
+/// Pushes a one-layer image; returns (manifest, config, layer) digests and the manifest size.
+async fn push_image(repository: &Repository, reference: Option<&str>, seed: &str) -> (Digest, Digest, Digest, usize) {
+    try_push_image(repository, reference, seed).await.unwrap()
+}
+
+async fn try_push_image(
+    repository: &Repository,
+    reference: Option<&str>,
+    seed: &str,
+) -> Result<(Digest, Digest, Digest, usize), wharf_registry::Error> {
+    let config = format!(r#"{{"seed":"{seed}"}}"#);
+    let layer = format!("layer {seed}");
+    let config_digest = push_blob(repository, config.as_bytes()).await;
+    let layer_digest = push_blob(repository, layer.as_bytes()).await;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{layer_digest}","size":{}}}]}}"#,
+        media_type::OCI_IMAGE_MANIFEST,
+        media_type::OCI_IMAGE_CONFIG,
+        config.len(),
+        media_type::OCI_LAYER_TAR_GZIP,
+        layer.len()
+    );
+    let reference = match reference {
+        Some(tag) => ManifestReference::Tag(tag.into()),
+        None => ManifestReference::Digest(Digest::sha256(manifest.as_bytes())),
+    };
+    let digest = repository.put_manifest(&reference, Bytes::from(manifest.clone()), None).await?;
+    Ok((digest, config_digest, layer_digest, manifest.len()))
+}
+
+async fn index(repository: &Repository, tag: &str, children: &[(&Digest, usize)]) -> Digest {
+    let entries: Vec<String> = children
+        .iter()
+        .map(|(d, s)| {
+            format!(
+                r#"{{"mediaType":"{}","digest":"{d}","size":{s},"platform":{{"architecture":"amd64","os":"linux"}}}}"#,
+                media_type::OCI_IMAGE_MANIFEST
+            )
+        })
+        .collect();
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{}]}}"#,
+        media_type::OCI_IMAGE_INDEX,
+        entries.join(",")
+    );
+    repository.put_manifest(&ManifestReference::Tag(tag.into()), Bytes::from(index), None).await.unwrap()
+}
+
+async fn blob_exists(registry: &Registry, digest: &Digest) -> bool {
+    registry.driver().stat(&layout::blob_data(digest)).await.is_ok()
+}
+
+async fn sweeps_unreferenced_blobs(driver: Arc<dyn StorageDriver>) {
+    let registry = Registry::new(driver, RegistryOptions::default());
+    let repository = registry.repository(&name("app"));
+    let (manifest, config, layer, _) = push_image(&repository, Some("v1"), "kept").await;
+    let orphan = push_blob(&repository, b"nobody references me").await;
+
+    let mut dry = options();
+    dry.dry_run = true;
+    let report = registry.collect_garbage(&dry).await.unwrap();
+    assert_eq!(report.blobs_deleted, std::slice::from_ref(&orphan));
+    assert_eq!(report.bytes_freed, 20);
+    assert!(blob_exists(&registry, &orphan).await, "a dry run deletes nothing");
+
+    // The grace period protects what was just written.
+    let mut patient = options();
+    patient.grace_period = Duration::from_secs(3600);
+    assert!(registry.collect_garbage(&patient).await.unwrap().blobs_deleted.is_empty());
+
+    let report = registry.collect_garbage(&options()).await.unwrap();
+    assert_eq!(report.blobs_deleted, std::slice::from_ref(&orphan));
+    assert!(!blob_exists(&registry, &orphan).await);
+    for kept in [&manifest, &config, &layer] {
+        assert!(blob_exists(&registry, kept).await, "{kept} was referenced");
+    }
+    assert!(repository.stat_blob(&orphan).await.is_err());
+    assert_eq!(repository.get_manifest(&"v1".parse().unwrap()).await.unwrap().digest, manifest);
+    // Nothing is left to collect.
+    assert!(registry.collect_garbage(&options()).await.unwrap().blobs_deleted.is_empty());
+}
+
+async fn untagged_manifests_but_not_index_children(driver: Arc<dyn StorageDriver>) {
+    let registry = Registry::new(driver, RegistryOptions::default());
+    let repository = registry.repository(&name("multi"));
+    let (amd64, _, amd64_layer, amd64_size) = push_image(&repository, None, "amd64").await;
+    let (arm64, _, _, arm64_size) = push_image(&repository, None, "arm64").await;
+    let list = index(&repository, "latest", &[(&amd64, amd64_size), (&arm64, arm64_size)]).await;
+    let (untagged, _, untagged_layer, _) = push_image(&repository, None, "dangling").await;
+    let (old, _, _, _) = push_image(&repository, Some("old"), "old").await;
+    repository.untag("old").await.unwrap();
+
+    let mut untagged_options = options();
+    untagged_options.delete_untagged = true;
+    let report = registry.collect_garbage(&untagged_options).await.unwrap();
+    let deleted: HashSet<Digest> = report.manifests_deleted.iter().map(|(_, d)| d.clone()).collect();
+    assert_eq!(deleted, HashSet::from([untagged.clone(), old.clone()]));
+    // The children of the tagged index stay (Distribution's bug #3004 deletes them).
+    for child in [&amd64, &arm64, &list] {
+        repository.get_manifest(&ManifestReference::Digest(child.clone())).await.unwrap();
+    }
+    assert!(blob_exists(&registry, &amd64_layer).await);
+    assert!(!blob_exists(&registry, &untagged_layer).await);
+    assert!(repository.get_manifest(&ManifestReference::Digest(untagged)).await.is_err());
+}
+
+async fn referrers_follow_their_subject_only_when_asked(driver: Arc<dyn StorageDriver>) {
+    let registry = Registry::new(driver, RegistryOptions::default());
+    let repository = registry.repository(&name("signed"));
+    let (subject, _, _, subject_size) = push_image(&repository, Some("v1"), "signed").await;
+    let (gone, _, _, gone_size) = push_image(&repository, None, "unsigned-later").await;
+    push_blob(&repository, b"{}").await;
+    let signature = push_blob(&repository, b"signature bytes").await;
+    let referrer = |subject: &Digest, size: usize| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","artifactType":"application/vnd.example.sig","config":{{"mediaType":"{}","digest":"{}","size":2}},"layers":[{{"mediaType":"application/octet-stream","digest":"{signature}","size":15}}],"subject":{{"mediaType":"{}","digest":"{subject}","size":{size}}}}}"#,
+            media_type::OCI_IMAGE_MANIFEST,
+            media_type::OCI_EMPTY,
+            media_type::OCI_EMPTY_DIGEST,
+            media_type::OCI_IMAGE_MANIFEST
+        )
+    };
+    let on_kept = referrer(&subject, subject_size);
+    let on_kept = repository
+        .put_manifest(&ManifestReference::Digest(Digest::sha256(on_kept.as_bytes())), Bytes::from(on_kept), None)
+        .await
+        .unwrap();
+    let on_gone = referrer(&gone, gone_size);
+    let on_gone = repository
+        .put_manifest(&ManifestReference::Digest(Digest::sha256(on_gone.as_bytes())), Bytes::from(on_gone), None)
+        .await
+        .unwrap();
+
+    let mut untagged = options();
+    untagged.delete_untagged = true;
+    let report = registry.collect_garbage(&untagged).await.unwrap();
+    let deleted: Vec<&Digest> = report.manifests_deleted.iter().map(|(_, d)| d).collect();
+    // The untagged subject goes; its referrer stays, as removing it was not asked for.
+    assert_eq!(deleted, [&gone]);
+    repository.get_manifest(&ManifestReference::Digest(on_gone.clone())).await.unwrap();
+
+    untagged.delete_orphaned_referrers = true;
+    let report = registry.collect_garbage(&untagged).await.unwrap();
+    let deleted: Vec<&Digest> = report.manifests_deleted.iter().map(|(_, d)| d).collect();
+    assert_eq!(deleted, [&on_gone]);
+    assert_eq!(repository.referrers(&subject, None).await.unwrap()[0].digest, on_kept);
+    assert!(repository.referrers(&gone, None).await.unwrap().is_empty());
+    assert!(blob_exists(&registry, &signature).await);
+}
+
+/// Eight tasks push images while collections run; afterwards every manifest's references
+/// exist, and every push either succeeded or failed cleanly.
+async fn safe_while_pushing(driver: Arc<dyn StorageDriver>) {
+    let registry = Registry::new(driver, RegistryOptions::default());
+    let pushes = (0..8).map(|task| {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let repository = registry.repository(&name(&format!("busy/{task}")));
+            let mut done = Vec::new();
+            for round in 0..6 {
+                // Upload blobs first, then (a moment later) the manifest, as clients do.
+                // With no grace period the collector may take blobs whose manifest is still
+                // to come, or a manifest not yet tagged: the push then fails cleanly and, as a
+                // client would, pushes again.
+                let seed = format!("{task}-{round}");
+                let tag = format!("r{round}");
+                let mut attempts = 0;
+                let digest = loop {
+                    attempts += 1;
+                    match try_push_image(&repository, Some(&tag), &seed).await {
+                        Ok((digest, ..)) => break digest,
+                        Err(
+                            wharf_registry::Error::ManifestBlobUnknown { .. }
+                            | wharf_registry::Error::ManifestUnknown { .. },
+                        ) if attempts < 20 => {}
+                        Err(e) => panic!("push {seed} failed: {e}"),
+                    }
+                };
+                done.push(digest);
+                tokio::task::yield_now().await;
+            }
+            done
+        })
+    });
+    let collector = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let mut untagged = options();
+            untagged.delete_untagged = true;
+            // File times on a filesystem are coarser than the clock: allow for that.
+            untagged.clock_slack = Duration::from_millis(500);
+            for _ in 0..5 {
+                registry.collect_garbage(&untagged).await.unwrap();
+            }
+        })
+    };
+    let pushed: Vec<Vec<Digest>> = futures::future::join_all(pushes).await.into_iter().map(Result::unwrap).collect();
+    collector.await.unwrap();
+
+    for (task, digests) in pushed.iter().enumerate() {
+        let repository = registry.repository(&name(&format!("busy/{task}")));
+        assert_eq!(digests.len(), 6);
+        for (round, digest) in digests.iter().enumerate() {
+            let stored = match repository.get_manifest(&format!("r{round}").parse().unwrap()).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    let tags = repository.tags(None, None).await.unwrap();
+                    let revision = registry.driver().stat(&layout::revision_link(repository.name(), digest)).await;
+                    let blob = blob_exists(&registry, digest).await;
+                    panic!(
+                        "r{round} of task {task} ({digest}): {e}; tags {tags:?}; revision {revision:?}; blob {blob}"
+                    );
+                }
+            };
+            assert_eq!(&stored.digest, digest);
+            let manifest = wharf_oci::Manifest::parse(stored.content, None).unwrap();
+            for reference in manifest.references() {
+                assert!(blob_exists(&registry, &reference.digest).await, "{} lost {}", digest, reference.digest);
+                repository.stat_blob(&reference.digest).await.unwrap();
+            }
+        }
+    }
+}
+
+async fn run_all(make: impl Fn() -> Arc<dyn StorageDriver>) {
+    sweeps_unreferenced_blobs(make()).await;
+    untagged_manifests_but_not_index_children(make()).await;
+    referrers_follow_their_subject_only_when_asked(make()).await;
+    safe_while_pushing(make()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_memory() {
+    run_all(|| Arc::new(MemoryDriver::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    run_all(|| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Arc::new(FilesystemDriver::new(dir.path().join(n.to_string())).unwrap())
+    })
+    .await;
+}
