@@ -89,6 +89,7 @@ pub async fn run_all_with(driver: &dyn StorageDriver, options: &SuiteOptions) {
     stat(driver).await;
     concurrent_readers(driver, options.concurrency).await;
     concurrent_writers(driver, options.concurrency).await;
+    concurrent_create_and_delete(driver, options.concurrency).await;
     walk_order(driver).await;
     walk_start_after(driver).await;
     redirect_urls(driver).await;
@@ -696,6 +697,34 @@ pub async fn concurrent_writers(driver: &dyn StorageDriver, writers: usize) {
     if !whole {
         case.fail("racing writers left a mix rather than one writer's content");
     }
+    case.finish().await;
+}
+
+/// Files come and go in one folder at once: creating a file never fails because another
+/// task's delete emptied (and removed) the folder a moment before.
+pub async fn concurrent_create_and_delete(driver: &dyn StorageDriver, tasks: usize) {
+    let case = Case::start(driver, "concurrent_create_and_delete").await;
+    let work = (0..tasks).map(|task| {
+        let dir = case.path("shared/dir");
+        async move {
+            for round in 0..8 {
+                let staged = format!("{dir}/{task}-{round}/data");
+                let mut writer = driver.writer(&staged, false).await?;
+                writer.write(Bytes::from_static(b"chunk")).await?;
+                writer.close().await?;
+                let mut writer = driver.writer(&staged, true).await?;
+                writer.write(Bytes::from_static(b"more")).await?;
+                writer.commit().await?;
+                driver.put_content(&format!("{dir}/{task}-{round}/meta"), Bytes::from_static(b"m")).await?;
+                driver.delete(&format!("{dir}/{task}-{round}")).await?;
+            }
+            Ok::<(), Error>(())
+        }
+    });
+    for result in futures::future::join_all(work).await {
+        case.ok("create and delete", result);
+    }
+    case.expect_not_found("the emptied folder", driver.stat(&case.path("shared")).await);
     case.finish().await;
 }
 
