@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+mod common;
+use common::s3_driver;
+
 use bytes::Bytes;
 use futures::stream;
 use wharf_oci::{Digest, RepositoryName, media_type};
@@ -445,4 +448,10 @@ async fn usage_counts_shared_blobs_once(registry: &Registry) {
     assert_eq!(registry.usage().await.unwrap(), before + 250);
     two.mount_blob(&shared, one.name()).await.unwrap();
     assert_eq!(registry.usage().await.unwrap(), before + 250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3() {
+    let Some(driver) = s3_driver("scenarios").await else { return };
+    run_all(driver).await;
 }
