@@ -823,15 +823,15 @@ impl Repository {
     /// # Errors
     /// Storage errors.
     pub async fn tags(&self, n: Option<usize>, last: Option<&str>) -> Result<Vec<String>> {
-        let listed = match self.driver().list(&layout::tags(&self.name)).await {
-            Ok(listed) => listed,
-            Err(e) if e.is_not_found() => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        let mut tags: Vec<String> = listed
-            .into_iter()
-            .filter_map(|path| path.rsplit('/').next().map(str::to_owned))
-            .filter(|tag| last.is_none_or(|last| tag.as_str() > last))
+        // A tag is listed when its current link exists: one walk finds those, and a tag whose
+        // removal was cut short by a crash is not listed.
+        let root = layout::tags(&self.name);
+        let files: Vec<wharf_storage::FileInfo> = self.driver().walk(&root, None).try_collect().await?;
+        let mut tags: Vec<String> = files
+            .iter()
+            .filter_map(|file| file.path.strip_prefix(&root)?.strip_prefix('/')?.strip_suffix("/current/link"))
+            .filter(|tag| !tag.contains('/') && last.is_none_or(|last| *tag > last))
+            .map(str::to_owned)
             .collect();
         tags.sort_unstable();
         if let Some(n) = n {
@@ -848,8 +848,9 @@ impl Repository {
         wharf_oci::validate_tag(tag).map_err(Error::TagInvalid)?;
         let reference = ManifestReference::Digest(digest.clone());
         self.resolve(&reference).await?;
-        self.registry.write_link(&layout::tag_index_entry(&self.name, tag, digest), digest).await?;
+        // The current link first: a crash between the two leaves a working tag.
         self.registry.write_link(&layout::tag_current(&self.name, tag), digest).await?;
+        self.registry.write_link(&layout::tag_index_entry(&self.name, tag, digest), digest).await?;
         // Write, then verify: a garbage collection may have removed the manifest meanwhile.
         if let Err(e) = self.resolve(&reference).await {
             let _ = self.driver().delete(&layout::tag_dir(&self.name, tag)).await;
@@ -864,12 +865,22 @@ impl Repository {
     /// [`Error::ManifestUnknown`] when there is no such tag.
     pub async fn untag(&self, tag: &str) -> Result<()> {
         wharf_oci::validate_tag(tag).map_err(Error::TagInvalid)?;
+        // The current link first: from then on the tag is gone, whatever a crash leaves.
+        let current = format!("{}/current", layout::tag_dir(&self.name, tag));
+        let existed = match self.driver().delete(&current).await {
+            Ok(()) => true,
+            Err(e) if e.is_not_found() => false,
+            Err(e) => return Err(e.into()),
+        };
         match self.driver().delete(&layout::tag_dir(&self.name, tag)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => {
-                Err(Error::ManifestUnknown { repository: self.name.clone(), reference: tag.to_owned() })
-            }
-            Err(e) => Err(e.into()),
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        if existed {
+            Ok(())
+        } else {
+            Err(Error::ManifestUnknown { repository: self.name.clone(), reference: tag.to_owned() })
         }
     }
 }
