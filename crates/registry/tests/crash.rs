@@ -5,6 +5,7 @@
 //!
 //! The test binary is its own writer: run with `WHARF_CRASH_WRITER_ROOT` set, it writes until
 //! killed.
+#![allow(clippy::print_stdout, reason = "a test without the harness reports its own result")]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
