@@ -50,6 +50,7 @@ use wharf_storage::{ByteStream, StorageDriver};
 mod error;
 pub mod gc;
 pub mod layout;
+mod pulls;
 
 pub use crate::error::{Error, Result};
 pub use crate::gc::{GcOptions, GcReport};
@@ -60,11 +61,14 @@ pub use crate::gc::{GcOptions, GcReport};
 pub struct RegistryOptions {
     /// The largest manifest accepted, 4 MiB by default.
     pub max_manifest_bytes: u64,
+    /// Track when manifests are pulled, writing each at most once per this interval; off
+    /// (`None`) by default.
+    pub pull_tracking_interval: Option<std::time::Duration>,
 }
 
 impl Default for RegistryOptions {
     fn default() -> Self {
-        RegistryOptions { max_manifest_bytes: MAX_MANIFEST_BYTES as u64 }
+        RegistryOptions { max_manifest_bytes: MAX_MANIFEST_BYTES as u64, pull_tracking_interval: None }
     }
 }
 
@@ -77,6 +81,7 @@ pub struct Registry {
 struct Inner {
     driver: Arc<dyn StorageDriver>,
     options: RegistryOptions,
+    pulls: pulls::PullLog,
 }
 
 impl fmt::Debug for Registry {
@@ -161,7 +166,7 @@ pub struct StoredManifest {
 impl Registry {
     /// A registry storing through `driver`.
     pub fn new(driver: Arc<dyn StorageDriver>, options: RegistryOptions) -> Registry {
-        Registry { inner: Arc::new(Inner { driver, options }) }
+        Registry { inner: Arc::new(Inner { driver, options, pulls: pulls::PullLog::default() }) }
     }
 
     /// The storage driver underneath.

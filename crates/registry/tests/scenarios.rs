@@ -455,3 +455,54 @@ async fn on_s3() {
     let Some(driver) = s3_driver("scenarios").await else { return };
     run_all(driver).await;
 }
+
+async fn pulls_are_written_once_per_interval(driver: Arc<dyn StorageDriver>) {
+    let mut options = RegistryOptions::default();
+    options.pull_tracking_interval = Some(std::time::Duration::from_secs(3600));
+    let registry = Registry::new(driver.clone(), options);
+    let repository = registry.repository(&name("pulled"));
+    let digest = push_image(&repository, "v1", "pulled").await;
+    let other = push_image(&repository, "v2", "never pulled").await;
+    assert_eq!(repository.last_pulled(&digest).await.unwrap(), None);
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+    for _ in 0..100 {
+        repository.record_pull(&digest);
+    }
+    assert_eq!(registry.flush_pulls().await.unwrap(), 1, "a hundred pulls, one write");
+    repository.record_pull(&digest);
+    assert_eq!(registry.flush_pulls().await.unwrap(), 0, "pulled again within the interval: no write");
+    // A new process reads the time back from the store.
+    let restarted = Registry::new(driver, RegistryOptions::default()).repository(&name("pulled"));
+    let pulled = restarted.last_pulled(&digest).await.unwrap().expect("the pull was written");
+    assert!(pulled >= before, "{pulled:?}");
+    assert_eq!(restarted.last_pulled(&other).await.unwrap(), None);
+    // Without tracking nothing is noted.
+    restarted.record_pull(&other);
+    assert_eq!(registry.flush_pulls().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_tracking() {
+    pulls_are_written_once_per_interval(Arc::new(MemoryDriver::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    pulls_are_written_once_per_interval(Arc::new(FilesystemDriver::new(dir.path()).unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_flusher_writes_in_the_background() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
+    let mut options = RegistryOptions::default();
+    options.pull_tracking_interval = Some(std::time::Duration::from_secs(3600));
+    let registry = Registry::new(driver.clone(), options);
+    let repository = registry.repository(&name("flushed"));
+    let digest = push_image(&repository, "v1", "flushed").await;
+    let flusher = registry.spawn_pull_flusher(std::time::Duration::from_millis(20));
+    repository.record_pull(&digest);
+    let reader = Registry::new(driver, RegistryOptions::default()).repository(&name("flushed"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reader.last_pulled(&digest).await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the flusher did not write within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    flusher.abort();
+}

@@ -1,0 +1,112 @@
+//! When each manifest was last pulled, for tag policies ("delete what nobody pulled for 90
+//! days"), written at most once per manifest per interval.
+//!
+//! Pulls are counted in memory and written in batches by [`Registry::flush_pulls`] (which
+//! [`Registry::spawn_pull_flusher`] calls on a timer), each to
+//! `repositories/<name>/_wharf/pulls/<alg>/<hex>`, an entry Distribution ignores.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use wharf_oci::{Digest, RepositoryName};
+
+use crate::error::Result;
+use crate::{Registry, Repository, layout};
+
+/// The pull times not yet written, and when each was last written.
+#[derive(Debug, Default)]
+pub(crate) struct PullLog {
+    entries: Mutex<HashMap<(RepositoryName, Digest), PullEntry>>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PullEntry {
+    written: Option<SystemTime>,
+    pending: Option<SystemTime>,
+}
+
+fn pull_path(name: &RepositoryName, digest: &Digest) -> String {
+    format!("{}/_wharf/pulls/{}/{}", layout::repository(name), digest.algorithm(), digest.hex())
+}
+
+impl Repository {
+    /// Notes that a manifest was pulled now. Cheap: nothing is written until the next flush,
+    /// and only when the last written time is older than the interval.
+    pub fn record_pull(&self, digest: &Digest) {
+        let Some(interval) = self.registry.inner.options.pull_tracking_interval else { return };
+        let now = SystemTime::now();
+        let mut entries = self.registry.inner.pulls.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.entry((self.name.clone(), digest.clone())).or_default();
+        let due = entry.written.is_none_or(|written| now.duration_since(written).unwrap_or_default() >= interval);
+        if due {
+            entry.pending = Some(now);
+        }
+    }
+
+    /// When the manifest was last pulled, as far as this registry or the store knows.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn last_pulled(&self, digest: &Digest) -> Result<Option<SystemTime>> {
+        let in_memory = {
+            let entries = self.registry.inner.pulls.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            entries.get(&(self.name.clone(), digest.clone())).and_then(|e| e.pending.or(e.written))
+        };
+        if in_memory.is_some() {
+            return Ok(in_memory);
+        }
+        match self.registry.inner.driver.get_content(&pull_path(&self.name, digest)).await {
+            Ok(text) => Ok(humantime::parse_rfc3339_weak(String::from_utf8_lossy(&text).trim()).ok()),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Registry {
+    /// Writes the pull times noted since the last flush; returns how many were written.
+    ///
+    /// # Errors
+    /// Storage errors; what could not be written is kept for the next flush.
+    pub async fn flush_pulls(&self) -> Result<usize> {
+        let due: Vec<((RepositoryName, Digest), SystemTime)> = {
+            let mut entries = self.inner.pulls.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            entries.iter_mut().filter_map(|(key, entry)| entry.pending.take().map(|time| (key.clone(), time))).collect()
+        };
+        let mut written = 0;
+        for ((name, digest), time) in due {
+            let text = humantime::format_rfc3339_seconds(time).to_string();
+            let result = self.inner.driver.put_content(&pull_path(&name, &digest), Bytes::from(text)).await;
+            let mut entries = self.inner.pulls.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = entries.entry((name, digest)).or_default();
+            match result {
+                Ok(()) => {
+                    entry.written = Some(time);
+                    written += 1;
+                }
+                Err(e) => {
+                    entry.pending = entry.pending.or(Some(time));
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Flushes pull times every `every` on the current tokio runtime until the returned
+    /// handle is aborted or the runtime stops.
+    pub fn spawn_pull_flusher(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                // A failed write is retried at the next tick.
+                let _ = registry.flush_pulls().await;
+            }
+        })
+    }
+}
