@@ -61,7 +61,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (repository.clone(), prop::collection::vec(blob.clone(), 0..3), tag.clone())
             .prop_map(|(repository, layers, tag)| Op::PushManifest { repository, layers, tag }),
         1 => (repository.clone(), tag.clone()).prop_map(|(repository, tag)| Op::DeleteManifestOfTag { repository, tag }),
-        1 => (repository.clone(), tag.clone()).prop_map(|(repository, tag)| Op::Untag { repository, tag }),
+        1 => (repository.clone(), tag).prop_map(|(repository, tag)| Op::Untag { repository, tag }),
         1 => (repository.clone(), blob.clone()).prop_map(|(repository, blob)| Op::DeleteBlob { repository, blob }),
         1 => (repository.clone(), blob.clone()).prop_map(|(repository, blob)| Op::Mount { repository, blob }),
         1 => repository.clone().prop_map(|repository| Op::ListTags { repository }),
