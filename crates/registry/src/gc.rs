@@ -167,14 +167,19 @@ impl Registry {
         for (name, digest) in &report.manifests_deleted {
             self.remove_revision(name, digest).await?;
         }
-        let mut aside = Vec::new();
-        for digest in candidates.keys() {
-            match self.inner.driver.rename(&layout::blob_data(digest), &trash(digest)).await {
-                Ok(()) => aside.push(digest.clone()),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let parallel = options.concurrency.max(1) * 4;
+        let moved: Vec<Option<Digest>> = futures::stream::iter(candidates.keys().cloned())
+            .map(|digest| async move {
+                match self.inner.driver.rename(&layout::blob_data(&digest), &trash(&digest)).await {
+                    Ok(()) => Ok(Some(digest)),
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(parallel)
+            .try_collect()
+            .await?;
+        let aside: Vec<Digest> = moved.into_iter().flatten().collect();
 
         // 3. Re-check what was written meanwhile, and put back what it needs. File times come
         // from the store's clock, coarser than ours and maybe behind: look back further.
@@ -184,35 +189,42 @@ impl Registry {
             self.write_link(&layout::revision_link(name, digest), digest).await?;
         }
         report.manifests_deleted.retain(|entry| !needed.manifests.contains(entry));
-        for digest in &aside {
-            if needed.blobs.contains(digest) {
-                self.inner.driver.rename(&trash(digest), &layout::blob_data(digest)).await?;
-                report.blobs_restored += 1;
-                candidates.remove(digest);
-            }
+        // Owned digests keep the future `Send` for any caller.
+        let put_back: Vec<Digest> = aside.iter().filter(|d| needed.blobs.contains(*d)).cloned().collect();
+        futures::stream::iter(put_back.clone())
+            .map(|digest| async move { self.inner.driver.rename(&trash(&digest), &layout::blob_data(&digest)).await })
+            .buffer_unordered(parallel)
+            .try_collect::<Vec<()>>()
+            .await?;
+        report.blobs_restored = put_back.len();
+        for digest in &put_back {
+            candidates.remove(digest);
         }
 
-        // 4. Delete.
-        for digest in &aside {
-            if candidates.contains_key(digest) {
-                match self.inner.driver.delete(&trash(digest)).await {
-                    Ok(()) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.into()),
-                }
-                // The emptied blob folder, and the links that now point nowhere.
-                match self.inner.driver.delete(&layout::blob_dir(digest)).await {
-                    Ok(()) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.into()),
-                }
-                for scan in &scans {
-                    if scan.links.contains_key(digest) {
-                        let _ = self.inner.driver.delete(&layout::layer_dir(&scan.name, digest)).await;
-                    }
-                }
+        // 4. Delete: the set-aside data, and the repositories' links to it.
+        let linked_by: HashMap<&Digest, Vec<&RepositoryName>> = scans.iter().fold(HashMap::new(), |mut map, scan| {
+            for digest in scan.links.keys() {
+                map.entry(digest).or_default().push(&scan.name);
+            }
+            map
+        });
+        let mut doomed_paths: Vec<String> = Vec::new();
+        for digest in aside.iter().filter(|d| candidates.contains_key(*d)) {
+            doomed_paths.push(trash(digest));
+            for name in linked_by.get(digest).into_iter().flatten() {
+                doomed_paths.push(layout::layer_dir(name, digest));
             }
         }
+        futures::stream::iter(doomed_paths)
+            .map(|path| async move {
+                match self.inner.driver.delete(&path).await {
+                    Err(e) if !e.is_not_found() => Err(e),
+                    _ => Ok(()),
+                }
+            })
+            .buffer_unordered(parallel)
+            .try_collect::<Vec<()>>()
+            .await?;
         let deleted: BTreeMap<Digest, u64> = candidates.into_iter().filter(|(d, _)| aside.contains(d)).collect();
         report.bytes_freed = deleted.values().sum();
         report.blobs_deleted = deleted.into_keys().collect();
@@ -270,16 +282,23 @@ impl Registry {
         }
 
         // Every manifest of the repository, read once.
-        let mut manifests: BTreeMap<Digest, (Option<Manifest>, SystemTime)> = BTreeMap::new();
-        for revision in revisions.iter().filter(|r| r.path.ends_with("/link")) {
-            let Some(digest) = link_digest(&revision.path) else { continue };
-            let manifest = match driver.get_content(&layout::blob_data(&digest)).await {
-                Ok(content) => Manifest::parse(content, None).ok(),
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(e.into()),
-            };
-            manifests.insert(digest, (manifest, revision.modified));
-        }
+        let listed: Vec<(Digest, SystemTime)> = revisions
+            .iter()
+            .filter(|r| r.path.ends_with("/link"))
+            .filter_map(|r| Some((link_digest(&r.path)?, r.modified)))
+            .collect();
+        let manifests: BTreeMap<Digest, (Option<Manifest>, SystemTime)> = futures::stream::iter(listed)
+            .map(|(digest, written)| async move {
+                let manifest = match driver.get_content(&layout::blob_data(&digest)).await {
+                    Ok(content) => Manifest::parse(content, None).ok(),
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => return Err(e),
+                };
+                Ok((digest, (manifest, written)))
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
 
         let kept: BTreeSet<Digest> = if options.delete_untagged {
             let repository = self.repository(&name);

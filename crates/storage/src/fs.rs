@@ -383,8 +383,9 @@ impl StorageDriver for FilesystemDriver {
                 match removed {
                     Ok(()) => {
                         found = true;
+                        // No fsync: a deletion undone by a crash loses nothing (Distribution
+                        // does not sync deletions either), and it would cost a disk flush each.
                         if let Some(dir) = target.parent() {
-                            let _ = sync_dir(dir);
                             inner.prune(dir);
                         }
                     }

@@ -1,0 +1,67 @@
+//! `cargo run --release --example gc -- config.yml [--dry-run] [--delete-untagged] [--grace 1h]`
+//!
+//! Collects garbage in the registry that Distribution's `config.yml` describes (its
+//! `storage:` section), and prints what was deleted. Unlike `registry garbage-collect`, it
+//! may run while the registry serves pushes.
+
+#![allow(clippy::print_stdout, reason = "an example prints its report")]
+
+use std::time::Duration;
+
+use wharf::registry::{GcOptions, Registry, RegistryOptions};
+use wharf::storage::StorageConfig;
+
+#[derive(serde::Deserialize)]
+struct Config {
+    storage: StorageConfig,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let mut path = None;
+    let mut options = GcOptions::default();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--dry-run" => options.dry_run = true,
+            "--delete-untagged" => options.delete_untagged = true,
+            "--delete-orphaned-referrers" => options.delete_orphaned_referrers = true,
+            "--grace" => {
+                let value = args.next().ok_or("--grace needs a duration, such as 1h or 0s")?;
+                options.grace_period = humantime::parse_duration(&value)?;
+            }
+            _ if path.is_none() && !arg.starts_with("--") => path = Some(arg),
+            _ => {
+                return Err(format!(
+                    "unexpected argument {arg:?}; usage: gc config.yml [--dry-run] [--delete-untagged] [--grace 1h]"
+                )
+                .into());
+            }
+        }
+    }
+    let path = path.ok_or("usage: gc config.yml [--dry-run] [--delete-untagged] [--grace 1h]")?;
+    let config: Config =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path)?).map_err(|e| format!("{path}: {e}"))?;
+    let registry = Registry::new(config.storage.build().await?, RegistryOptions::default());
+
+    let started = std::time::Instant::now();
+    let report = registry.collect_garbage(&options).await?;
+    let verb = if report.dry_run { "would delete" } else { "deleted" };
+    for (repository, digest) in &report.manifests_deleted {
+        println!("manifest {repository}@{digest}: {verb}");
+    }
+    for digest in &report.blobs_deleted {
+        println!("blob {digest}: {verb}");
+    }
+    println!(
+        "{} manifests kept, {} blobs in use; {verb} {} manifests and {} blobs ({} bytes); {} blobs put back for pushes meanwhile; {:.2?}",
+        report.manifests_kept,
+        report.blobs_marked,
+        report.manifests_deleted.len(),
+        report.blobs_deleted.len(),
+        report.bytes_freed,
+        report.blobs_restored,
+        started.elapsed().max(Duration::ZERO),
+    );
+    Ok(())
+}
