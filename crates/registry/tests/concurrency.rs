@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream;
-use wharf_oci::{Digest, media_type};
+use wharf_oci::Digest;
 use wharf_registry::{ManifestReference, Registry, RegistryOptions};
 use wharf_storage::{FilesystemDriver, MemoryDriver, StorageDriver};
 
@@ -27,31 +27,20 @@ async fn thirty_two_pushers(driver: Arc<dyn StorageDriver>) {
                 let upload = repository.start_upload().await.unwrap();
                 let half = blob.len() / 2;
                 repository.append_upload(&upload.id, Some(0), stream::iter([Ok(blob.slice(..half))])).await.unwrap();
-                repository.finish_upload(&upload.id, &digest, Some(stream::iter([Ok(blob.slice(half..))]))).await.unwrap();
+                repository
+                    .finish_upload(&upload.id, &digest, Some(stream::iter([Ok(blob.slice(half..))])))
+                    .await
+                    .unwrap();
             }
             let layers = if task % 4 == 0 { vec![&shared_layer] } else { vec![&shared_layer, &own_layer] };
-            let layers: Vec<String> = layers
-                .iter()
-                .map(|l| {
-                    format!(
-                        r#"{{"mediaType":"{}","digest":"{}","size":{}}}"#,
-                        media_type::OCI_LAYER_TAR,
-                        Digest::sha256(l),
-                        l.len()
-                    )
-                })
-                .collect();
-            let manifest = format!(
-                r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{}","size":{}}},"layers":[{}]}}"#,
-                media_type::OCI_IMAGE_MANIFEST,
-                media_type::OCI_IMAGE_CONFIG,
-                Digest::sha256(&config),
-                config.len(),
-                layers.join(",")
-            );
+            let layers: Vec<(Digest, usize)> = layers.iter().map(|l| (Digest::sha256(l), l.len())).collect();
+            let layers: Vec<(&Digest, usize)> = layers.iter().map(|(d, s)| (d, *s)).collect();
+            let manifest = common::image_manifest(&Digest::sha256(&config), config.len(), &layers);
             let tag = if task % 4 == 0 { "shared".to_owned() } else { format!("task-{task}") };
-            let digest =
-                repository.put_manifest(&ManifestReference::Tag(tag.clone()), Bytes::from(manifest), None).await.unwrap();
+            let digest = repository
+                .put_manifest(&ManifestReference::Tag(tag.clone()), Bytes::from(manifest), None)
+                .await
+                .unwrap();
             (task, tag, digest)
         })
     });

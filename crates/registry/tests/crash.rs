@@ -64,16 +64,7 @@ fn random(seed: u64) -> u64 {
 
 /// Deterministic content of `len` bytes for `seed`.
 fn content(seed: u64, len: usize) -> Bytes {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    Bytes::from(out)
+    wharf_storage::testsuite::test_data(seed, len)
 }
 
 fn registry(root: &Path) -> Registry {

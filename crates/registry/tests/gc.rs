@@ -48,14 +48,7 @@ async fn try_push_image(
     let layer = format!("layer {seed}");
     let config_digest = push_blob(repository, config.as_bytes()).await;
     let layer_digest = push_blob(repository, layer.as_bytes()).await;
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{layer_digest}","size":{}}}]}}"#,
-        media_type::OCI_IMAGE_MANIFEST,
-        media_type::OCI_IMAGE_CONFIG,
-        config.len(),
-        media_type::OCI_LAYER_TAR_GZIP,
-        layer.len()
-    );
+    let manifest = common::image_manifest(&config_digest, config.len(), &[(&layer_digest, layer.len())]);
     let reference = match reference {
         Some(tag) => ManifestReference::Tag(tag.into()),
         None => ManifestReference::Digest(Digest::sha256(manifest.as_bytes())),

@@ -102,16 +102,8 @@ fn skopeo(args: &[&str]) {
 
 /// Deterministic bytes for test content.
 fn content(seed: &str, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    let mut state = Digest::sha256(seed.as_bytes()).hex().bytes().fold(7u64, |s, b| s.wrapping_mul(31) ^ u64::from(b));
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    let seed = Digest::sha256(seed.as_bytes()).hex().bytes().fold(7u64, |s, b| s.wrapping_mul(31) ^ u64::from(b));
+    wharf_storage::testsuite::test_data(seed, len).to_vec()
 }
 
 /// What a set of images is made of: every blob by digest, and the manifest of each tag.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 mod common;
-use common::s3_driver;
+use common::{image_manifest, s3_driver};
 
 use bytes::Bytes;
 use futures::stream;
@@ -26,19 +26,6 @@ async fn push_blob(repository: &Repository, data: &[u8]) -> Digest {
     let digest = Digest::sha256(data);
     repository.put_blob(&digest, chunk(data)).await.unwrap();
     digest
-}
-
-fn image_manifest(config: &Digest, config_size: usize, layers: &[(&Digest, usize)]) -> String {
-    let layers: Vec<String> = layers
-        .iter()
-        .map(|(d, s)| format!(r#"{{"mediaType":"{}","digest":"{d}","size":{s}}}"#, media_type::OCI_LAYER_TAR_GZIP))
-        .collect();
-    format!(
-        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":{config_size}}},"layers":[{}]}}"#,
-        media_type::OCI_IMAGE_MANIFEST,
-        media_type::OCI_IMAGE_CONFIG,
-        layers.join(",")
-    )
 }
 
 /// Pushes a config and one layer and a manifest tagged `tag`; returns the manifest's digest.

@@ -2,7 +2,23 @@
 
 use std::sync::Arc;
 
+use wharf_oci::{Digest, media_type};
 use wharf_storage::StorageDriver;
+
+/// An OCI image manifest over a config and layers, given as (digest, size).
+#[allow(dead_code, reason = "not every test file pushes images")]
+pub(crate) fn image_manifest(config: &Digest, config_size: usize, layers: &[(&Digest, usize)]) -> String {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|(d, s)| format!(r#"{{"mediaType":"{}","digest":"{d}","size":{s}}}"#, media_type::OCI_LAYER_TAR_GZIP))
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":{config_size}}},"layers":[{}]}}"#,
+        media_type::OCI_IMAGE_MANIFEST,
+        media_type::OCI_IMAGE_CONFIG,
+        layers.join(",")
+    )
+}
 
 /// The S3 test server from `scripts/test`, under a root of the test's own; `None` (after saying
 /// so) without one, a failure under `WHARF_REQUIRE_PEERS=1`.
