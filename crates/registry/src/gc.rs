@@ -16,7 +16,8 @@
 //!    earlier: file times come from the store's clock, which may be coarse or behind):
 //!    manifest revisions and blob links written since, and tags. Whatever a new manifest,
 //!    link or tag needs is put back.
-//! 4. **Delete** what is left in the trash.
+//! 4. **Delete** what is left in the trash. Repository links to deleted blobs stay, as in
+//!    Distribution: a link without data is no blob, since every read checks the data.
 //!
 //! The other half of the protocol is on the writing side: a push writes first and verifies
 //! after. [`Repository::put_manifest`](crate::Repository::put_manifest) stores the revision
@@ -201,20 +202,10 @@ impl Registry {
             candidates.remove(digest);
         }
 
-        // 4. Delete: the set-aside data, and the repositories' links to it.
-        let linked_by: HashMap<&Digest, Vec<&RepositoryName>> = scans.iter().fold(HashMap::new(), |mut map, scan| {
-            for digest in scan.links.keys() {
-                map.entry(digest).or_default().push(&scan.name);
-            }
-            map
-        });
-        let mut doomed_paths: Vec<String> = Vec::new();
-        for digest in aside.iter().filter(|d| candidates.contains_key(*d)) {
-            doomed_paths.push(trash(digest));
-            for name in linked_by.get(digest).into_iter().flatten() {
-                doomed_paths.push(layout::layer_dir(name, digest));
-            }
-        }
+        // 4. Delete the set-aside data. Links to it stay, as Distribution leaves them: a link
+        // to no data is no blob (every read checks the data), and a link written meanwhile by
+        // a push must not be taken away.
+        let doomed_paths: Vec<String> = aside.iter().filter(|d| candidates.contains_key(*d)).map(trash).collect();
         futures::stream::iter(doomed_paths)
             .map(|path| async move {
                 match self.inner.driver.delete(&path).await {

@@ -530,10 +530,20 @@ impl Repository {
                 return Err(Error::DigestMismatch { expected: expected.clone(), actual });
             }
         }
-        if self.registry.blob_size(expected).await?.is_none() {
+        let moved = self.registry.blob_size(expected).await?.is_none();
+        if moved {
             self.driver().rename(&data, &layout::blob_data(expected)).await?;
         }
         self.registry.write_link(&layout::layer_link(&self.name, expected), expected).await?;
+        // Write, then verify: a garbage collection may have set the blob aside meanwhile.
+        if self.registry.blob_size(expected).await?.is_none() {
+            if moved {
+                // Ours was taken: the client uploads again.
+                return Err(Error::BlobUnknown { repository: self.name.clone(), digest: expected.clone() });
+            }
+            // Another copy was taken; this upload holds the same content and takes its place.
+            self.driver().rename(&data, &layout::blob_data(expected)).await?;
+        }
         self.driver().delete(&layout::upload_dir(&self.name, id)).await?;
         Ok(BlobInfo { digest: expected.clone(), size })
     }

@@ -46,8 +46,10 @@ async fn try_push_image(
 ) -> Result<(Digest, Digest, Digest, usize), wharf_registry::Error> {
     let config = format!(r#"{{"seed":"{seed}"}}"#);
     let layer = format!("layer {seed}");
-    let config_digest = push_blob(repository, config.as_bytes()).await;
-    let layer_digest = push_blob(repository, layer.as_bytes()).await;
+    let config_digest = Digest::sha256(config.as_bytes());
+    repository.put_blob(&config_digest, chunk(config.as_bytes())).await?;
+    let layer_digest = Digest::sha256(layer.as_bytes());
+    repository.put_blob(&layer_digest, chunk(layer.as_bytes())).await?;
     let manifest = common::image_manifest(&config_digest, config.len(), &[(&layer_digest, layer.len())]);
     let reference = match reference {
         Some(tag) => ManifestReference::Tag(tag.into()),
@@ -189,8 +191,8 @@ async fn safe_while_pushing(driver: Arc<dyn StorageDriver>) {
             for round in 0..6 {
                 // Upload blobs first, then (a moment later) the manifest, as clients do.
                 // With no grace period the collector may take blobs whose manifest is still
-                // to come, or a manifest not yet tagged: the push then fails cleanly and, as a
-                // client would, pushes again.
+                // to come, or a manifest not yet tagged: the push then fails cleanly (blob or
+                // manifest unknown) and, as a client would, pushes again.
                 let seed = format!("{task}-{round}");
                 let tag = format!("r{round}");
                 let mut attempts = 0;
@@ -200,7 +202,8 @@ async fn safe_while_pushing(driver: Arc<dyn StorageDriver>) {
                         Ok((digest, ..)) => break digest,
                         Err(
                             wharf_registry::Error::ManifestBlobUnknown { .. }
-                            | wharf_registry::Error::ManifestUnknown { .. },
+                            | wharf_registry::Error::ManifestUnknown { .. }
+                            | wharf_registry::Error::BlobUnknown { .. },
                         ) if attempts < 20 => {}
                         Err(e) => panic!("push {seed} failed: {e}"),
                     }
