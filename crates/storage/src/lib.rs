@@ -47,7 +47,9 @@
 //!   publishes it at `path`, replacing what was there; `cancel` discards it. `writer(path,
 //!   false)` discards any staged content and starts empty; `writer(path, true)` resumes the
 //!   staged content, or starts empty when only an empty committed file is there, and is
-//!   [`Error::NotFound`] otherwise.
+//!   [`Error::NotFound`] otherwise. One path has one staged write at a time: two writers open
+//!   on the same path at once share it (the filesystem backend's staged file), so callers
+//!   give each concurrent write a path of its own, as a registry does with upload ids.
 //! - **`delete`** is recursive and also discards writes staged under the path; `/a` never
 //!   touches `/ab`. A missing path is [`Error::NotFound`].
 //! - **`walk`** yields the files (not directories) below a path in byte-wise lexical order of
