@@ -33,7 +33,7 @@
 //! ```
 //!
 //! # Contract
-//! Every backend, and every third-party driver that passes [`testsuite`] (feature
+//! Every backend, and every third-party driver that passes the `testsuite` module (feature
 //! `testsuite`), behaves as follows.
 //! - **Paths** are `/`-separated, absolute, of segments made of `[A-Za-z0-9._-]` (not `.` or
 //!   `..`); anything else is [`Error::InvalidPath`]. The root `/` is accepted where a
