@@ -4,6 +4,7 @@
 #![allow(clippy::print_stderr, reason = "a skipped test says so, and why")]
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,7 +31,7 @@ fn has_peer(program: &str, test: &str) -> bool {
             std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
             "{test}: WHARF_REQUIRE_PEERS=1 but {program} is not installed (scripts/test installs it)"
         );
-        eprintln!("skipped {test}: needs {program} (scripts/test installs it)");
+        let _ = writeln!(std::io::stderr(), "skipped {test}: needs {program} (scripts/test installs it)");
     }
     found
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::print_stderr, reason = "a skipped test says so, and why")]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -276,7 +277,10 @@ fn s3_matches_the_model() {
             std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
             "WHARF_REQUIRE_PEERS=1 but WHARF_S3_ENDPOINT is not set (scripts/test starts moto_server)"
         );
-        eprintln!("skipped model::s3_matches_the_model: needs an S3 server; set WHARF_S3_ENDPOINT");
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped model::s3_matches_the_model: needs an S3 server; set WHARF_S3_ENDPOINT"
+        );
         return;
     };
     let runtime = runtime();

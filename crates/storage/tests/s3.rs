@@ -7,16 +7,16 @@
 #[cfg(not(feature = "s3"))]
 #[test]
 fn s3_backend_not_built() {
+    use std::io::Write as _;
     assert!(
         std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
         "WHARF_REQUIRE_PEERS=1 but wharf-storage was built without the s3 feature (use --all-features)"
     );
-    eprintln!("skipped s3 tests: wharf-storage built without the s3 feature");
+    let _ = writeln!(std::io::stderr(), "skipped s3 tests: wharf-storage built without the s3 feature");
 }
 
 #[cfg(feature = "s3")]
 mod s3 {
-
     use std::io::{Read, Write};
     use std::time::{Duration, SystemTime};
 
@@ -36,7 +36,8 @@ mod s3 {
                 std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
                 "{test}: WHARF_REQUIRE_PEERS=1 but WHARF_S3_ENDPOINT is not set (scripts/test starts moto_server)"
             );
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "skipped s3::{test}: needs an S3 server; set WHARF_S3_ENDPOINT (scripts/test starts moto_server)"
             );
             return None;

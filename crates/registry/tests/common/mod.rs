@@ -1,5 +1,6 @@
 //! Helpers shared by the registry's test files.
 
+use std::io::Write as _;
 use std::sync::Arc;
 
 use wharf_oci::{Digest, media_type};
@@ -30,7 +31,10 @@ pub(crate) async fn s3_driver(test: &str) -> Option<Arc<dyn StorageDriver>> {
         );
         #[allow(clippy::print_stderr, reason = "a skipped test says so, and why")]
         {
-            eprintln!("skipped {test}: needs an S3 server; set WHARF_S3_ENDPOINT (scripts/test starts moto_server)");
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped {test}: needs an S3 server; set WHARF_S3_ENDPOINT (scripts/test starts moto_server)"
+            );
         }
         return None;
     };
