@@ -140,7 +140,15 @@ impl Inner {
         let dir = to.parent().unwrap_or(&self.root);
         let mut attempts = 0;
         loop {
-            fs::create_dir_all(dir)?;
+            // The folder can vanish under create_dir_all itself (another task removing it
+            // emptied): that is retried like the rename.
+            if let Err(e) = fs::create_dir_all(dir) {
+                if e.kind() == io::ErrorKind::NotFound && attempts < 10 {
+                    attempts += 1;
+                    continue;
+                }
+                return Err(e);
+            }
             match fs::rename(from, to) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && from.exists() && attempts < 10 => {
                     attempts += 1;
@@ -157,7 +165,13 @@ impl Inner {
         let dir = path.parent().unwrap_or(&self.root);
         let mut attempts = 0;
         loop {
-            fs::create_dir_all(dir)?;
+            if let Err(e) = fs::create_dir_all(dir) {
+                if e.kind() == io::ErrorKind::NotFound && attempts < 10 {
+                    attempts += 1;
+                    continue;
+                }
+                return Err(e);
+            }
             match OpenOptions::new().write(true).create(true).truncate(true).open(path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 10 => attempts += 1,
                 result => return result,
