@@ -240,7 +240,6 @@ impl Registry {
     }
 
     async fn remove_revision(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
-        let repository = self.repository(name);
         // Its entry among its subject's referrers goes too.
         if let Ok(content) = self.inner.driver.get_content(&layout::blob_data(digest)).await
             && let Ok(manifest) = Manifest::parse(content, None)
@@ -248,7 +247,7 @@ impl Registry {
         {
             let _ = self.inner.driver.delete(&layout::referrer_dir(name, &subject.digest, digest)).await;
         }
-        match self.inner.driver.delete(&layout::revision_dir(repository.name(), digest)).await {
+        match self.inner.driver.delete(&layout::revision_dir(name, digest)).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e.into()),

@@ -60,20 +60,7 @@ async fn try_push_image(
 }
 
 async fn index(repository: &Repository, tag: &str, children: &[(&Digest, usize)]) -> Digest {
-    let entries: Vec<String> = children
-        .iter()
-        .map(|(d, s)| {
-            format!(
-                r#"{{"mediaType":"{}","digest":"{d}","size":{s},"platform":{{"architecture":"amd64","os":"linux"}}}}"#,
-                media_type::OCI_IMAGE_MANIFEST
-            )
-        })
-        .collect();
-    let index = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{}]}}"#,
-        media_type::OCI_IMAGE_INDEX,
-        entries.join(",")
-    );
+    let index = common::image_index(children);
     repository.put_manifest(&ManifestReference::Tag(tag.into()), Bytes::from(index), None).await.unwrap()
 }
 

@@ -169,22 +169,7 @@ async fn indexes_need_their_children(registry: &Registry) {
         let d = d.clone();
         async move { repository.get_manifest(&ManifestReference::Digest(d)).await.unwrap().content.len() }
     };
-    let index = |children: &[(&Digest, usize)]| {
-        let entries: Vec<String> = children
-            .iter()
-            .map(|(d, s)| {
-                format!(
-                    r#"{{"mediaType":"{}","digest":"{d}","size":{s},"platform":{{"architecture":"amd64","os":"linux"}}}}"#,
-                    media_type::OCI_IMAGE_MANIFEST
-                )
-            })
-            .collect();
-        format!(
-            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{}]}}"#,
-            media_type::OCI_IMAGE_INDEX,
-            entries.join(",")
-        )
-    };
+    let index = common::image_index;
     let (amd64_size, arm64_size) = (size(&amd64).await, size(&arm64).await);
     let digest = repository
         .put_manifest(

@@ -6,6 +6,25 @@ use std::sync::Arc;
 use wharf_oci::{Digest, media_type};
 use wharf_storage::StorageDriver;
 
+/// An OCI image index over child manifests, given as (digest, size).
+#[allow(dead_code, reason = "not every test file pushes indexes")]
+pub(crate) fn image_index(children: &[(&Digest, usize)]) -> String {
+    let entries: Vec<String> = children
+        .iter()
+        .map(|(d, s)| {
+            format!(
+                r#"{{"mediaType":"{}","digest":"{d}","size":{s},"platform":{{"architecture":"amd64","os":"linux"}}}}"#,
+                media_type::OCI_IMAGE_MANIFEST
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{}]}}"#,
+        media_type::OCI_IMAGE_INDEX,
+        entries.join(",")
+    )
+}
+
 /// An OCI image manifest over a config and layers, given as (digest, size).
 #[allow(dead_code, reason = "not every test file pushes images")]
 pub(crate) fn image_manifest(config: &Digest, config_size: usize, layers: &[(&Digest, usize)]) -> String {
