@@ -8,14 +8,15 @@
 //!    period, the children of every kept index (Distribution's bug #3004 deletes them), and
 //!    the referrers of kept manifests; the referrers of deleted or absent subjects go only
 //!    when `delete_orphaned_referrers` asks. Every blob a kept manifest references is marked.
-//! 2. **Set aside.** Unmarked blobs whose data and repository links are all older than
-//!    `T - grace` are *moved* to a trash folder (`/docker/registry/v2/_wharf/trash`, which
-//!    Distribution ignores) rather than deleted; untagged manifests to delete lose their
-//!    revision link, whose digest is kept in the report.
-//! 3. **Re-check.** It then reads what changed since `T - grace` (or `T - clock_slack`, if
-//!    earlier: file times come from the store's clock, which may be coarse or behind):
-//!    manifest revisions and blob links written since, and tags. Whatever a new manifest,
-//!    link or tag needs is put back.
+//! 2. **Set aside.** Unmarked blobs whose data is older than `T - grace` are *moved* to a
+//!    trash folder (`/docker/registry/v2/_wharf/trash`, which Distribution ignores) rather
+//!    than deleted; untagged manifests to delete lose their revision link, whose digest is
+//!    kept in the report.
+//! 3. **Re-check.** It then reads what changed meanwhile: manifest revisions that were not
+//!    there at the mark (or were put again after their removal), repository links to a blob
+//!    in the trash written since `T - grace` (or `T - clock_slack`, if earlier: file times come
+//!    from the store's clock, which may be coarse or behind), and tags. Whatever a new
+//!    manifest, link or tag needs is put back.
 //! 4. **Delete** what is left in the trash. Repository links to deleted blobs stay, as in
 //!    Distribution: a link without data is no blob, since every read checks the data.
 //!
@@ -36,10 +37,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use wharf_oci::{Digest, Manifest, RepositoryName};
-use wharf_storage::FileInfo;
+use wharf_storage::{FileInfo, StorageDriver};
 
 use crate::error::Result;
-use crate::{Registry, layout, link_digest};
+use crate::{Registry, layout};
 
 /// What [`Registry::collect_garbage`] may delete.
 #[derive(Debug, Clone)]
@@ -103,12 +104,15 @@ struct RepositoryScan {
     /// Blobs the kept manifests use (manifests included).
     marked: HashSet<Digest>,
     kept: usize,
-    /// Newest write of each linked blob.
-    links: HashMap<Digest, SystemTime>,
+    /// The revisions found, to tell the re-check which ones are new.
+    revisions: HashSet<Digest>,
 }
 
+/// Where a blob's data waits between set-aside and deletion: sharded like the blob store,
+/// so that moves and deletions in parallel do not all queue on one folder.
 fn trash(digest: &Digest) -> String {
-    format!("{}/_wharf/trash/{}/{}", layout::ROOT, digest.algorithm(), digest.hex())
+    let hex = digest.hex();
+    format!("{}/_wharf/trash/{}/{}/{hex}", layout::ROOT, digest.algorithm(), &hex[..2])
 }
 
 impl Registry {
@@ -134,25 +138,28 @@ impl Registry {
             .try_collect()
             .await?;
         let mut marked: HashSet<Digest> = HashSet::new();
-        let mut newest_link: HashMap<Digest, SystemTime> = HashMap::new();
         for scan in &scans {
             marked.extend(scan.marked.iter().cloned());
             report.manifests_kept += scan.kept;
-            for (digest, time) in &scan.links {
-                let newest = newest_link.entry(digest.clone()).or_insert(*time);
-                *newest = (*newest).max(*time);
-            }
         }
         report.blobs_marked = marked.len();
 
-        // Blobs nobody uses, written before the grace period, not linked since.
-        let blobs: Vec<FileInfo> = self.inner.driver.walk(&layout::blobs(), None).try_collect().await?;
+        // Blobs nobody uses, written before the grace period. (Those linked to a repository
+        // since are put back by the re-check.) Only the unused ones are looked at closer.
+        let unused: Vec<Digest> = self
+            .digest_folders(&layout::blobs(), true)
+            .await?
+            .into_iter()
+            .filter(|digest| !marked.contains(digest))
+            .collect();
+        let found = self.inner.driver.stat_many(unused.iter().map(layout::blob_data).collect()).await?;
         let mut candidates: BTreeMap<Digest, u64> = BTreeMap::new();
-        for blob in blobs {
-            let Some(digest) = blob_digest(&blob.path) else { continue };
-            let recently_linked = newest_link.get(&digest).is_some_and(|time| *time >= since);
-            if !marked.contains(&digest) && blob.modified < since && !recently_linked {
-                candidates.insert(digest, blob.size);
+        for (digest, info) in unused.into_iter().zip(found) {
+            if let Some(info) = info
+                && !info.is_dir
+                && info.modified < since
+            {
+                candidates.insert(digest, info.size);
             }
         }
         for scan in &scans {
@@ -168,33 +175,30 @@ impl Registry {
         for (name, digest) in &report.manifests_deleted {
             self.remove_revision(name, digest).await?;
         }
-        let parallel = options.concurrency.max(1) * 4;
-        let moved: Vec<Option<Digest>> = futures::stream::iter(candidates.keys().cloned())
-            .map(|digest| async move {
-                match self.inner.driver.rename(&layout::blob_data(&digest), &trash(&digest)).await {
-                    Ok(()) => Ok(Some(digest)),
-                    Err(e) if e.is_not_found() => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .buffer_unordered(parallel)
-            .try_collect()
-            .await?;
-        let aside: Vec<Digest> = moved.into_iter().flatten().collect();
+        // Not synced: after a crash, what is in the trash is put back by the next run.
+        let moves = candidates.keys().map(|digest| (layout::blob_data(digest), trash(digest))).collect();
+        let moved = self.inner.driver.rename_many(moves).await?;
+        let aside: Vec<Digest> =
+            candidates.keys().zip(moved).filter(|(_, moved)| *moved).map(|(digest, _)| digest.clone()).collect();
 
         // 3. Re-check what was written meanwhile, and put back what it needs. File times come
         // from the store's clock, coarser than ours and maybe behind: look back further.
         let recheck_since = since.min(started.checked_sub(options.clock_slack).unwrap_or(SystemTime::UNIX_EPOCH));
-        let needed = self.needed_since(recheck_since, &report.manifests_deleted).await?;
+        let seen: HashMap<&RepositoryName, &HashSet<Digest>> =
+            scans.iter().map(|scan| (&scan.name, &scan.revisions)).collect();
+        let aside_set: HashSet<Digest> = aside.iter().cloned().collect();
+        let recheck = Recheck { since: recheck_since, doomed: &report.manifests_deleted, seen, aside: &aside_set };
+        let needed = self.needed_since(&recheck, options.concurrency).await?;
         for (name, digest) in &needed.manifests {
             self.write_link(&layout::revision_link(name, digest), digest).await?;
         }
         report.manifests_deleted.retain(|entry| !needed.manifests.contains(entry));
         // Owned digests keep the future `Send` for any caller.
         let put_back: Vec<Digest> = aside.iter().filter(|d| needed.blobs.contains(*d)).cloned().collect();
+        // One by one, durably: a push is waiting for these.
         futures::stream::iter(put_back.clone())
             .map(|digest| async move { self.inner.driver.rename(&trash(&digest), &layout::blob_data(&digest)).await })
-            .buffer_unordered(parallel)
+            .buffer_unordered(options.concurrency.max(1))
             .try_collect::<Vec<()>>()
             .await?;
         report.blobs_restored = put_back.len();
@@ -206,20 +210,43 @@ impl Registry {
         // to no data is no blob (every read checks the data), and a link written meanwhile by
         // a push must not be taken away.
         let doomed_paths: Vec<String> = aside.iter().filter(|d| candidates.contains_key(*d)).map(trash).collect();
-        futures::stream::iter(doomed_paths)
-            .map(|path| async move {
-                match self.inner.driver.delete(&path).await {
-                    Err(e) if !e.is_not_found() => Err(e),
-                    _ => Ok(()),
-                }
-            })
-            .buffer_unordered(parallel)
-            .try_collect::<Vec<()>>()
-            .await?;
-        let deleted: BTreeMap<Digest, u64> = candidates.into_iter().filter(|(d, _)| aside.contains(d)).collect();
+        self.inner.driver.delete_many(doomed_paths).await?;
+        let deleted: BTreeMap<Digest, u64> = candidates.into_iter().filter(|(d, _)| aside_set.contains(d)).collect();
         report.bytes_freed = deleted.values().sum();
         report.blobs_deleted = deleted.into_keys().collect();
         Ok(report)
+    }
+
+    /// The digests named by the `<algorithm>/<hex>` folders below `dir` (a repository's
+    /// `_layers` or revisions), or by `<algorithm>/<xx>/<hex>` with `prefixed` (the blob
+    /// store), listed without reading the folders themselves.
+    async fn digest_folders(&self, dir: &str, prefixed: bool) -> Result<Vec<Digest>> {
+        let driver = &self.inner.driver;
+        let mut parents: Vec<(String, String)> = Vec::new();
+        for algorithm_dir in list_or_empty(driver.as_ref(), dir).await? {
+            let algorithm = last_component(&algorithm_dir).to_owned();
+            if prefixed {
+                for prefix in list_or_empty(driver.as_ref(), &algorithm_dir).await? {
+                    parents.push((algorithm.clone(), prefix));
+                }
+            } else {
+                parents.push((algorithm, algorithm_dir));
+            }
+        }
+        let lists: Vec<Vec<Digest>> = futures::stream::iter(parents)
+            .map(|(algorithm, parent)| async move {
+                let children = list_or_empty(driver.as_ref(), &parent).await?;
+                Ok::<_, crate::Error>(
+                    children
+                        .iter()
+                        .filter_map(|child| format!("{algorithm}:{}", last_component(child)).parse().ok())
+                        .collect(),
+                )
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        Ok(lists.into_iter().flatten().collect())
     }
 
     /// Puts back whatever an interrupted run left in the trash.
@@ -228,7 +255,9 @@ impl Registry {
         let left: Vec<FileInfo> = self.inner.driver.walk(&trash_root, None).try_collect().await?;
         for file in left {
             let mut parts = file.path.rsplit('/');
-            let (Some(hex), Some(algorithm)) = (parts.next(), parts.next()) else { continue };
+            let (Some(hex), Some(_prefix), Some(algorithm)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
             let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else { continue };
             if self.blob_size(&digest).await?.is_none() {
                 self.inner.driver.rename(&file.path, &layout::blob_data(&digest)).await?;
@@ -262,21 +291,15 @@ impl Registry {
         since: SystemTime,
     ) -> Result<RepositoryScan> {
         let driver = &self.inner.driver;
-        let revisions: Vec<FileInfo> = driver.walk(&layout::revisions(&name), None).try_collect().await?;
-        let layer_links: Vec<FileInfo> = driver.walk(&layout::layers(&name), None).try_collect().await?;
-        let mut links = HashMap::new();
-        for link in &layer_links {
-            if let Some(digest) = link_digest(&link.path) {
-                links.insert(digest, link.modified);
-            }
-        }
-
-        // Every manifest of the repository, read once.
-        let listed: Vec<(Digest, SystemTime)> = revisions
-            .iter()
-            .filter(|r| r.path.ends_with("/link"))
-            .filter_map(|r| Some((link_digest(&r.path)?, r.modified)))
-            .collect();
+        let revisions: Vec<Digest> = self.digest_folders(&layout::revisions(&name), false).await?;
+        // When the revisions were written matters only for what may be deleted.
+        let listed: Vec<(Digest, SystemTime)> = if options.delete_untagged {
+            let links = revisions.iter().map(|digest| layout::revision_link(&name, digest)).collect();
+            let written = driver.stat_many(links).await?;
+            revisions.iter().zip(written).filter_map(|(digest, info)| Some((digest.clone(), info?.modified))).collect()
+        } else {
+            revisions.iter().map(|digest| (digest.clone(), SystemTime::UNIX_EPOCH)).collect()
+        };
         let manifests: BTreeMap<Digest, (Option<Manifest>, SystemTime)> = futures::stream::iter(listed)
             .map(|(digest, written)| async move {
                 let manifest = match driver.get_content(&layout::blob_data(&digest)).await {
@@ -313,60 +336,99 @@ impl Registry {
             }
         }
         let doomed = manifests.keys().filter(|d| !kept.contains(*d)).cloned().collect();
-        Ok(RepositoryScan { name, doomed, marked, kept: kept.len(), links })
+        Ok(RepositoryScan { name, doomed, marked, kept: kept.len(), revisions: revisions.into_iter().collect() })
     }
 
-    /// What manifests, links and tags written since `since` need: blobs, and manifests among
-    /// `doomed` that a tag or a newer manifest points to.
-    async fn needed_since(&self, since: SystemTime, doomed: &[(RepositoryName, Digest)]) -> Result<Needed> {
+    /// What was written since the re-check's start needs: blobs set aside, and manifests
+    /// among the doomed that a tag or a newer manifest points to.
+    async fn needed_since(&self, recheck: &Recheck<'_>, concurrency: usize) -> Result<Needed> {
+        let mut doomed_by_repository: HashMap<RepositoryName, HashSet<Digest>> = HashMap::new();
+        for (name, digest) in recheck.doomed {
+            doomed_by_repository.entry(name.clone()).or_default().insert(digest.clone());
+        }
+        let doomed_by_repository = &doomed_by_repository;
+        let found: Vec<Needed> = futures::stream::iter(self.all_repositories().await?)
+            .map(|name| async move {
+                let doomed = doomed_by_repository.get(&name);
+                self.needed_in(name, recheck, doomed).await
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await?;
         let mut needed = Needed::default();
-        let doomed_by_repository: HashMap<&RepositoryName, HashSet<&Digest>> =
-            doomed.iter().fold(HashMap::new(), |mut map, (name, digest)| {
-                map.entry(name).or_default().insert(digest);
-                map
-            });
-        for name in self.all_repositories().await? {
-            let driver = &self.inner.driver;
-            let revisions: Vec<FileInfo> = driver.walk(&layout::revisions(&name), None).try_collect().await?;
-            let mut fresh: Vec<Digest> =
-                revisions.iter().filter(|r| r.modified >= since).filter_map(|r| link_digest(&r.path)).collect();
-            let layer_links: Vec<FileInfo> = driver.walk(&layout::layers(&name), None).try_collect().await?;
-            needed
-                .blobs
-                .extend(layer_links.iter().filter(|l| l.modified >= since).filter_map(|l| link_digest(&l.path)));
-            // Tags that point at a manifest set aside want it back.
-            if let Some(doomed) = doomed_by_repository.get(&name) {
-                for tag in self.repository(&name).tags(None, None).await? {
-                    if let Some(digest) = self.read_link(&layout::tag_current(&name, &tag)).await?
-                        && doomed.contains(&digest)
-                    {
-                        fresh.push(digest);
-                    }
+        for found in found {
+            needed.blobs.extend(found.blobs);
+            needed.manifests.extend(found.manifests);
+        }
+        Ok(needed)
+    }
+
+    /// [`needed_since`](Self::needed_since) for one repository.
+    async fn needed_in(
+        &self,
+        name: RepositoryName,
+        recheck: &Recheck<'_>,
+        doomed: Option<&HashSet<Digest>>,
+    ) -> Result<Needed> {
+        let mut needed = Needed::default();
+        let driver = &self.inner.driver;
+        // Revisions not there at the mark are new; doomed ones still there were put again.
+        let seen = recheck.seen.get(&name);
+        let mut fresh: Vec<Digest> = self
+            .digest_folders(&layout::revisions(&name), false)
+            .await?
+            .into_iter()
+            .filter(|digest| {
+                seen.is_none_or(|seen| !seen.contains(digest)) || doomed.is_some_and(|d| d.contains(digest))
+            })
+            .collect();
+        // Links (new or written again) to a blob set aside want it back.
+        let linked: Vec<Digest> = self
+            .digest_folders(&layout::layers(&name), false)
+            .await?
+            .into_iter()
+            .filter(|digest| recheck.aside.contains(digest))
+            .collect();
+        let links = driver.stat_many(linked.iter().map(|digest| layout::layer_link(&name, digest)).collect()).await?;
+        needed.blobs.extend(
+            linked
+                .into_iter()
+                .zip(links)
+                .filter(|(_, link)| link.as_ref().is_some_and(|l| l.modified >= recheck.since))
+                .map(|(d, _)| d),
+        );
+        // Tags that point at a manifest set aside want it back.
+        if let Some(doomed) = doomed {
+            for tag in self.repository(&name).tags(None, None).await? {
+                if let Some(digest) = self.read_link(&layout::tag_current(&name, &tag)).await?
+                    && doomed.contains(&digest)
+                {
+                    fresh.push(digest);
                 }
             }
-            let mut seen = HashSet::new();
-            while let Some(digest) = fresh.pop() {
-                if !seen.insert(digest.clone()) {
-                    continue;
-                }
-                if doomed_by_repository.get(&name).is_some_and(|d| d.contains(&digest)) {
-                    needed.manifests.push((name.clone(), digest.clone()));
-                }
-                needed.blobs.insert(digest.clone());
-                let content = match driver.get_content(&layout::blob_data(&digest)).await {
+        }
+        let mut seen = HashSet::new();
+        while let Some(digest) = fresh.pop() {
+            if !seen.insert(digest.clone()) {
+                continue;
+            }
+            if doomed.is_some_and(|d| d.contains(&digest)) {
+                needed.manifests.push((name.clone(), digest.clone()));
+            }
+            needed.blobs.insert(digest.clone());
+            let content = match driver.get_content(&layout::blob_data(&digest)).await {
+                Ok(content) => content,
+                Err(e) if e.is_not_found() => match driver.get_content(&trash(&digest)).await {
                     Ok(content) => content,
-                    Err(e) if e.is_not_found() => match driver.get_content(&trash(&digest)).await {
-                        Ok(content) => content,
-                        Err(_) => Bytes::new(),
-                    },
-                    Err(e) => return Err(e.into()),
-                };
-                if let Ok(manifest) = Manifest::parse(content, None) {
-                    for reference in manifest.references() {
-                        needed.blobs.insert(reference.digest.clone());
-                        if manifest.kind().is_index() {
-                            fresh.push(reference.digest.clone());
-                        }
+                    Err(_) => Bytes::new(),
+                },
+                Err(e) => return Err(e.into()),
+            };
+            if let Ok(manifest) = Manifest::parse(content, None) {
+                for reference in manifest.references() {
+                    needed.blobs.insert(reference.digest.clone());
+                    if manifest.kind().is_index() {
+                        fresh.push(reference.digest.clone());
                     }
                 }
             }
@@ -375,20 +437,35 @@ impl Registry {
     }
 }
 
+/// What the re-check compares against.
+struct Recheck<'a> {
+    /// Links written since are new.
+    since: SystemTime,
+    /// Manifests whose revisions were removed.
+    doomed: &'a [(RepositoryName, Digest)],
+    /// The revisions of each repository at the mark.
+    seen: HashMap<&'a RepositoryName, &'a HashSet<Digest>>,
+    /// Blobs moved to the trash.
+    aside: &'a HashSet<Digest>,
+}
+
 #[derive(Default)]
 struct Needed {
     blobs: HashSet<Digest>,
     manifests: Vec<(RepositoryName, Digest)>,
 }
 
-/// The digest of a blob data path (`…/blobs/<alg>/<xx>/<hex>/data`).
-fn blob_digest(path: &str) -> Option<Digest> {
-    let mut parts = path.rsplit('/');
-    let (data, hex, _prefix, algorithm) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if data != "data" {
-        return None;
+/// A folder's entries, none when it is missing.
+async fn list_or_empty(driver: &dyn StorageDriver, dir: &str) -> Result<Vec<String>> {
+    match driver.list(dir).await {
+        Ok(children) => Ok(children),
+        Err(e) if e.is_not_found() => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
     }
-    format!("{algorithm}:{hex}").parse().ok()
+}
+
+fn last_component(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// The manifests reachable from `roots` through index children and, for kept subjects, their

@@ -23,7 +23,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
 use crate::config::DEFAULT_MAX_THREADS;
@@ -39,6 +39,10 @@ const READ_CHUNK: usize = 1 << 20;
 const WRITE_BUFFER: usize = 4 << 20;
 /// ...or this many chunks, so that a trickle of tiny writes does not pile up.
 const MAX_PENDING_CHUNKS: usize = 1024;
+/// Bulk calls hand this many paths to each blocking call...
+const BULK_BATCH: usize = 128;
+/// ...with this many such calls at once.
+const BULK_JOBS: usize = 16;
 
 /// A store in a directory tree. Clones share the root and the limit on blocking calls.
 #[derive(Debug, Clone)]
@@ -89,6 +93,42 @@ impl FilesystemDriver {
     ) -> Result<T> {
         run_blocking(self.inner.clone(), operation, path, work).await
     }
+
+    /// Runs `work` on each item, in batches of [`BULK_BATCH`] per blocking call, a few
+    /// batches at a time; results in the order of `items`.
+    async fn bulk<I: Send + 'static, T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        items: Vec<I>,
+        path_of: fn(&I) -> &str,
+        work: fn(&Inner, I) -> io::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut batches = Vec::with_capacity(items.len().div_ceil(BULK_BATCH));
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            batches.push(items.by_ref().take(BULK_BATCH).collect::<Vec<I>>());
+        }
+        let done: Vec<Vec<T>> = stream::iter(batches)
+            .map(|batch| async move {
+                let _permit =
+                    self.inner.permits.acquire().await.map_err(|e| Error::backend(NAME, operation, "/", e))?;
+                let inner = self.inner.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut out = Vec::with_capacity(batch.len());
+                    for item in batch {
+                        let path = path_of(&item).to_owned();
+                        out.push(work(&inner, item).map_err(|e| io_error(e, operation, &path))?);
+                    }
+                    Ok(out)
+                })
+                .await
+                .map_err(|e| Error::backend(NAME, operation, "/", e))?
+            })
+            .buffered(BULK_JOBS)
+            .try_collect()
+            .await?;
+        Ok(done.into_iter().flatten().collect())
+    }
 }
 
 async fn run_blocking<T: Send + 'static>(
@@ -103,6 +143,11 @@ async fn run_blocking<T: Send + 'static>(
         .await
         .map_err(|e| Error::backend(NAME, operation, path, e))?
         .map_err(|e| io_error(e, operation, path))
+}
+
+/// Whether an error says there is nothing at a path (or a file where a folder was expected).
+fn is_missing(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
 }
 
 fn io_error(e: io::Error, operation: &'static str, path: &str) -> Error {
@@ -137,26 +182,75 @@ impl Inner {
     /// Renames `from` to `to`, creating `to`'s directory; retried when a concurrent removal of
     /// an emptied directory takes that directory away in between.
     fn rename_into_place(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.move_into_place(from, to)?;
+        sync_dir(to.parent().unwrap_or(&self.root))
+    }
+
+    /// Renames `from` to `to`, creating the target's folder when missing, without waiting for
+    /// the rename to be durable.
+    fn move_into_place(&self, from: &Path, to: &Path) -> io::Result<()> {
         let dir = to.parent().unwrap_or(&self.root);
         let mut attempts = 0;
         loop {
-            // The folder can vanish under create_dir_all itself (another task removing it
-            // emptied): that is retried like the rename.
-            if let Err(e) = fs::create_dir_all(dir) {
-                if e.kind() == io::ErrorKind::NotFound && attempts < 10 {
-                    attempts += 1;
-                    continue;
-                }
-                return Err(e);
-            }
             match fs::rename(from, to) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound && from.exists() && attempts < 10 => {
+                Ok(()) => return Ok(()),
+                // The target's folder is missing, or a task removing it emptied took it away
+                // (even from under create_dir_all): create it and try again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 10 && from.exists() => {
                     attempts += 1;
+                    match fs::create_dir_all(dir) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
                 }
                 Err(e) => return Err(e),
-                Ok(()) => return sync_dir(dir),
             }
         }
+    }
+
+    /// Deletes a file or folder, and what is staged under its path; whether anything was
+    /// there. Not synced: a deletion undone by a crash loses nothing (Distribution does not
+    /// sync deletions either), and a sync would cost a disk flush each.
+    fn remove(&self, path: &str) -> io::Result<bool> {
+        let mut found = false;
+        for target in [self.full(path), self.staged(path)] {
+            let removed = match fs::symlink_metadata(&target) {
+                Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(&target),
+                Ok(_) => fs::remove_file(&target),
+                Err(e) => Err(e),
+            };
+            match removed {
+                Ok(()) => {
+                    found = true;
+                    if let Some(dir) = target.parent() {
+                        self.prune(dir);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Moves a file without syncing; `false` when there is no file at `from`.
+    fn move_file(&self, from: &str, to: &str) -> io::Result<bool> {
+        let source = self.full(from);
+        match fs::symlink_metadata(&source) {
+            Ok(metadata) if !metadata.is_dir() => {}
+            Ok(_) => return Ok(false),
+            Err(e) if is_missing(&e) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        match self.move_into_place(&source, &self.full(to)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if let Some(dir) = source.parent() {
+            self.prune(dir);
+        }
+        Ok(true)
     }
 
     /// Creates (or truncates) `path`, creating its directory; retried when a concurrent
@@ -386,52 +480,61 @@ impl StorageDriver for FilesystemDriver {
     async fn delete(&self, path: &str) -> Result<()> {
         validate_path(NAME, path)?;
         let owned = path.to_owned();
-        self.blocking("delete", path, move |inner| {
-            let mut found = false;
-            for target in [inner.full(&owned), inner.staged(&owned)] {
-                let removed = match fs::symlink_metadata(&target) {
-                    Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(&target),
-                    Ok(_) => fs::remove_file(&target),
-                    Err(e) => Err(e),
-                };
-                match removed {
-                    Ok(()) => {
-                        found = true;
-                        // No fsync: a deletion undone by a crash loses nothing (Distribution
-                        // does not sync deletions either), and it would cost a disk flush each.
-                        if let Some(dir) = target.parent() {
-                            inner.prune(dir);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if found { Ok(()) } else { Err(io::ErrorKind::NotFound.into()) }
+        self.blocking(
+            "delete",
+            path,
+            move |inner| {
+                if inner.remove(&owned)? { Ok(()) } else { Err(io::ErrorKind::NotFound.into()) }
+            },
+        )
+        .await
+    }
+
+    async fn stat_many(&self, paths: Vec<String>) -> Result<Vec<Option<FileInfo>>> {
+        for path in &paths {
+            validate_dir_path(NAME, path)?;
+        }
+        self.bulk("stat", paths, String::as_str, |inner, path| match fs::metadata(inner.full(&path)) {
+            Ok(metadata) => Ok(Some(file_info(path, &metadata))),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(e),
         })
         .await
+    }
+
+    async fn rename_many(&self, moves: Vec<(String, String)>) -> Result<Vec<bool>> {
+        for (from, to) in &moves {
+            validate_path(NAME, from)?;
+            validate_path(NAME, to)?;
+        }
+        self.bulk("rename", moves, |(from, _)| from.as_str(), |inner, (from, to)| inner.move_file(&from, &to)).await
+    }
+
+    async fn delete_many(&self, paths: Vec<String>) -> Result<Vec<bool>> {
+        for path in &paths {
+            validate_path(NAME, path)?;
+        }
+        self.bulk("delete", paths, String::as_str, |inner, path| inner.remove(&path)).await
     }
 
     fn walk(&self, path: &str, start_after: Option<&str>) -> BoxStream<'static, Result<FileInfo>> {
         if let Err(e) = validate_dir_path(NAME, path) {
             return stream::once(async move { Err(e) }).boxed();
         }
-        let walk = Walk { driver: self.clone(), start_after: start_after.map(str::to_owned) };
-        // A stack of what is left to visit, smallest on top.
+        let walk = Arc::new(Walk { root: path.to_owned(), start_after: start_after.map(str::to_owned) });
+        // What is left to visit, smallest on top. Each blocking call takes the stack, visits
+        // folders until it has a batch of files, and hands the stack back.
         let stack = vec![Pending::Dir(path.to_owned())];
-        stream::try_unfold((walk, stack), |(walk, mut stack)| async move {
-            while let Some(next) = stack.pop() {
-                match next {
-                    Pending::File(info) => return Ok(Some((info, (walk, stack)))),
-                    Pending::Dir(dir) => {
-                        let mut children = walk.children(&dir).await?;
-                        children.reverse();
-                        stack.extend(children);
-                    }
-                }
+        stream::try_unfold((self.inner.clone(), walk, stack), |(inner, walk, stack)| async move {
+            if stack.is_empty() {
+                return Ok(None);
             }
-            Ok(None)
+            let task_walk = walk.clone();
+            let (files, stack) =
+                run_blocking(inner.clone(), "walk", &walk.root, move |inner| task_walk.step(inner, stack)).await?;
+            Ok(Some((stream::iter(files.into_iter().map(Ok)), (inner, walk, stack))))
         })
+        .try_flatten()
         .boxed()
     }
 }
@@ -442,60 +545,86 @@ enum Pending {
 }
 
 struct Walk {
-    driver: FilesystemDriver,
+    root: String,
     start_after: Option<String>,
 }
 
 impl Walk {
-    /// The entries of `dir` still to visit, in the order that makes file paths come out in
-    /// lexical order: a directory sorts as its name followed by '/'.
-    async fn children(&self, dir: &str) -> Result<Vec<Pending>> {
-        let owned = dir.to_owned();
-        let start_after = self.start_after.clone();
-        self.driver
-            .blocking("walk", dir, move |inner| {
-                let entries = match fs::read_dir(inner.full(&owned)) {
-                    Ok(entries) => entries,
-                    // A directory removed while walking, or a walk of a file: nothing below.
-                    Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
-                        return Ok(Vec::new());
-                    }
-                    Err(e) => return Err(e),
-                };
-                let prefix = dir_prefix(&owned);
-                let mut children = Vec::new();
-                for entry in entries {
-                    let entry = entry?;
-                    let Some(name) = entry.file_name().to_str().filter(|name| is_visible(name)).map(str::to_owned)
-                    else {
-                        continue;
-                    };
-                    let path = format!("{prefix}{name}");
-                    let metadata = match entry.metadata() {
-                        Ok(metadata) => metadata,
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(e),
-                    };
-                    let sort_key = if metadata.is_dir() { format!("{path}/") } else { path.clone() };
-                    if let Some(after) = &start_after {
-                        // Skip what sorts entirely at or before `start_after`.
-                        let skip = if metadata.is_dir() {
-                            sort_key.as_str() <= after.as_str() && !after.starts_with(&sort_key)
-                        } else {
-                            path.as_str() <= after.as_str()
-                        };
-                        if skip {
-                            continue;
-                        }
-                    }
-                    let pending =
-                        if metadata.is_dir() { Pending::Dir(path) } else { Pending::File(file_info(path, &metadata)) };
-                    children.push((sort_key, pending));
+    /// Files a blocking call gathers before handing them out.
+    const BATCH: usize = 1024;
+
+    /// Visits from the top of `stack` until a batch of files is found or nothing is left.
+    fn step(&self, inner: &Inner, mut stack: Vec<Pending>) -> io::Result<(Vec<FileInfo>, Vec<Pending>)> {
+        let mut files = Vec::new();
+        while files.len() < Self::BATCH {
+            match stack.pop() {
+                None => break,
+                Some(Pending::File(info)) => files.push(info),
+                Some(Pending::Dir(dir)) => {
+                    let mut children = self.children(inner, &dir)?;
+                    children.reverse();
+                    stack.extend(children);
                 }
-                children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                Ok(children.into_iter().map(|(_, pending)| pending).collect())
-            })
-            .await
+            }
+        }
+        Ok((files, stack))
+    }
+
+    /// The entries of `dir` still to visit, in the order that makes file paths come out in
+    /// lexical order: a directory sorts as its name followed by '/'. Folders are told apart
+    /// by the directory entry's type, so only files cost a `stat`.
+    fn children(&self, inner: &Inner, dir: &str) -> io::Result<Vec<Pending>> {
+        let entries = match fs::read_dir(inner.full(dir)) {
+            Ok(entries) => entries,
+            // A directory removed while walking, or a walk of a file: nothing below.
+            Err(e) if is_missing(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let prefix = dir_prefix(dir);
+        let mut children = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().filter(|name| is_visible(name)).map(str::to_owned) else {
+                continue;
+            };
+            let path = format!("{prefix}{name}");
+            // A symbolic link counts as what it points to (a registry root may link its
+            // `blobs` folder elsewhere).
+            let (is_dir, linked) = match entry.file_type() {
+                Ok(kind) if kind.is_symlink() => match fs::metadata(entry.path()) {
+                    Ok(metadata) => (metadata.is_dir(), Some(metadata)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                },
+                Ok(kind) => (kind.is_dir(), None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let sort_key = if is_dir { format!("{path}/") } else { path.clone() };
+            if let Some(after) = &self.start_after {
+                // Skip what sorts entirely at or before `start_after`.
+                let skip = if is_dir {
+                    sort_key.as_str() <= after.as_str() && !after.starts_with(&sort_key)
+                } else {
+                    path.as_str() <= after.as_str()
+                };
+                if skip {
+                    continue;
+                }
+            }
+            let pending = if is_dir {
+                Pending::Dir(path)
+            } else {
+                match linked.map_or_else(|| entry.metadata(), Ok) {
+                    Ok(metadata) => Pending::File(file_info(path, &metadata)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            children.push((sort_key, pending));
+        }
+        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(children.into_iter().map(|(_, pending)| pending).collect())
     }
 }
 

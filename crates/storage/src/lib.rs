@@ -61,7 +61,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::stream::BoxStream;
+use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 
 mod config;
@@ -85,6 +85,18 @@ pub use crate::memory::MemoryDriver;
 pub use crate::path::{validate_dir_path, validate_path};
 #[cfg(feature = "s3")]
 pub use crate::s3::{AbandonedUpload, S3Driver};
+
+/// How many single calls the bulk methods' default implementations keep in flight.
+const BULK_CONCURRENCY: usize = 16;
+
+/// `Some` for a success, `None` for [`Error::NotFound`].
+fn found<T>(result: Result<T>) -> Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// What [`StorageDriver::stat`] and [`StorageDriver::walk`] report about a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +188,59 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     /// `start_after` when given (which need not exist). Walking a missing directory yields
     /// nothing.
     fn walk(&self, path: &str, start_after: Option<&str>) -> BoxStream<'static, Result<FileInfo>>;
+
+    /// Describes several paths at once, `None` for those with nothing at them. Backends that
+    /// can answer in fewer calls than one per path do.
+    ///
+    /// # Errors
+    /// The first error other than [`Error::NotFound`].
+    async fn stat_many(&self, paths: Vec<String>) -> Result<Vec<Option<FileInfo>>> {
+        for path in &paths {
+            path::validate_dir_path(self.name(), path)?;
+        }
+        stream::iter(paths)
+            .map(|path| async move { found(self.stat(&path).await) })
+            .buffered(BULK_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// Moves several files, each as [`rename`](Self::rename) does, except that the moves need
+    /// not be durable when this returns: after a crash each file is at its old path or at its
+    /// new one. For bulk moves that a crash may undo harmlessly, such as setting garbage
+    /// aside. Answers, for each move, whether its source was found.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPath`] for any bad path, before anything is moved; then the first
+    /// error other than [`Error::NotFound`], with the moves already made left made.
+    async fn rename_many(&self, moves: Vec<(String, String)>) -> Result<Vec<bool>> {
+        for (from, to) in &moves {
+            path::validate_path(self.name(), from)?;
+            path::validate_path(self.name(), to)?;
+        }
+        stream::iter(moves)
+            .map(|(from, to)| async move { found(self.rename(&from, &to).await).map(|done| done.is_some()) })
+            .buffered(BULK_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// Deletes several paths, each as [`delete`](Self::delete) does. Answers, for each path,
+    /// whether anything was there.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPath`] for any bad path, before anything is deleted; then the first
+    /// error other than [`Error::NotFound`], with the deletions already made left made.
+    async fn delete_many(&self, paths: Vec<String>) -> Result<Vec<bool>> {
+        for path in &paths {
+            path::validate_path(self.name(), path)?;
+        }
+        stream::iter(paths)
+            .map(|path| async move { found(self.delete(&path).await).map(|done| done.is_some()) })
+            .buffered(BULK_CONCURRENCY)
+            .try_collect()
+            .await
+    }
 
     /// A URL a client can fetch the file from directly, where the backend has one (a
     /// presigned S3 URL); `None` otherwise.

@@ -92,6 +92,8 @@ pub async fn run_all_with(driver: &dyn StorageDriver, options: &SuiteOptions) {
     concurrent_create_and_delete(driver, options.concurrency).await;
     walk_order(driver).await;
     walk_start_after(driver).await;
+    walk_many(driver).await;
+    bulk_calls(driver).await;
     redirect_urls(driver).await;
 }
 
@@ -794,6 +796,90 @@ pub async fn walk_start_after(driver: &dyn StorageDriver) {
     if case.walk(&case.path("r"), Some("/")).await.len() != all.len() {
         case.fail("walk after '/' skipped something");
     }
+    case.finish().await;
+}
+
+/// `walk` over more files than a backend returns in one batch or page, from the start and
+/// from the middle.
+pub async fn walk_many(driver: &dyn StorageDriver) {
+    let case = Case::start(driver, "walk_many").await;
+    let mut expected: Vec<String> = (0..1100).map(|i| case.path(&format!("d{}/f{i:04}", i % 11))).collect();
+    let writes: Vec<String> = expected.clone();
+    let written = stream::iter(writes)
+        .map(|path| async move { driver.put_content(&path, Bytes::from_static(b".")).await })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await;
+    case.ok("put_content", written);
+    expected.sort();
+    let walked: Vec<String> = case.walk(&case.root, None).await.into_iter().map(|f| f.path).collect();
+    if walked != expected {
+        case.fail(format!(
+            "walk of {} files yielded {}, first difference at {:?}",
+            expected.len(),
+            walked.len(),
+            walked.iter().zip(&expected).position(|(a, b)| a != b)
+        ));
+    }
+    let after = &expected[549];
+    let rest: Vec<String> = case.walk(&case.root, Some(after)).await.into_iter().map(|f| f.path).collect();
+    if rest != expected[550..] {
+        case.fail(format!("walk after {after} yielded {} files, expected {}", rest.len(), expected.len() - 550));
+    }
+    case.finish().await;
+}
+
+/// `stat_many`, `rename_many` and `delete_many` act on each path as the single calls do, and
+/// answer in the order asked, `None` or `false` for what is missing.
+pub async fn bulk_calls(driver: &dyn StorageDriver) {
+    let case = Case::start(driver, "bulk_calls").await;
+    let names: Vec<String> = (0..300).map(|i| format!("from/{i:03}")).collect();
+    for (i, name) in names.iter().enumerate().filter(|(i, _)| i % 3 != 0) {
+        case.put(name, test_data(i as u64, i)).await;
+    }
+    let stats = case.ok("stat_many", driver.stat_many(names.iter().map(|n| case.path(n)).collect()).await);
+    for (i, (name, stat)) in names.iter().zip(&stats).enumerate() {
+        match stat {
+            None if i % 3 == 0 => {}
+            Some(info) if i % 3 != 0 && info.size == i as u64 && info.path == case.path(name) && !info.is_dir => {}
+            other => case.fail(format!("stat_many of {name}: {other:?}")),
+        }
+    }
+    let dir = case.ok("stat_many of a folder", driver.stat_many(vec![case.path("from")]).await);
+    if !matches!(dir.as_slice(), [Some(info)] if info.is_dir) {
+        case.fail(format!("stat_many of a folder: {dir:?}"));
+    }
+
+    let moves: Vec<(String, String)> =
+        names.iter().map(|n| (case.path(n), case.path(&n.replace("from/", "to/a/")))).collect();
+    let moved = case.ok("rename_many", driver.rename_many(moves).await);
+    for (i, (name, moved)) in names.iter().zip(&moved).enumerate() {
+        if *moved != (i % 3 != 0) {
+            case.fail(format!("rename_many of {name} answered {moved}"));
+        }
+        let target = name.replace("from/", "to/a/");
+        if i % 3 == 0 {
+            case.expect_not_found("a missing file's move target", driver.stat(&case.path(&target)).await);
+        } else {
+            case.expect_content(&target, &test_data(i as u64, i)).await;
+        }
+    }
+    case.expect_not_found("emptied source folder", driver.stat(&case.path("from")).await);
+
+    let doomed: Vec<String> = names.iter().map(|n| case.path(&n.replace("from/", "to/a/"))).collect();
+    let deleted = case.ok("delete_many", driver.delete_many(doomed).await);
+    if deleted.iter().enumerate().any(|(i, deleted)| *deleted != (i % 3 != 0)) {
+        case.fail(format!("delete_many answered {deleted:?}"));
+    }
+    case.expect_not_found("emptied folder after delete_many", driver.stat(&case.path("to")).await);
+
+    // Bad paths are refused before anything is done.
+    case.put("kept", &b"k"[..]).await;
+    let refused = driver.delete_many(vec![case.path("kept"), "/bad//path".into()]).await;
+    if !matches!(refused, Err(Error::InvalidPath { .. })) {
+        case.fail(format!("delete_many with a bad path: {refused:?}"));
+    }
+    case.expect_content("kept", b"k").await;
     case.finish().await;
 }
 
