@@ -45,7 +45,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use wharf_oci::{Algorithm, Descriptor, Digest, Digester, MAX_MANIFEST_BYTES, Manifest, RepositoryName};
-use wharf_storage::{ByteStream, StorageDriver};
+use wharf_storage::{ByteStream, StorageDriver, StorageDriverExt};
 
 mod error;
 pub mod gc;
@@ -172,6 +172,11 @@ impl Registry {
     /// The storage driver underneath.
     pub fn driver(&self) -> &Arc<dyn StorageDriver> {
         &self.inner.driver
+    }
+
+    /// The settings it was made with.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.inner.options
     }
 
     /// A repository of this registry (it exists once something is pushed to it).
@@ -401,6 +406,24 @@ impl Repository {
         let info = self.stat_blob(digest).await?;
         let stream = self.driver().reader(&layout::blob_data(digest), offset).await?;
         Ok((info, stream))
+    }
+
+    /// A URL the client can fetch the blob from directly, where the store has one (S3's
+    /// presigned URLs).
+    ///
+    /// # Errors
+    /// [`Error::BlobUnknown`]; storage errors.
+    pub async fn blob_url(&self, digest: &Digest, method: wharf_storage::RedirectMethod) -> Result<Option<url::Url>> {
+        self.stat_blob(digest).await?;
+        Ok(self.driver().redirect_url(&layout::blob_data(digest), method).await?)
+    }
+
+    /// Whether anything of the repository is stored (a manifest, a blob link, an upload).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn exists(&self) -> Result<bool> {
+        Ok(self.driver().exists(&layout::repository(&self.name)).await?)
     }
 
     /// Removes a blob from the repository (its data stays until garbage collection).

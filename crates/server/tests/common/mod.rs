@@ -1,0 +1,226 @@
+//! A client for the spec workflows that talks to the router in process or to a server over
+//! TCP, the same way.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use sha2::Digest as _;
+use tower::ServiceExt;
+use wharf_registry::{Registry, RegistryOptions};
+use wharf_server::{ServerOptions, router};
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The OCI error code of an error body (and checks the body is the spec's JSON).
+    pub fn error_code(&self) -> String {
+        let body: serde_json::Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)));
+        let code = body["errors"][0]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}"));
+        assert!(body["errors"][0]["message"].is_string(), "no message in {body}");
+        code.to_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Where requests go.
+pub enum Target {
+    Router(Router),
+    Tcp { base: String, client: reqwest::Client, _server: tokio::task::JoinHandle<()> },
+}
+
+impl Target {
+    pub fn in_process(app: Router) -> Target {
+        Target::Router(app)
+    }
+
+    /// Serves `app` on a free loopback port; the server stops when the target is dropped.
+    pub async fn over_tcp(app: Router) -> Target {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        Target::Tcp { base: format!("http://{address}"), client: reqwest::Client::new(), _server: server }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Router(_) => "in process",
+            Target::Tcp { .. } => "over TCP",
+        }
+    }
+
+    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        let body = body.into();
+        match self {
+            Target::Router(app) => {
+                let mut request = Request::builder().method(method).uri(path);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                if !body.is_empty() && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
+                    request = request.header("content-length", body.len());
+                }
+                let response =
+                    app.clone().oneshot(request.body(Body::from(body)).expect("request")).await.expect("router");
+                let (parts, body) = response.into_parts();
+                let body = body.collect().await.expect("body").to_bytes();
+                Reply { status: parts.status, headers: parts.headers, body }
+            }
+            // HTTP clients resolve `..` and `%2e%2e` before sending; the raw request line
+            // keeps them.
+            Target::Tcp { base, .. } if path.contains("/..") || path.to_ascii_lowercase().contains("%2e") => {
+                raw_request(base, &method, path, headers, &body).await
+            }
+            Target::Tcp { base, client, .. } => {
+                // Absolute URLs (a Location) are followed as they are.
+                let url = if path.starts_with("http") { path.to_owned() } else { format!("{base}{path}") };
+                let mut request = client.request(method, url);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                let response = request.body(body).send().await.expect("send");
+                let status = response.status();
+                let headers = response.headers().clone();
+                let body = response.bytes().await.expect("body");
+                Reply { status, headers, body }
+            }
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, &[], Bytes::new()).await
+    }
+}
+
+/// Sends one HTTP/1.1 request as written, path untouched, and reads the whole answer.
+async fn raw_request(base: &str, method: &Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write body");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':')
+            && let (Ok(name), Ok(value)) = (
+                axum::http::HeaderName::from_bytes(name.trim().as_bytes()),
+                axum::http::HeaderValue::from_str(value.trim()),
+            )
+        {
+            headers.append(name, value);
+        }
+    }
+    Reply {
+        status: StatusCode::from_u16(status).expect("status code"),
+        headers,
+        body: Bytes::copy_from_slice(&answer[split + 4..]),
+    }
+}
+
+/// A registry in memory and a router over it.
+pub fn app(options: ServerOptions) -> (Registry, Router) {
+    let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), RegistryOptions::default());
+    let app = router(registry.clone(), options.with_relative_urls(true));
+    (registry, app)
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+pub fn sha512(data: &[u8]) -> String {
+    format!("sha512:{}", hex::encode(sha2::Sha512::digest(data)))
+}
+
+/// The path part of a `Location`.
+pub fn location(reply: &Reply) -> String {
+    let location = reply.header("location").unwrap_or_else(|| panic!("no Location ({})", reply.status));
+    location.to_owned()
+}
+
+/// Pushes a blob monolithically; returns its digest.
+pub async fn push_blob(target: &Target, name: &str, data: &[u8]) -> String {
+    let digest = sha256(data);
+    let reply = target
+        .send(
+            Method::POST,
+            &format!("/v2/{name}/blobs/uploads/?digest={digest}"),
+            &[("content-type", "application/octet-stream")],
+            Bytes::copy_from_slice(data),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "monolithic push of {digest}: {:?}", reply.body);
+    digest
+}
+
+/// An OCI image manifest over a config and layers already pushed.
+pub fn image_manifest(config: (&str, usize), layers: &[(&str, usize)], subject: Option<(&str, usize)>) -> Vec<u8> {
+    let mut manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.0, "size": config.1},
+        "layers": layers.iter().map(|(d, s)| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s
+        })).collect::<Vec<_>>(),
+    });
+    if let Some((digest, size)) = subject {
+        manifest["subject"] = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size});
+        manifest["artifactType"] = serde_json::json!("application/vnd.example.sbom");
+    }
+    serde_json::to_vec(&manifest).expect("json")
+}
+
+/// Pushes config, layers and manifest under `tag`; returns the manifest and its digest.
+pub async fn push_image(target: &Target, name: &str, tag: &str, seed: u8) -> (Vec<u8>, String) {
+    let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
+    let layer = vec![seed; 1000 + usize::from(seed)];
+    let config_digest = push_blob(target, name, &config).await;
+    let layer_digest = push_blob(target, name, &layer).await;
+    let manifest = image_manifest((&config_digest, config.len()), &[(&layer_digest, layer.len())], None);
+    let reply = target
+        .send(
+            Method::PUT,
+            &format!("/v2/{name}/manifests/{tag}"),
+            &[("content-type", "application/vnd.oci.image.manifest.v1+json")],
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "manifest put: {:?}", String::from_utf8_lossy(&reply.body));
+    let digest = sha256(&manifest);
+    assert_eq!(reply.header("docker-content-digest"), Some(digest.as_str()));
+    (manifest, digest)
+}
