@@ -13,6 +13,7 @@
 
 pub use wharf_oci as oci;
 pub use wharf_registry as registry;
+pub use wharf_server as server;
 pub use wharf_storage as storage;
 
 /// The README's examples, compiled and run as doctests so they cannot drift.

@@ -48,7 +48,12 @@ impl Api {
 
     async fn dispatch(&self, request: Request) -> ApiResult {
         let path = request.uri().path();
-        let below_prefix = path.strip_prefix(self.options.prefix.as_str()).unwrap_or(path);
+        let below_prefix = path.strip_prefix(self.options.prefix.as_str()).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("no endpoint at {path}: the API is below {}", self.options.prefix),
+            )
+        })?;
         let route = Route::parse(below_prefix)?;
         let method = request.method().clone();
         let writes = !matches!(method, Method::GET | Method::HEAD);

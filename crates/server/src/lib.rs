@@ -20,16 +20,20 @@
 //! to the store as they arrive, and blobs are streamed back in the store's chunks.
 
 mod api;
+mod config;
 mod error;
 mod route;
+mod serve;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
 
+pub use crate::config::{Config, ConfigError, DebugConfig, LogConfig, StorageHealth, TlsConfig, UploadPurging};
 pub use crate::error::{ApiError, ErrorCode};
 pub use crate::route::Route;
+pub use crate::serve::{LOCAL_CONFIG, ServeError, Server, init_logging, shutdown_signal};
 
 /// How the API behaves; the parts of Distribution's `config.yml` that shape it.
 #[derive(Debug, Clone)]

@@ -1,0 +1,620 @@
+//! Distribution's `config.yml`, with its `REGISTRY_*` environment overrides.
+//!
+//! A file that runs `registry:2` loads as it is. Keys Wharf does not act on are collected in
+//! [`Config::warnings`] (the server logs them at start); a bad value is an error naming its
+//! key path and what was expected.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use wharf_storage::StorageConfig;
+
+use crate::ServerOptions;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not YAML.
+    #[error("{origin} is not valid YAML: {message}")]
+    Syntax {
+        /// The file, or `configuration`.
+        origin: String,
+        /// What the YAML parser said.
+        message: String,
+    },
+    /// A key has a value of the wrong kind or out of range.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key's path, such as `http.addr`.
+        key: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), message: message.into() }
+}
+
+/// `log:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogConfig {
+    /// `log.level`: `error`, `warn`, `info` (default) or `debug`.
+    pub level: String,
+    /// `log.formatter`: `text` (default) or `json`.
+    pub json: bool,
+    /// `log.fields`: added to every line.
+    pub fields: BTreeMap<String, String>,
+    /// Whether requests are logged (`log.accesslog.disabled` turns this off).
+    pub access_log: bool,
+}
+
+/// `storage.maintenance.uploadpurging`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UploadPurging {
+    /// `age`: uploads older than this go (default 168h).
+    pub age: Duration,
+    /// `interval`: how often to look (default 24h).
+    pub interval: Duration,
+    /// `dryrun`: only log what would go.
+    pub dry_run: bool,
+}
+
+/// `http.tls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// `certificate`: the PEM certificate chain.
+    pub certificate: PathBuf,
+    /// `key`: the PEM private key.
+    pub key: PathBuf,
+    /// `clientcas`: CA certificates that client certificates must chain to.
+    pub client_cas: Vec<PathBuf>,
+    /// `minimumtls`: `tls1.2` (default) or `tls1.3`.
+    pub minimum_tls13: bool,
+}
+
+/// `http.debug`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DebugConfig {
+    /// `addr`.
+    pub addr: SocketAddr,
+    /// `prometheus.path` when `prometheus.enabled`.
+    pub prometheus_path: Option<String>,
+}
+
+/// `health.storagedriver`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StorageHealth {
+    /// `interval`, default 10s.
+    pub interval: Duration,
+    /// `threshold`: failed checks in a row before the registry reports itself down.
+    pub threshold: u32,
+}
+
+/// A loaded configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// `log`.
+    pub log: LogConfig,
+    /// `storage` (the driver and its parameters).
+    pub storage: StorageConfig,
+    /// `storage.maintenance.uploadpurging`, when enabled.
+    pub upload_purging: Option<UploadPurging>,
+    /// `http.addr`: where to listen.
+    pub addr: SocketAddr,
+    /// `http.draintimeout`: how long requests in flight may take at shutdown.
+    pub drain_timeout: Duration,
+    /// `http.tls`.
+    pub tls: Option<TlsConfig>,
+    /// `http.debug`.
+    pub debug: Option<DebugConfig>,
+    /// `health.storagedriver`, when enabled.
+    pub storage_health: Option<StorageHealth>,
+    /// What the API router takes from the file.
+    pub server: ServerOptions,
+    /// Keys found and not acted on, by path.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads a file, then applies the `REGISTRY_*` variables of the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file or the key.
+    pub fn from_file(path: impl Into<PathBuf>) -> Result<Config, ConfigError> {
+        let path = path.into();
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        Config::from_yaml(&text, &path.display().to_string(), std::env::vars())
+    }
+
+    /// Reads YAML text, then applies `REGISTRY_*` variables from `env`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `origin` or the key.
+    pub fn from_yaml(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut root: Value = if text.trim().is_empty() {
+            Value::Object(Map::new())
+        } else {
+            serde_yaml_ng::from_str(text)
+                .map_err(|e| ConfigError::Syntax { origin: origin.to_owned(), message: e.to_string() })?
+        };
+        if root.is_null() {
+            root = Value::Object(Map::new());
+        }
+        apply_env(&mut root, env)?;
+        Config::from_value(root)
+    }
+
+    fn from_value(root: Value) -> Result<Config, ConfigError> {
+        let mut warnings = Vec::new();
+        let mut root = Section::new("", root)?;
+        root.take("version");
+
+        let mut log = root.section("log")?;
+        let level = log.string("level")?.unwrap_or_else(|| "info".to_owned()).to_ascii_lowercase();
+        if !["error", "warn", "info", "debug"].contains(&level.as_str()) {
+            return Err(invalid("log.level", format!("expected error, warn, info or debug, found {level:?}")));
+        }
+        let json = match log.string("formatter")?.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => return Err(invalid("log.formatter", format!("expected text or json, found {other:?}"))),
+        };
+        let fields = log.section("fields")?.into_strings()?;
+        let access_log =
+            !log.section("accesslog")?.finish_with(|s| s.boolean("disabled"), &mut warnings)?.unwrap_or(false);
+        log.finish(&mut warnings);
+        let log = LogConfig { level, json, fields, access_log };
+
+        // The registry's own keys of `storage:` are read here; the rest is the driver's.
+        let mut storage_section = Section::new("storage", root.take("storage").unwrap_or(Value::Null))?;
+        let delete_enabled =
+            storage_section.section("delete")?.finish_with(|s| s.boolean("enabled"), &mut warnings)?.unwrap_or(false);
+        let redirect_disabled =
+            storage_section.section("redirect")?.finish_with(|s| s.boolean("disable"), &mut warnings)?.unwrap_or(false);
+        let mut maintenance = storage_section.section("maintenance")?;
+        let mut purging = maintenance.section("uploadpurging")?;
+        let upload_purging = if purging.boolean("enabled")?.unwrap_or(!purging.is_empty()) {
+            Some(UploadPurging {
+                age: purging.duration("age")?.unwrap_or(Duration::from_secs(168 * 3600)),
+                interval: purging.duration("interval")?.unwrap_or(Duration::from_secs(24 * 3600)),
+                dry_run: purging.boolean("dryrun")?.unwrap_or(false),
+            })
+        } else {
+            None
+        };
+        purging.finish(&mut warnings);
+        let read_only =
+            maintenance.section("readonly")?.finish_with(|s| s.boolean("enabled"), &mut warnings)?.unwrap_or(false);
+        maintenance.finish(&mut warnings);
+        if let Some(cache) = storage_section.take("cache") {
+            warnings.push(format!("storage.cache ({cache}): Wharf keeps no blob descriptor cache; ignored"));
+        }
+        let storage_value = Value::Object(storage_section.rest());
+        let storage = if storage_value.as_object().is_some_and(Map::is_empty) {
+            return Err(invalid("storage", "no storage driver is configured (filesystem, inmemory or s3)"));
+        } else {
+            StorageConfig::deserialize(storage_value).map_err(|e| invalid("storage", e.to_string()))?
+        };
+
+        let mut http = root.section("http")?;
+        let addr = parse_addr(&http.string("addr")?.unwrap_or_else(|| ":5000".to_owned()))?;
+        if let Some(net) = http.string("net")?
+            && net != "tcp"
+        {
+            return Err(invalid("http.net", format!("only tcp is supported, found {net:?}")));
+        }
+        let prefix = http.string("prefix")?.unwrap_or_default();
+        let host = http.string("host")?;
+        let relative_urls = http.boolean("relativeurls")?.unwrap_or(false);
+        let drain_timeout = http.duration("draintimeout")?.unwrap_or(Duration::from_secs(10));
+        // The secret signs Distribution's upload state; Wharf keeps that state in the store.
+        http.take("secret");
+        let headers = http.headers()?;
+        let tls = http.section("tls")?.finish_with(tls_config, &mut warnings)?;
+        let debug = http.section("debug")?.finish_with(debug_config, &mut warnings)?;
+        http.finish(&mut warnings);
+
+        let mut health = root.section("health")?;
+        let mut driver_health = health.section("storagedriver")?;
+        let storage_health = if driver_health.boolean("enabled")?.unwrap_or(false) {
+            Some(StorageHealth {
+                interval: driver_health.duration("interval")?.unwrap_or(Duration::from_secs(10)),
+                threshold: u32::try_from(driver_health.number("threshold")?.unwrap_or(1))
+                    .map_err(|_| invalid("health.storagedriver.threshold", "too large"))?,
+            })
+        } else {
+            None
+        };
+        driver_health.finish(&mut warnings);
+        health.finish(&mut warnings);
+
+        let max_catalog_entries =
+            root.section("catalog")?.finish_with(|s| s.number("maxentries"), &mut warnings)?.unwrap_or(1000);
+        let max_tags = root.section("tags")?.finish_with(|s| s.number("maxtags"), &mut warnings)?;
+
+        if let Some(auth) = root.take("auth")
+            && !auth.is_null()
+        {
+            return Err(invalid(
+                "auth",
+                "authentication is not supported by this version of Wharf; refusing to serve without it",
+            ));
+        }
+        if tls.is_some() {
+            return Err(invalid(
+                "http.tls",
+                "TLS is not supported by this version of Wharf; refusing to serve without it",
+            ));
+        }
+        root.finish(&mut warnings);
+
+        let mut server = ServerOptions::default()
+            .with_delete_enabled(delete_enabled)
+            .with_read_only(read_only)
+            .with_relative_urls(relative_urls)
+            .with_prefix(&prefix)
+            .with_max_catalog_entries(usize::try_from(max_catalog_entries).unwrap_or(usize::MAX))
+            .with_max_tags(max_tags.map(|n| usize::try_from(n).unwrap_or(usize::MAX)));
+        server.redirect = !redirect_disabled;
+        server.host = host;
+        server.headers = headers;
+        Ok(Config { log, storage, upload_purging, addr, drain_timeout, tls, debug, storage_health, server, warnings })
+    }
+}
+
+fn tls_config(section: &mut Section) -> Result<Option<TlsConfig>, ConfigError> {
+    let certificate = section.string("certificate")?;
+    let key = section.string("key")?;
+    let client_cas = match section.take("clientcas") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| {
+                item.as_str()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| invalid("http.tls.clientcas", "expected a list of file paths"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(invalid("http.tls.clientcas", "expected a list of file paths")),
+    };
+    let minimum_tls13 = match section.string("minimumtls")?.as_deref() {
+        None | Some("tls1.2") => false,
+        Some("tls1.3") => true,
+        Some(other) => {
+            return Err(invalid("http.tls.minimumtls", format!("expected tls1.2 or tls1.3, found {other:?}")));
+        }
+    };
+    match (certificate, key) {
+        (None, None) => Ok(None),
+        (Some(certificate), Some(key)) => {
+            Ok(Some(TlsConfig { certificate: certificate.into(), key: key.into(), client_cas, minimum_tls13 }))
+        }
+        _ => Err(invalid("http.tls", "certificate and key go together")),
+    }
+}
+
+fn debug_config(section: &mut Section) -> Result<Option<DebugConfig>, ConfigError> {
+    let Some(addr) = section.string("addr")? else { return Ok(None) };
+    let mut prometheus = section.section("prometheus")?;
+    let enabled = prometheus.boolean("enabled")?.unwrap_or(false);
+    let path = prometheus.string("path")?.unwrap_or_else(|| "/metrics".to_owned());
+    let mut ignored = Vec::new();
+    prometheus.finish(&mut ignored);
+    if let Some(key) = ignored.first() {
+        return Err(invalid("http.debug.prometheus", format!("unknown key {key}")));
+    }
+    Ok(Some(DebugConfig {
+        addr: parse_addr(&addr)
+            .map_err(|_| invalid("http.debug.addr", format!("expected host:port, found {addr:?}")))?,
+        prometheus_path: enabled.then_some(path),
+    }))
+}
+
+/// `:5000`, `0.0.0.0:5000`, `localhost:5000`, `[::1]:5000`.
+fn parse_addr(text: &str) -> Result<SocketAddr, ConfigError> {
+    let bad = || invalid("http.addr", format!("expected [host]:port, found {text:?}"));
+    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.replace("localhost:", "127.0.0.1:") };
+    full.parse().map_err(|_| bad())
+}
+
+/// Applies `REGISTRY_SECTION_KEY=value` variables: each `_` goes one level down (keys are
+/// matched without regard to case), and the value is read as YAML, as Distribution does.
+fn apply_env(root: &mut Value, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    let mut overrides: Vec<(String, String)> =
+        env.into_iter().filter(|(name, _)| name.starts_with("REGISTRY_") && name.len() > "REGISTRY_".len()).collect();
+    // Shorter paths first, so that `REGISTRY_STORAGE_S3` is applied before its keys.
+    overrides.sort_by_key(|(name, _)| name.len());
+    for (name, text) in overrides {
+        let path: Vec<String> = name["REGISTRY_".len()..].split('_').map(str::to_ascii_lowercase).collect();
+        let value: Value = serde_yaml_ng::from_str(&text).unwrap_or(Value::String(text.clone()));
+        let mut node = &mut *root;
+        for (depth, part) in path.iter().enumerate() {
+            if !node.is_object() {
+                *node = Value::Object(Map::new());
+            }
+            let Value::Object(map) = node else { unreachable!("made an object above") };
+            let key = map.keys().find(|k| k.eq_ignore_ascii_case(part)).cloned().unwrap_or_else(|| part.clone());
+            if depth + 1 == path.len() {
+                map.insert(key, value.clone());
+                break;
+            }
+            node = map.entry(key).or_insert(Value::Null);
+        }
+        if path.iter().any(String::is_empty) {
+            return Err(invalid(&name, "an environment override needs a key between every two underscores"));
+        }
+    }
+    Ok(())
+}
+
+/// A mapping being read, with its path for messages; what is not taken is warned about.
+struct Section {
+    path: String,
+    map: Map<String, Value>,
+}
+
+impl Section {
+    fn new(path: &str, value: Value) -> Result<Section, ConfigError> {
+        match value {
+            Value::Null => Ok(Section { path: path.to_owned(), map: Map::new() }),
+            Value::Object(map) => Ok(Section { path: path.to_owned(), map }),
+            other => Err(invalid(
+                if path.is_empty() { "configuration" } else { path },
+                format!("expected a mapping, found {other}"),
+            )),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn take(&mut self, key: &str) -> Option<Value> {
+        self.map.remove(key)
+    }
+
+    fn section(&mut self, key: &str) -> Result<Section, ConfigError> {
+        let path = self.key(key);
+        Section::new(&path, self.take(key).unwrap_or(Value::Null))
+    }
+
+    fn string(&mut self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(Value::Number(number)) => Ok(Some(number.to_string())),
+            Some(Value::Bool(flag)) => Ok(Some(flag.to_string())),
+            Some(other) => Err(invalid(&self.key(key), format!("expected a string, found {other}"))),
+        }
+    }
+
+    fn boolean(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(flag)) => Ok(Some(flag)),
+            Some(Value::String(text)) if text.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Value::String(text)) if text.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(other) => Err(invalid(&self.key(key), format!("expected true or false, found {other}"))),
+        }
+    }
+
+    fn number(&mut self, key: &str) -> Result<Option<u64>, ConfigError> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(number)) if number.as_u64().is_some() => Ok(number.as_u64()),
+            Some(Value::String(text)) if text.parse::<u64>().is_ok() => Ok(text.parse().ok()),
+            Some(other) => Err(invalid(&self.key(key), format!("expected a non-negative whole number, found {other}"))),
+        }
+    }
+
+    /// A Go-style duration (`10s`, `1h30m`, `168h`).
+    fn duration(&mut self, key: &str) -> Result<Option<Duration>, ConfigError> {
+        let path = self.key(key);
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => humantime::parse_duration(&text)
+                .map(Some)
+                .map_err(|e| invalid(&path, format!("expected a duration such as 10s or 1h30m, found {text:?} ({e})"))),
+            Some(other) => Err(invalid(&path, format!("expected a duration such as 10s or 1h30m, found {other}"))),
+        }
+    }
+
+    /// `http.headers`: names to lists of values (a single value is taken too).
+    fn headers(&mut self) -> Result<Vec<(axum::http::HeaderName, axum::http::HeaderValue)>, ConfigError> {
+        let path = self.key("headers");
+        let mut headers = Vec::new();
+        for (name, values) in self.section("headers")?.map {
+            let header = axum::http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(&path, format!("{name:?} is not a header name")))?;
+            let values = match values {
+                Value::Array(items) => items,
+                single => vec![single],
+            };
+            for value in values {
+                let text = match value {
+                    Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                let value = axum::http::HeaderValue::from_str(&text)
+                    .map_err(|_| invalid(&format!("{path}.{name}"), format!("{text:?} is not a header value")))?;
+                headers.push((header.clone(), value));
+            }
+        }
+        Ok(headers)
+    }
+
+    /// Every string value of the section.
+    fn into_strings(self) -> Result<BTreeMap<String, String>, ConfigError> {
+        let path = self.path.clone();
+        self.map
+            .into_iter()
+            .map(|(key, value)| match value {
+                Value::String(text) => Ok((key, text)),
+                Value::Number(_) | Value::Bool(_) => Ok((key, value.to_string())),
+                other => Err(invalid(&format!("{path}.{key}"), format!("expected a plain value, found {other}"))),
+            })
+            .collect()
+    }
+
+    /// Reads with `read`, then warns about what is left.
+    fn finish_with<T>(
+        mut self,
+        read: impl FnOnce(&mut Section) -> Result<T, ConfigError>,
+        warnings: &mut Vec<String>,
+    ) -> Result<T, ConfigError> {
+        let value = read(&mut self)?;
+        self.finish(warnings);
+        Ok(value)
+    }
+
+    /// Warns about every key not taken.
+    fn finish(self, warnings: &mut Vec<String>) {
+        for key in self.map.keys() {
+            warnings.push(format!("{} is not supported by Wharf; ignored", self.key(key)));
+        }
+    }
+
+    fn rest(self) -> Map<String, Value> {
+        self.map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUIDE: &str = r"
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+  delete:
+    enabled: true
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+";
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, "config.yml", env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn the_guide_config_loads() {
+        let config = load(GUIDE, &[]).unwrap();
+        assert_eq!(config.addr, "0.0.0.0:5000".parse().unwrap());
+        assert!(config.server.delete_enabled);
+        assert_eq!(config.log.fields.get("service").map(String::as_str), Some("registry"));
+        assert_eq!(config.server.headers.len(), 1);
+        assert_eq!(config.storage_health, Some(StorageHealth { interval: Duration::from_secs(10), threshold: 3 }));
+        let StorageConfig::Filesystem(fs) = &config.storage else { panic!("{:?}", config.storage) };
+        assert_eq!(fs.root_directory, PathBuf::from("/var/lib/registry"));
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(config.warnings[0].starts_with("storage.cache"), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let config = load(
+            GUIDE,
+            &[
+                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/srv/registry"),
+                ("REGISTRY_HTTP_ADDR", "127.0.0.1:5001"),
+                ("REGISTRY_STORAGE_DELETE_ENABLED", "false"),
+                ("REGISTRY_CATALOG_MAXENTRIES", "5"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        let StorageConfig::Filesystem(fs) = &config.storage else { panic!() };
+        assert_eq!(fs.root_directory, PathBuf::from("/srv/registry"));
+        assert_eq!(config.addr, "127.0.0.1:5001".parse().unwrap());
+        assert!(!config.server.delete_enabled);
+        assert_eq!(config.server.max_catalog_entries, 5);
+        // An empty file with the environment alone.
+        let config = load("", &[("REGISTRY_STORAGE_INMEMORY", "")]).unwrap();
+        assert!(matches!(config.storage, StorageConfig::InMemory(_)));
+    }
+
+    #[test]
+    fn unknown_keys_are_warnings() {
+        let text = "storage: {inmemory: {}}\nnotifications: {endpoints: []}\nhttp: {addr: ':5000', bogus: 1}\nproxy: {remoteurl: https://registry-1.docker.io}\n";
+        let config = load(text, &[]).unwrap();
+        let mut warnings = config.warnings;
+        warnings.sort();
+        assert_eq!(
+            warnings,
+            [
+                "http.bogus is not supported by Wharf; ignored",
+                "notifications is not supported by Wharf; ignored",
+                "proxy is not supported by Wharf; ignored"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("storage: {inmemory: {}}\nhttp: {addr: 'nowhere'}", "http.addr"),
+            ("storage: {inmemory: {}}\nlog: {level: loud}", "log.level"),
+            ("storage: {inmemory: {}}\nlog: {formatter: xml}", "log.formatter"),
+            ("storage: {inmemory: {}}\nstorage: {delete: {enabled: maybe}}", "storage.delete.enabled"),
+            ("storage: {inmemory: {}, delete: {enabled: maybe}}", "storage.delete.enabled"),
+            (
+                "storage: {inmemory: {}}\nhealth: {storagedriver: {enabled: true, interval: soon}}",
+                "health.storagedriver.interval",
+            ),
+            ("storage: {inmemory: {}}\ncatalog: {maxentries: -1}", "catalog.maxentries"),
+            ("storage: {inmemory: {}}\nhttp: {headers: {'Bad Header': [x]}}", "http.headers"),
+            ("storage: {filesystem: {rootdirectory: 5, maxthreads: lots}}", "storage"),
+            ("http: {addr: ':5000'}", "storage"),
+            ("storage: {inmemory: {}}\nauth: {htpasswd: {realm: r, path: /p}}", "auth"),
+        ] {
+            match load(text, &[]) {
+                Err(ConfigError::Invalid { key: found, message }) => assert_eq!(found, key, "{text}: {message}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(matches!(load("storage: [", &[]), Err(ConfigError::Syntax { .. })));
+    }
+}

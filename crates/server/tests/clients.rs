@@ -1,0 +1,127 @@
+//! Real clients over TCP: skopeo pushes a multi-layer image, a two-platform index and an
+//! artifact with a subject to a Wharf server, pulls them back, and gets the same bytes.
+#![allow(clippy::print_stderr, reason = "a skipped test says so, and why")]
+
+#[path = "../../../testing/images.rs"]
+mod images;
+#[path = "../../../testing/peers.rs"]
+mod peers;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use images::Images;
+use peers::{has_peer, skopeo};
+use wharf_oci::Digest;
+use wharf_registry::ManifestReference;
+use wharf_server::{Config, Server};
+
+/// A Wharf server over a filesystem root, on a free loopback port; stopped on drop.
+struct Running {
+    address: SocketAddr,
+    server: Option<tokio::task::JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    registry: wharf_registry::Registry,
+}
+
+impl Running {
+    async fn start(root: &std::path::Path, extra: &str) -> Running {
+        let yaml = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{extra}",
+            root.display()
+        );
+        let config = Config::from_yaml(&yaml, "test", Vec::new()).expect("config");
+        let server = Server::new(config).await.expect("server");
+        let registry = server.registry().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            server
+                .run(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
+        });
+        Running { address, server: Some(server), stop: Some(stop), registry }
+    }
+
+    fn url(&self, repository: &str, tag: &str) -> String {
+        format!("docker://{}/{repository}:{tag}", self.address)
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// skopeo, off the async workers (the server runs on them).
+async fn skopeo_async(args: Vec<String>) {
+    tokio::task::spawn_blocking(move || skopeo(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .expect("skopeo task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_round_trip() {
+    if !has_peer("skopeo", "skopeo_round_trip") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (layout, root, out) = (work.path().join("layout"), work.path().join("root"), work.path().join("pulled"));
+    let images = Images::standard();
+    images.write_layout(&layout);
+    let running = Running::start(&root, "").await;
+    for tag in images.tags.keys() {
+        let source = format!("oci:{}:{tag}", layout.display());
+        skopeo_async(vec![
+            "copy".into(),
+            "--all".into(),
+            "--preserve-digests".into(),
+            "--dest-tls-verify=false".into(),
+            source,
+            running.url("team/app", tag),
+        ])
+        .await;
+    }
+    // What the server stored is what was pushed.
+    let repository = running.registry.repository(&"team/app".parse().unwrap());
+    for (tag, raw) in &images.tags {
+        let stored = repository.get_manifest(&ManifestReference::Tag(tag.clone())).await.unwrap();
+        assert_eq!(stored.content, Bytes::from(raw.clone()), "{tag}");
+    }
+    // The artifact is listed among its subject's referrers.
+    let subject = Digest::sha256(&images.tags["image"]);
+    let referrers = repository.referrers(&subject, None).await.unwrap();
+    assert_eq!(referrers.len(), 1);
+    assert_eq!(referrers[0].digest, Digest::sha256(&images.tags["sbom"]));
+
+    for tag in images.tags.keys() {
+        let destination = format!("oci:{}:{tag}", out.display());
+        skopeo_async(vec![
+            "copy".into(),
+            "--all".into(),
+            "--preserve-digests".into(),
+            "--src-tls-verify=false".into(),
+            running.url("team/app", tag),
+            destination,
+        ])
+        .await;
+    }
+    running.stop().await;
+    images.check_layout(&out);
+}

@@ -1,0 +1,125 @@
+//! Test images: a multi-layer image, a two-platform index and an artifact with a subject,
+//! written as an OCI image layout for skopeo, and checked byte for byte when they come back.
+//! Included by tests of several crates with `#[path]`.
+
+#![allow(dead_code, reason = "each test that includes this uses a part of it")]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use wharf_oci::{Digest, Manifest, media_type};
+
+/// Deterministic bytes for test content.
+pub(crate) fn content(seed: &str, len: usize) -> Vec<u8> {
+    let seed = Digest::sha256(seed.as_bytes()).hex().bytes().fold(7u64, |s, b| s.wrapping_mul(31) ^ u64::from(b));
+    wharf_storage::testsuite::test_data(seed, len).to_vec()
+}
+
+/// What a set of images is made of: every blob by digest, and the manifest of each tag.
+#[derive(Default)]
+pub(crate) struct Images {
+    pub(crate) blobs: BTreeMap<Digest, Vec<u8>>,
+    pub(crate) tags: BTreeMap<String, Vec<u8>>,
+}
+
+impl Images {
+    fn add_blob(&mut self, data: Vec<u8>) -> (Digest, usize) {
+        let digest = Digest::sha256(&data);
+        let size = data.len();
+        self.blobs.insert(digest.clone(), data);
+        (digest, size)
+    }
+
+    fn image(&mut self, seed: &str, layers: usize, platform: &str) -> (Digest, usize) {
+        let (architecture, os) = platform.split_once('/').unwrap();
+        let layers: Vec<(Digest, usize)> =
+            (0..layers).map(|i| self.add_blob(content(&format!("{seed}-layer-{i}"), 3000 + i * 1000))).collect();
+        let config = json!({
+            "architecture": architecture, "os": os,
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(d, _)| d.to_string()).collect::<Vec<_>>()},
+            "config": {}
+        });
+        let (config_digest, config_size) = self.add_blob(serde_json::to_vec(&config).unwrap());
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_IMAGE_MANIFEST,
+            "config": {"mediaType": media_type::OCI_IMAGE_CONFIG, "digest": config_digest.to_string(), "size": config_size},
+            "layers": layers.iter().map(|(d, s)| json!({"mediaType": media_type::OCI_LAYER_TAR, "digest": d.to_string(), "size": s})).collect::<Vec<_>>(),
+            "annotations": {"org.example.seed": seed},
+        });
+        self.add_blob(serde_json::to_vec_pretty(&manifest).unwrap())
+    }
+
+    /// A multi-layer image, a two-platform index and an artifact referring to the image.
+    pub(crate) fn standard() -> Images {
+        let mut images = Images::default();
+        let (image, image_size) = images.image("multi-layer", 3, "amd64/linux");
+        images.tags.insert("image".into(), images.blobs[&image].clone());
+        let children: Vec<Value> = ["amd64/linux", "arm64/linux"]
+            .iter()
+            .map(|platform| {
+                let (digest, size) = images.image(&format!("index-{platform}"), 1, platform);
+                let (architecture, os) = platform.split_once('/').unwrap();
+                json!({"mediaType": media_type::OCI_IMAGE_MANIFEST, "digest": digest.to_string(), "size": size,
+                       "platform": {"architecture": architecture, "os": os}})
+            })
+            .collect();
+        let index = json!({"schemaVersion": 2, "mediaType": media_type::OCI_IMAGE_INDEX, "manifests": children});
+        let (index_digest, _) = images.add_blob(serde_json::to_vec(&index).unwrap());
+        images.tags.insert("index".into(), images.blobs[&index_digest].clone());
+        let (empty, _) = images.add_blob(b"{}".to_vec());
+        let (sbom, sbom_size) = images.add_blob(b"{\"spdxVersion\":\"SPDX-2.3\"}".to_vec());
+        let artifact = json!({
+            "schemaVersion": 2, "mediaType": media_type::OCI_IMAGE_MANIFEST,
+            "artifactType": "application/spdx+json",
+            "config": {"mediaType": media_type::OCI_EMPTY, "digest": empty.to_string(), "size": 2},
+            "layers": [{"mediaType": "application/spdx+json", "digest": sbom.to_string(), "size": sbom_size}],
+            "subject": {"mediaType": media_type::OCI_IMAGE_MANIFEST, "digest": image.to_string(), "size": image_size},
+        });
+        let (artifact_digest, _) = images.add_blob(serde_json::to_vec(&artifact).unwrap());
+        images.tags.insert("sbom".into(), images.blobs[&artifact_digest].clone());
+        images
+    }
+
+    /// Writes an OCI image layout folder holding every tag.
+    pub(crate) fn write_layout(&self, dir: &Path) {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        for (digest, data) in &self.blobs {
+            std::fs::write(dir.join("blobs/sha256").join(digest.hex()), data).unwrap();
+        }
+        let manifests: Vec<Value> = self
+            .tags
+            .iter()
+            .map(|(tag, raw)| {
+                let manifest = Manifest::parse(raw.clone(), None).unwrap();
+                json!({"mediaType": manifest.media_type(), "digest": manifest.digest().to_string(), "size": raw.len(),
+                       "annotations": {"org.opencontainers.image.ref.name": tag}})
+            })
+            .collect();
+        std::fs::write(
+            dir.join("index.json"),
+            serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": manifests})).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    }
+
+    /// Checks that an OCI layout pulled from a registry holds every tag as the same manifest,
+    /// and every blob byte for byte.
+    pub(crate) fn check_layout(&self, out: &Path) {
+        let pulled_index: Value = serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+        for entry in pulled_index["manifests"].as_array().unwrap() {
+            let tag = entry["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap();
+            let digest: Digest = entry["digest"].as_str().unwrap().parse().unwrap();
+            assert_eq!(digest, Digest::sha256(&self.tags[tag]), "{tag} came back as another manifest");
+        }
+        let pulled: Vec<PathBuf> =
+            std::fs::read_dir(out.join("blobs/sha256")).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(pulled.len(), self.blobs.len());
+        for path in pulled {
+            let digest: Digest = format!("sha256:{}", path.file_name().unwrap().to_str().unwrap()).parse().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), self.blobs[&digest], "{digest} differs");
+        }
+    }
+}
