@@ -47,6 +47,10 @@ impl Api {
     }
 
     async fn dispatch(&self, request: Request) -> ApiResult {
+        // Who asks comes first: an anonymous client learns nothing, not even what exists.
+        if let Some(htpasswd) = &self.options.htpasswd {
+            htpasswd.authenticate(request.headers()).await?;
+        }
         let path = request.uri().path();
         let below_prefix = path.strip_prefix(self.options.prefix.as_str()).ok_or_else(|| {
             ApiError::new(

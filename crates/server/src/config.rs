@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use wharf_storage::StorageConfig;
 
 use crate::ServerOptions;
+use crate::auth::Htpasswd;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -257,20 +258,25 @@ impl Config {
             root.section("catalog")?.finish_with(|s| s.number("maxentries"), &mut warnings)?.unwrap_or(1000);
         let max_tags = root.section("tags")?.finish_with(|s| s.number("maxtags"), &mut warnings)?;
 
-        if let Some(auth) = root.take("auth")
-            && !auth.is_null()
-        {
+        let mut auth = root.section("auth")?;
+        let mut htpasswd_section = auth.section("htpasswd")?;
+        let configured = !htpasswd_section.is_empty();
+        let htpasswd = match (htpasswd_section.string("realm")?, htpasswd_section.string("path")?) {
+            (_, None) if !configured => None,
+            (realm, Some(path)) => Some(
+                Htpasswd::from_file(realm.as_deref().unwrap_or("Registry Realm"), std::path::Path::new(&path))
+                    .map_err(|e| invalid("auth.htpasswd.path", e.to_string()))?,
+            ),
+            (_, None) => return Err(invalid("auth.htpasswd.path", "the htpasswd file is not given")),
+        };
+        htpasswd_section.finish(&mut warnings);
+        if auth.take("token").is_some_and(|token| !token.is_null()) {
             return Err(invalid(
-                "auth",
-                "authentication is not supported by this version of Wharf; refusing to serve without it",
+                "auth.token",
+                "token authentication is not supported by this version of Wharf; refusing to serve without it",
             ));
         }
-        if tls.is_some() {
-            return Err(invalid(
-                "http.tls",
-                "TLS is not supported by this version of Wharf; refusing to serve without it",
-            ));
-        }
+        auth.finish(&mut warnings);
         root.finish(&mut warnings);
 
         let mut server = ServerOptions::default()
@@ -283,6 +289,7 @@ impl Config {
         server.redirect = !redirect_disabled;
         server.host = host;
         server.headers = headers;
+        server.htpasswd = htpasswd;
         Ok(Config { log, storage, upload_purging, addr, drain_timeout, tls, debug, storage_health, server, warnings })
     }
 }
@@ -608,7 +615,12 @@ health:
             ("storage: {inmemory: {}}\nhttp: {headers: {'Bad Header': [x]}}", "http.headers"),
             ("storage: {filesystem: {rootdirectory: 5, maxthreads: lots}}", "storage"),
             ("http: {addr: ':5000'}", "storage"),
-            ("storage: {inmemory: {}}\nauth: {htpasswd: {realm: r, path: /p}}", "auth"),
+            (
+                "storage: {inmemory: {}}\nauth: {htpasswd: {realm: r, path: /nonexistent/htpasswd}}",
+                "auth.htpasswd.path",
+            ),
+            ("storage: {inmemory: {}}\nauth: {htpasswd: {realm: r}}", "auth.htpasswd.path"),
+            ("storage: {inmemory: {}}\nauth: {token: {realm: r}}", "auth.token"),
         ] {
             match load(text, &[]) {
                 Err(ConfigError::Invalid { key: found, message }) => assert_eq!(found, key, "{text}: {message}"),

@@ -20,6 +20,7 @@
 //! to the store as they arrive, and blobs are streamed back in the store's chunks.
 
 mod api;
+mod auth;
 mod config;
 mod error;
 mod route;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
 
+pub use crate::auth::{Htpasswd, HtpasswdError, Identity};
 pub use crate::config::{Config, ConfigError, DebugConfig, LogConfig, StorageHealth, TlsConfig, UploadPurging};
 pub use crate::error::{ApiError, ErrorCode};
 pub use crate::route::Route;
@@ -62,6 +64,8 @@ pub struct ServerOptions {
     pub max_tags: Option<usize>,
     /// Headers added to every response (`http.headers`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Users who may use the API (`auth.htpasswd`); anyone when `None`.
+    pub htpasswd: Option<Htpasswd>,
 }
 
 impl Default for ServerOptions {
@@ -77,6 +81,7 @@ impl Default for ServerOptions {
             max_catalog_entries: 1000,
             max_tags: None,
             headers: Vec::new(),
+            htpasswd: None,
         }
     }
 }
@@ -114,6 +119,13 @@ impl ServerOptions {
     #[must_use]
     pub fn with_max_catalog_entries(mut self, entries: usize) -> ServerOptions {
         self.max_catalog_entries = entries;
+        self
+    }
+
+    /// Sets [`ServerOptions::htpasswd`].
+    #[must_use]
+    pub fn with_htpasswd(mut self, htpasswd: Option<Htpasswd>) -> ServerOptions {
+        self.htpasswd = htpasswd;
         self
     }
 

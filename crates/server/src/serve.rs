@@ -2,16 +2,24 @@
 //! log, upload purging in the background, and a graceful shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use wharf_registry::{Registry, RegistryOptions};
 
-use crate::{Config, router};
+use crate::{Config, TlsConfig, router};
 
 /// The configuration used when none is given: filesystem storage in `./registry-data`,
 /// listening on 127.0.0.1:5000. `REGISTRY_*` variables apply to it as to a file.
@@ -34,13 +42,16 @@ pub enum ServeError {
     /// Listening or serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The TLS certificate, key or client CAs cannot be used.
+    #[error("http.tls: {0}")]
+    Tls(String),
 }
 
 /// A registry server built from a [`Config`].
-#[derive(Debug)]
 pub struct Server {
     config: Config,
     registry: Registry,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Server {
@@ -49,9 +60,10 @@ impl Server {
     /// # Errors
     /// [`ServeError::Storage`] when the store cannot be opened.
     pub async fn new(config: Config) -> Result<Server, ServeError> {
+        let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
         let driver = config.storage.build().await?;
         let registry = Registry::new(driver, RegistryOptions::default());
-        Ok(Server { config, registry })
+        Ok(Server { config, registry, tls })
     }
 
     /// The registry it serves.
@@ -101,8 +113,9 @@ impl Server {
         });
         let drain = self.config.drain_timeout;
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let app = self.router().into_make_service_with_connect_info::<ClientAddress>();
+        let incoming = Incoming { tcp: listener, tls: self.tls.clone(), handshakes: JoinSet::new() };
+        let serving = axum::serve(incoming, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!(drain_timeout = ?drain, "shutting down: no new connections, finishing requests in flight");
             let _ = stopping.send(());
@@ -119,6 +132,125 @@ impl Server {
             purging.abort();
         }
         Ok(result?)
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("config", &self.config).field("tls", &self.tls.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// The rustls side of `http.tls`: the certificate chain and key (PEM, as `openssl req`
+/// writes them), the minimum version, and client certificates when `clientcas` is set.
+fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ServeError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let read_certificates = |path: &std::path::Path| -> Result<Vec<CertificateDer<'static>>, ServeError> {
+        let certificates = CertificateDer::pem_file_iter(path)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| ServeError::Tls(format!("{}: {e}", path.display())))?;
+        if certificates.is_empty() {
+            return Err(ServeError::Tls(format!("{}: no PEM certificate in it", path.display())));
+        }
+        Ok(certificates)
+    };
+    let chain = read_certificates(&tls.certificate)?;
+    let key =
+        PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| ServeError::Tls(format!("{}: {e}", tls.key.display())))?;
+    let versions: &[&rustls::SupportedProtocolVersion] =
+        if tls.minimum_tls13 { &[&rustls::version::TLS13] } else { rustls::ALL_VERSIONS };
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let builder = if tls.client_cas.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for path in &tls.client_cas {
+            for certificate in read_certificates(path)? {
+                roots.add(certificate).map_err(|e| ServeError::Tls(format!("{}: {e}", path.display())))?;
+            }
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| ServeError::Tls(format!("clientcas: {e}")))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| ServeError::Tls(format!("{} and {}: {e}", tls.certificate.display(), tls.key.display())))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A connection, plain or TLS.
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+/// What `run` accepts connections from: TCP, with TLS handshakes done side by side so that
+/// a slow client does not hold up the others.
+struct Incoming {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handshakes: JoinSet<Option<(Box<dyn Connection>, SocketAddr)>>,
+}
+
+/// The client's address, as the access log shows it.
+#[derive(Debug, Clone, Copy)]
+struct ClientAddress(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Incoming>> for ClientAddress {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Incoming>) -> ClientAddress {
+        ClientAddress(*stream.remote_addr())
+    }
+}
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl axum::serve::Listener for Incoming {
+    type Io = Box<dyn Connection>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            tokio::select! {
+                accepted = self.tcp.accept() => {
+                    let (stream, address) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait, rather than spin.
+                            tracing::warn!(error = %e, "accepting a connection failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let Some(acceptor) = self.tls.clone() else {
+                        return (Box::new(stream), address);
+                    };
+                    self.handshakes.spawn(async move {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => Some((Box::new(tls) as Box<dyn Connection>, address)),
+                            Ok(Err(e)) => {
+                                tracing::debug!(client = %address, error = %e, "TLS handshake failed");
+                                None
+                            }
+                            Err(_) => None,
+                        }
+                    });
+                }
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    if let Ok(Some(connection)) = done {
+                        return connection;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 
@@ -158,7 +290,7 @@ async fn access_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let client = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.to_string());
+    let client = request.extensions().get::<ConnectInfo<ClientAddress>>().map(|info| info.0.0.to_string());
     let response = next.run(request).await;
     let length =
         response.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).map(str::to_owned);

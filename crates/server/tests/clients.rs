@@ -25,9 +25,10 @@ struct Running {
 }
 
 impl Running {
-    async fn start(root: &std::path::Path, extra: &str) -> Running {
+    /// `http` holds more lines of the `http:` section, `top` more sections.
+    async fn start(root: &std::path::Path, http: &str, top: &str) -> Running {
         let yaml = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{extra}",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{http}{top}",
             root.display()
         );
         let config = Config::from_yaml(&yaml, "test", Vec::new()).expect("config");
@@ -85,7 +86,7 @@ async fn skopeo_round_trip() {
     let (layout, root, out) = (work.path().join("layout"), work.path().join("root"), work.path().join("pulled"));
     let images = Images::standard();
     images.write_layout(&layout);
-    let running = Running::start(&root, "").await;
+    let running = Running::start(&root, "", "").await;
     for tag in images.tags.keys() {
         let source = format!("oci:{}:{tag}", layout.display());
         skopeo_async(vec![
@@ -118,6 +119,104 @@ async fn skopeo_round_trip() {
             "--preserve-digests".into(),
             "--src-tls-verify=false".into(),
             running.url("team/app", tag),
+            destination,
+        ])
+        .await;
+    }
+    running.stop().await;
+    images.check_layout(&out);
+}
+
+/// Runs skopeo and returns whether it succeeded, for the runs that must fail.
+async fn skopeo_succeeds(args: Vec<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("skopeo")
+            .arg("--insecure-policy")
+            .args(&args)
+            .output()
+            .expect("skopeo runs")
+            .status
+            .success()
+    })
+    .await
+    .expect("skopeo task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_over_tls_with_htpasswd() {
+    if !has_peer("skopeo", "skopeo_over_tls_with_htpasswd") || !has_peer("openssl", "skopeo_over_tls_with_htpasswd") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // The guide's command, with the address as a subject alternative name (Go clients
+    // check names there only).
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-newkey", "rsa:4096", "-nodes", "-sha256", "-keyout"])
+        .arg(dir.join("domain.key"))
+        .args(["-x509", "-days", "365", "-out"])
+        .arg(dir.join("domain.crt"))
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("domain.crt"), certs.join("ca.crt")).unwrap();
+    let hash = bcrypt::hash("wharf-pass", 5).unwrap();
+    std::fs::write(dir.join("htpasswd"), format!("pusher:{hash}\n")).unwrap();
+
+    let http = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        dir.join("domain.crt").display(),
+        dir.join("domain.key").display()
+    );
+    let top = format!("auth:\n  htpasswd:\n    realm: Wharf\n    path: {}\n", dir.join("htpasswd").display());
+    let running = Running::start(&dir.join("root"), &http, &top).await;
+    let layout = dir.join("layout");
+    let images = Images::standard();
+    images.write_layout(&layout);
+    let cert_dir = certs.display().to_string();
+    for tag in images.tags.keys() {
+        let source = format!("oci:{}:{tag}", layout.display());
+        skopeo_async(vec![
+            "copy".into(),
+            "--all".into(),
+            "--preserve-digests".into(),
+            format!("--dest-cert-dir={cert_dir}"),
+            "--dest-creds=pusher:wharf-pass".into(),
+            source,
+            running.url("secure/app", tag),
+        ])
+        .await;
+    }
+    // Without credentials, with wrong ones, or without trusting the certificate: refused.
+    let out = dir.join("pulled");
+    let pull = |extra: Vec<String>| {
+        let mut args = vec!["copy".to_owned(), "--all".to_owned(), "--preserve-digests".to_owned()];
+        args.extend(extra);
+        args.push(running.url("secure/app", "image"));
+        args.push(format!("oci:{}:image", dir.join("refused").display()));
+        args
+    };
+    assert!(!skopeo_succeeds(pull(vec![format!("--src-cert-dir={cert_dir}")])).await, "anonymous pull succeeded");
+    assert!(
+        !skopeo_succeeds(pull(vec![format!("--src-cert-dir={cert_dir}"), "--src-creds=pusher:wrong".into()])).await,
+        "pull with a wrong password succeeded"
+    );
+    assert!(
+        !skopeo_succeeds(pull(vec!["--src-creds=pusher:wharf-pass".into()])).await,
+        "untrusted certificate accepted"
+    );
+    for tag in images.tags.keys() {
+        let destination = format!("oci:{}:{tag}", out.display());
+        skopeo_async(vec![
+            "copy".into(),
+            "--all".into(),
+            "--preserve-digests".into(),
+            format!("--src-cert-dir={cert_dir}"),
+            "--src-creds=pusher:wharf-pass".into(),
+            running.url("secure/app", tag),
             destination,
         ])
         .await;

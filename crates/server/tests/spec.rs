@@ -36,6 +36,61 @@ workflow!(management, ServerOptions::default().with_delete_enabled(true));
 workflow!(deletes_refused, ServerOptions::default());
 workflow!(bad_input, ServerOptions::default().with_delete_enabled(true));
 workflow!(read_only, ServerOptions::default().with_read_only(true));
+workflow!(auth_matrix, ServerOptions::default().with_delete_enabled(true).with_htpasswd(Some(users())));
+
+fn users() -> wharf_server::Htpasswd {
+    let hash = bcrypt::hash("right", 4).expect("bcrypt");
+    wharf_server::Htpasswd::parse("Wharf", &format!("user:{hash}\n"), "test").expect("htpasswd")
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// Every route refuses anonymous clients and wrong passwords, and serves the right ones.
+async fn auth_matrix(target: &Target) {
+    let digest = sha256(b"x");
+    let routes: Vec<(Method, String)> = vec![
+        (Method::GET, "/v2/".into()),
+        (Method::GET, "/v2/_catalog".into()),
+        (Method::GET, format!("/v2/a/blobs/{digest}")),
+        (Method::HEAD, format!("/v2/a/blobs/{digest}")),
+        (Method::DELETE, format!("/v2/a/blobs/{digest}")),
+        (Method::POST, "/v2/a/blobs/uploads/".into()),
+        (Method::GET, "/v2/a/blobs/uploads/some-id".into()),
+        (Method::PATCH, "/v2/a/blobs/uploads/some-id".into()),
+        (Method::PUT, format!("/v2/a/blobs/uploads/some-id?digest={digest}")),
+        (Method::DELETE, "/v2/a/blobs/uploads/some-id".into()),
+        (Method::GET, "/v2/a/manifests/latest".into()),
+        (Method::HEAD, "/v2/a/manifests/latest".into()),
+        (Method::PUT, "/v2/a/manifests/latest".into()),
+        (Method::DELETE, "/v2/a/manifests/latest".into()),
+        (Method::GET, "/v2/a/tags/list".into()),
+        (Method::GET, format!("/v2/a/referrers/{digest}")),
+        (Method::GET, "/v2/no/such/endpoint".into()),
+    ];
+    let wrong = basic("user", "wrong");
+    let unknown = basic("nobody", "right");
+    let right = basic("user", "right");
+    for (method, path) in &routes {
+        for headers in [vec![], vec![("authorization", wrong.as_str())], vec![("authorization", unknown.as_str())]] {
+            let reply = target.send(method.clone(), path, &headers, Bytes::new()).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path} with {headers:?}");
+            if *method != Method::HEAD {
+                assert_eq!(reply.error_code(), "UNAUTHORIZED");
+            }
+            assert_eq!(reply.header("www-authenticate"), Some("Basic realm=\"Wharf\""));
+        }
+    }
+    // The refused requests stored nothing: not even the repository exists.
+    let tags = target.send(Method::GET, "/v2/a/tags/list", &[("authorization", right.as_str())], Bytes::new()).await;
+    assert_eq!(tags.error_code(), "NAME_UNKNOWN");
+    for (method, path) in &routes {
+        let reply = target.send(method.clone(), path, &[("authorization", right.as_str())], Bytes::new()).await;
+        assert_ne!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path} with the right password");
+    }
+}
 
 async fn pull(target: &Target) {
     let base = target.get("/v2/").await;
