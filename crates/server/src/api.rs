@@ -2,9 +2,10 @@
 //! [`Api`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -15,7 +16,9 @@ use wharf_storage::RedirectMethod;
 
 use crate::ServerOptions;
 use crate::error::{ApiError, ErrorCode};
+use crate::observe::Metrics;
 use crate::route::Route;
+use crate::serve::ClientAddress;
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -32,13 +35,83 @@ pub(crate) struct Api {
 
 /// Every request comes here.
 pub(crate) async fn handle(State(api): State<Arc<Api>>, request: Request) -> Response {
-    let mut response = api.dispatch(request).await.unwrap_or_else(IntoResponse::into_response);
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let client = request.extensions().get::<ConnectInfo<ClientAddress>>().map(|info| info.0.0);
+    let mut user = None;
+    let mut response = if path == "/debug/health" {
+        api.health_report()
+    } else {
+        api.dispatch(request, &mut user).await.unwrap_or_else(IntoResponse::into_response)
+    };
     let headers = response.headers_mut();
     headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     for (name, value) in &api.options.headers {
         headers.append(name.clone(), value.clone());
     }
+
+    let route = path.strip_prefix(api.options.prefix.as_str()).and_then(|below| Route::parse(below).ok());
+    let status = response.status();
+    if let Some(metrics) = &api.options.metrics {
+        metrics.request(
+            route.as_ref().map_or("unknown", Route::kind),
+            method.as_str(),
+            status.as_u16(),
+            started.elapsed(),
+        );
+        if method != Method::HEAD
+            && let Some(length) =
+                response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok())
+        {
+            metrics.sent(length);
+        }
+    }
+    if let Some(action) = audit_action(route.as_ref(), &method, status) {
+        let (repository, reference) = route.as_ref().map(Route::subject).unwrap_or_default();
+        let digest = response.headers().get(CONTENT_DIGEST).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        // An upload's id means nothing later: a pushed blob is named by its digest.
+        let reference = match route {
+            Some(Route::Upload { .. } | Route::Uploads { .. }) => digest,
+            _ => reference.unwrap_or("-"),
+        };
+        tracing::info!(
+            target: "wharf::audit",
+            user = user.as_deref().unwrap_or("-"),
+            client = %client.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            action,
+            repository = repository.unwrap_or("-"),
+            reference,
+            digest,
+            status = status.as_u16(),
+            method = %method,
+            "{action}"
+        );
+    }
     response
+}
+
+/// What the audit log calls a request: pushes, pulls and deletes that succeeded, and every
+/// refusal of who asks or of what is allowed. `None` for the rest (listings, uploads' steps,
+/// misses).
+fn audit_action(route: Option<&Route>, method: &Method, status: StatusCode) -> Option<&'static str> {
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::METHOD_NOT_ALLOWED) {
+        return Some("refused");
+    }
+    if !status.is_success() {
+        return None;
+    }
+    match (route?, method) {
+        (Route::Manifest { .. } | Route::Blob { .. }, &Method::GET) => Some("pull"),
+        (Route::Manifest { .. }, &Method::PUT) => Some("push"),
+        (Route::Upload { .. }, &Method::PUT) | (Route::Uploads { .. }, &Method::POST)
+            if status == StatusCode::CREATED =>
+        {
+            Some("push")
+        }
+        (Route::Manifest { .. } | Route::Blob { .. }, &Method::DELETE) => Some("delete"),
+        _ => None,
+    }
 }
 
 impl Api {
@@ -46,10 +119,15 @@ impl Api {
         Api { registry, options }
     }
 
-    async fn dispatch(&self, request: Request) -> ApiResult {
+    async fn dispatch(&self, request: Request, user: &mut Option<String>) -> ApiResult {
         // Who asks comes first: an anonymous client learns nothing, not even what exists.
         if let Some(htpasswd) = &self.options.htpasswd {
-            htpasswd.authenticate(request.headers()).await?;
+            *user = Some(htpasswd.authenticate(request.headers()).await?.user);
+        }
+        if let Some(health) = &self.options.health
+            && let Some(failure) = health.failure()
+        {
+            return Err(ApiError::new(ErrorCode::Unavailable, format!("the registry's storage is failing: {failure}")));
         }
         let path = request.uri().path();
         let below_prefix = path.strip_prefix(self.options.prefix.as_str()).ok_or_else(|| {
@@ -98,8 +176,40 @@ impl Api {
         }
     }
 
+    fn health_report(&self) -> Response {
+        let Some(health) = &self.options.health else {
+            return json_response(StatusCode::OK, &serde_json::json!({}));
+        };
+        let status = if health.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        json_response(status, &health.report(self.registry.driver().name()))
+    }
+
+    /// A request body as the registry takes content: a stream of chunks as they arrive,
+    /// counted as they pass.
+    fn body(&self, body: Body) -> impl Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin + use<> {
+        let metrics = self.options.metrics.clone();
+        body.into_data_stream()
+            .inspect_ok(move |chunk| {
+                if let Some(metrics) = &metrics {
+                    metrics.received(chunk.len() as u64);
+                }
+            })
+            .map_err(|e| wharf_storage::Error::Backend {
+                driver: "http",
+                operation: "receive the request body",
+                path: String::new(),
+                source: Box::new(e),
+            })
+    }
+
     fn repository(&self, name: &RepositoryName) -> Repository {
         self.registry.repository(name)
+    }
+
+    fn count(&self, what: fn(&Metrics)) {
+        if let Some(metrics) = &self.options.metrics {
+            what(metrics);
+        }
     }
 
     fn check_delete_enabled(&self) -> Result<(), ApiError> {
@@ -177,8 +287,9 @@ impl Api {
             }
         } else if let Some(digest) = query.get("digest") {
             let digest = parse_digest(digest)?;
-            let body = body_stream(request.into_body());
+            let body = self.body(request.into_body());
             repository.put_blob(&digest, body).await?;
+            self.count(Metrics::blob_pushed);
             return blob_created(urls, name, &digest);
         }
         let upload = repository.start_upload().await?;
@@ -206,7 +317,7 @@ impl Api {
             }
             None => None,
         };
-        let status = repository.append_upload(id, offset, body_stream(request.into_body())).await?;
+        let status = repository.append_upload(id, offset, self.body(request.into_body())).await?;
         upload_response(StatusCode::ACCEPTED, urls, name, id, status.size)
     }
 
@@ -229,8 +340,9 @@ impl Api {
             }
         }
         let has_body = content_length(request.headers())?.is_none_or(|length| length > 0);
-        let body = has_body.then(|| body_stream(request.into_body()));
+        let body = has_body.then(|| self.body(request.into_body()));
         repository.finish_upload(id, &digest, body).await?;
+        self.count(Metrics::blob_pushed);
         blob_created(urls, name, &digest)
     }
 
@@ -282,7 +394,11 @@ impl Api {
         let subject = Manifest::parse(content.clone(), content_type.as_deref())
             .ok()
             .and_then(|manifest| manifest.subject().map(|s| s.digest.clone()));
+        if let Some(metrics) = &self.options.metrics {
+            metrics.received(content.len() as u64);
+        }
         let digest = self.repository(name).put_manifest(&reference, content, content_type.as_deref()).await?;
+        self.count(Metrics::manifest_pushed);
         let mut response = empty(StatusCode::CREATED);
         let out = response.headers_mut();
         out.insert(header::LOCATION, header_value(&urls.url(&format!("/v2/{name}/manifests/{digest}")))?);
@@ -481,16 +597,6 @@ fn upload_response(status: StatusCode, urls: &Urls, name: &RepositoryName, id: &
     Ok(response)
 }
 
-/// A request body as the registry takes content: a stream of chunks as they arrive.
-fn body_stream(body: Body) -> impl Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin {
-    body.into_data_stream().map_err(|e| wharf_storage::Error::Backend {
-        driver: "http",
-        operation: "receive the request body",
-        path: String::new(),
-        source: Box::new(e),
-    })
-}
-
 /// The first `length` bytes of a stream.
 fn limit(
     stream: wharf_storage::ByteStream,
@@ -607,6 +713,41 @@ mod tests {
         for bad in ["bytes=500-0", "bytes=100-", "bytes=100-200", "bytes=-0"] {
             let e = byte_range(bad, 100).unwrap_err();
             assert_eq!(e.code, ErrorCode::RangeInvalid, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// A served span lies within the content; a range inside it is served as asked.
+        #[test]
+        fn byte_ranges_stay_inside(start in 0u64..200, end in 0u64..200, size in 0u64..150, suffix in proptest::bool::ANY) {
+            let text = if suffix { format!("bytes=-{end}") } else { format!("bytes={start}-{end}") };
+            match byte_range(&text, size) {
+                Ok(Some((first, last))) => {
+                    proptest::prop_assert!(first <= last && last < size, "{text} on {size}: {first}-{last}");
+                    if !suffix && end < size {
+                        proptest::prop_assert_eq!((first, last), (start, end));
+                    }
+                }
+                Ok(None) => proptest::prop_assert!(false, "{text} was ignored"),
+                Err(e) => {
+                    proptest::prop_assert_eq!(e.code, ErrorCode::RangeInvalid);
+                    proptest::prop_assert!(suffix || start > end || start >= size);
+                }
+            }
+        }
+
+        /// Any Content-Range text gives a span, a refusal naming it, or nothing.
+        #[test]
+        fn content_ranges_never_panic(text in "[ -~]{0,24}") {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(&text) {
+                headers.insert(header::CONTENT_RANGE, value);
+                match content_range(&headers) {
+                    Ok(Some((start, end))) => proptest::prop_assert!(start <= end),
+                    Ok(None) => proptest::prop_assert!(false, "a header was present"),
+                    Err(e) => proptest::prop_assert!(matches!(e.code, ErrorCode::BlobUploadInvalid | ErrorCode::RangeInvalid)),
+                }
+            }
         }
     }
 

@@ -23,6 +23,7 @@ mod api;
 mod auth;
 mod config;
 mod error;
+mod observe;
 mod route;
 mod serve;
 
@@ -34,6 +35,7 @@ use axum::http::{HeaderName, HeaderValue};
 pub use crate::auth::{Htpasswd, HtpasswdError, Identity};
 pub use crate::config::{Config, ConfigError, DebugConfig, LogConfig, StorageHealth, TlsConfig, UploadPurging};
 pub use crate::error::{ApiError, ErrorCode};
+pub use crate::observe::{Health, Metrics};
 pub use crate::route::Route;
 pub use crate::serve::{LOCAL_CONFIG, ServeError, Server, init_logging, shutdown_signal};
 
@@ -66,6 +68,10 @@ pub struct ServerOptions {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Users who may use the API (`auth.htpasswd`); anyone when `None`.
     pub htpasswd: Option<Htpasswd>,
+    /// Where requests are counted, when metrics are on.
+    pub metrics: Option<Metrics>,
+    /// The storage health check; while it fails, every request is answered 503.
+    pub health: Option<Health>,
 }
 
 impl Default for ServerOptions {
@@ -82,6 +88,8 @@ impl Default for ServerOptions {
             max_tags: None,
             headers: Vec::new(),
             htpasswd: None,
+            metrics: None,
+            health: None,
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use wharf_oci::RepositoryName;
 
 use crate::error::{ApiError, ErrorCode};
@@ -60,7 +60,51 @@ pub enum Route {
     },
 }
 
+/// What a path segment cannot hold as it is.
+const SEGMENT: &AsciiSet = &CONTROLS.add(b' ').add(b'/').add(b'%').add(b'?').add(b'#').add(b'"').add(b'<').add(b'>');
+
 impl Route {
+    /// The path of the endpoint, below any prefix; [`Route::parse`] reads it back as the
+    /// same route.
+    pub fn path(&self) -> String {
+        let segment = |text: &str| utf8_percent_encode(text, SEGMENT).to_string();
+        match self {
+            Route::Base => "/v2/".to_owned(),
+            Route::Catalog => "/v2/_catalog".to_owned(),
+            Route::Blob { name, digest } => format!("/v2/{name}/blobs/{}", segment(digest)),
+            Route::Uploads { name } => format!("/v2/{name}/blobs/uploads/"),
+            Route::Upload { name, id } => format!("/v2/{name}/blobs/uploads/{}", segment(id)),
+            Route::Manifest { name, reference } => format!("/v2/{name}/manifests/{}", segment(reference)),
+            Route::Tags { name } => format!("/v2/{name}/tags/list"),
+            Route::Referrers { name, digest } => format!("/v2/{name}/referrers/{}", segment(digest)),
+        }
+    }
+
+    /// The endpoint's name, as metrics label it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::Catalog => "catalog",
+            Route::Blob { .. } => "blob",
+            Route::Uploads { .. } => "uploads",
+            Route::Upload { .. } => "upload",
+            Route::Manifest { .. } => "manifest",
+            Route::Tags { .. } => "tags",
+            Route::Referrers { .. } => "referrers",
+        }
+    }
+
+    /// The repository and the tag, digest or upload the path names, where it names them.
+    pub fn subject(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Route::Base | Route::Catalog => (None, None),
+            Route::Uploads { name } | Route::Tags { name } => (Some(name.as_str()), None),
+            Route::Blob { name, digest } | Route::Referrers { name, digest } => (Some(name.as_str()), Some(digest)),
+            Route::Upload { name, id } => (Some(name.as_str()), Some(id)),
+            Route::Manifest { name, reference } => (Some(name.as_str()), Some(reference)),
+        }
+    }
+
     /// Reads a request path (as sent, percent-encoded), below any configured prefix.
     ///
     /// # Errors

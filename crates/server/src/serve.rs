@@ -19,6 +19,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use wharf_registry::{Registry, RegistryOptions};
 
+use crate::observe::{Health, Metrics};
 use crate::{Config, TlsConfig, router};
 
 /// The configuration used when none is given: filesystem storage in `./registry-data`,
@@ -52,6 +53,8 @@ pub struct Server {
     config: Config,
     registry: Registry,
     tls: Option<TlsAcceptor>,
+    metrics: Option<Metrics>,
+    health: Option<Health>,
 }
 
 impl Server {
@@ -63,7 +66,9 @@ impl Server {
         let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
         let driver = config.storage.build().await?;
         let registry = Registry::new(driver, RegistryOptions::default());
-        Ok(Server { config, registry, tls })
+        let metrics = config.debug.as_ref().and_then(|debug| debug.prometheus_path.as_ref()).map(|_| Metrics::new());
+        let health = config.storage_health.as_ref().map(|check| Health::new(check.threshold));
+        Ok(Server { config, registry, tls, metrics, health })
     }
 
     /// The registry it serves.
@@ -80,8 +85,47 @@ impl Server {
     pub fn router(&self) -> Router {
         let mut options = self.config.server.clone();
         options.https = self.config.tls.is_some();
+        options.metrics.clone_from(&self.metrics);
+        options.health.clone_from(&self.health);
         let app = router(self.registry.clone(), options);
         if self.config.log.access_log { app.layer(middleware::from_fn(access_log)) } else { app }
+    }
+
+    /// The debug address's routes: `/debug/health`, and the metrics when Prometheus is on.
+    fn debug_router(&self) -> Router {
+        let health = self.health.clone();
+        let driver = self.registry.driver().name();
+        let mut app = Router::new().route(
+            "/debug/health",
+            axum::routing::get(move || {
+                let health = health.clone();
+                async move {
+                    let (status, body) = match &health {
+                        Some(health) if !health.is_healthy() => {
+                            (axum::http::StatusCode::SERVICE_UNAVAILABLE, health.report(driver))
+                        }
+                        Some(health) => (axum::http::StatusCode::OK, health.report(driver)),
+                        None => (axum::http::StatusCode::OK, serde_json::json!({})),
+                    };
+                    (status, axum::Json(body))
+                }
+            }),
+        );
+        if let (Some(metrics), Some(path)) =
+            (self.metrics.clone(), self.config.debug.as_ref().and_then(|d| d.prometheus_path.clone()))
+        {
+            app =
+                app.route(
+                    &path,
+                    axum::routing::get(move || {
+                        let text = metrics.encode();
+                        async move {
+                            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+                        }
+                    }),
+                );
+        }
+        app
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets requests in flight finish
@@ -111,6 +155,28 @@ impl Server {
                 }
             })
         });
+        let checks = match (&self.health, &self.config.storage_health) {
+            (Some(health), Some(check)) => {
+                Some(health.spawn_checks(self.registry.clone(), check.interval, self.metrics.clone()))
+            }
+            _ => None,
+        };
+        let debug = match &self.config.debug {
+            Some(settings) => {
+                let listener = TcpListener::bind(settings.addr)
+                    .await
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("http.debug.addr {}: {e}", settings.addr)))?;
+                let (address, metrics) = (settings.addr, settings.prometheus_path.clone());
+                tracing::info!(%address, ?metrics, "debug server listening");
+                let app = self.debug_router();
+                Some(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::warn!(error = %e, "the debug server stopped");
+                    }
+                }))
+            }
+            None => None,
+        };
         let drain = self.config.drain_timeout;
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = self.router().into_make_service_with_connect_info::<ClientAddress>();
@@ -128,8 +194,8 @@ impl Server {
                 Ok(())
             }
         };
-        if let Some(purging) = purging {
-            purging.abort();
+        for task in [purging, checks, debug].into_iter().flatten() {
+            task.abort();
         }
         Ok(result?)
     }
@@ -197,7 +263,7 @@ struct Incoming {
 
 /// The client's address, as the access log shows it.
 #[derive(Debug, Clone, Copy)]
-struct ClientAddress(SocketAddr);
+pub(crate) struct ClientAddress(pub(crate) SocketAddr);
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Incoming>> for ClientAddress {
     fn connect_info(stream: axum::serve::IncomingStream<'_, Incoming>) -> ClientAddress {

@@ -1,0 +1,218 @@
+//! What operators watch: Prometheus metrics, the storage health check, and the audit log.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use wharf_registry::Registry;
+
+/// The labels of a request count.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: String,
+    status: u16,
+}
+
+/// The label of a request duration.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+/// The server's counters, in Prometheus' text format at `http.debug.prometheus.path`.
+/// Clones share the counters.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<MetricsInner>,
+}
+
+struct MetricsInner {
+    registry: prometheus_client::registry::Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram>,
+    bytes_received: Counter,
+    bytes_sent: Counter,
+    blobs_pushed: Counter,
+    manifests_pushed: Counter,
+    storage_healthy: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh counters.
+    pub fn new() -> Metrics {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("wharf");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "Requests answered, by route, method and status", requests.clone());
+        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 4.0, 10))
+        });
+        registry.register("http_request_duration_seconds", "Time to answer, by route", durations.clone());
+        let bytes_received = Counter::default();
+        registry.register("http_received_bytes", "Request body bytes received", bytes_received.clone());
+        let bytes_sent = Counter::default();
+        registry.register("http_sent_bytes", "Response body bytes sent", bytes_sent.clone());
+        let blobs_pushed = Counter::default();
+        registry.register("blobs_pushed", "Uploads completed into blobs", blobs_pushed.clone());
+        let manifests_pushed = Counter::default();
+        registry.register("manifests_pushed", "Manifests stored", manifests_pushed.clone());
+        let storage_healthy = Gauge::default();
+        storage_healthy.set(1);
+        registry.register("storage_healthy", "1 while the storage health check passes", storage_healthy.clone());
+        Metrics {
+            inner: Arc::new(MetricsInner {
+                registry,
+                requests,
+                durations,
+                bytes_received,
+                bytes_sent,
+                blobs_pushed,
+                manifests_pushed,
+                storage_healthy,
+            }),
+        }
+    }
+
+    /// Counts one answered request.
+    pub(crate) fn request(&self, route: &'static str, method: &str, status: u16, took: Duration) {
+        let labels = RequestLabels { route, method: method.to_owned(), status };
+        self.inner.requests.get_or_create(&labels).inc();
+        self.inner.durations.get_or_create(&RouteLabels { route }).observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn received(&self, bytes: u64) {
+        self.inner.bytes_received.inc_by(bytes);
+    }
+
+    pub(crate) fn sent(&self, bytes: u64) {
+        self.inner.bytes_sent.inc_by(bytes);
+    }
+
+    pub(crate) fn blob_pushed(&self) {
+        self.inner.blobs_pushed.inc();
+    }
+
+    pub(crate) fn manifest_pushed(&self) {
+        self.inner.manifests_pushed.inc();
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);
+        text
+    }
+}
+
+/// The storage health check of `health.storagedriver`: after `threshold` failed checks in a
+/// row the registry reports itself down (503) until a check passes again.
+#[derive(Debug, Clone)]
+pub struct Health {
+    inner: Arc<HealthInner>,
+}
+
+#[derive(Debug)]
+struct HealthInner {
+    threshold: u32,
+    failures: AtomicU32,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// A check that reports down after `threshold` failures in a row.
+    pub fn new(threshold: u32) -> Health {
+        Health {
+            inner: Arc::new(HealthInner {
+                threshold: threshold.max(1),
+                failures: AtomicU32::new(0),
+                last_error: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Records one check's outcome.
+    pub fn record(&self, outcome: Result<(), String>, metrics: Option<&Metrics>) {
+        match outcome {
+            Ok(()) => {
+                if self.inner.failures.swap(0, Ordering::Relaxed) >= self.inner.threshold {
+                    tracing::info!("storage health check passes again");
+                }
+                *self.inner.last_error.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            }
+            Err(e) => {
+                let failures = self.inner.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(error = %e, failures, threshold = self.inner.threshold, "storage health check failed");
+                *self.inner.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+            }
+        }
+        if let Some(metrics) = metrics {
+            metrics.inner.storage_healthy.set(i64::from(self.is_healthy()));
+        }
+    }
+
+    /// Whether the registry is up: fewer than `threshold` failures in a row.
+    pub fn is_healthy(&self) -> bool {
+        self.inner.failures.load(Ordering::Relaxed) < self.inner.threshold
+    }
+
+    /// The failure that makes the registry down, if it is.
+    pub fn failure(&self) -> Option<String> {
+        if self.is_healthy() {
+            None
+        } else {
+            self.inner.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        }
+    }
+
+    /// Checks the store every `interval` (a stat of its root, as Distribution does), until
+    /// the task is aborted.
+    pub fn spawn_checks(
+        &self,
+        registry: Registry,
+        interval: Duration,
+        metrics: Option<Metrics>,
+    ) -> tokio::task::JoinHandle<()> {
+        let health = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(interval);
+            loop {
+                every.tick().await;
+                let outcome =
+                    match tokio::time::timeout(interval.max(Duration::from_secs(1)), registry.driver().stat("/")).await
+                    {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) if e.is_not_found() => Ok(()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!("the store did not answer within {interval:?}")),
+                    };
+                health.record(outcome, metrics.as_ref());
+            }
+        })
+    }
+
+    /// `/debug/health`'s body: `{}` when up, else the failing check and its error.
+    pub fn report(&self, driver: &str) -> serde_json::Value {
+        match self.failure() {
+            None => serde_json::json!({}),
+            Some(error) => serde_json::json!({ format!("storagedriver_{driver}"): error }),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! What operators rely on: the storage health check, Prometheus metrics on the debug
+//! address, the audit log, and a graceful shutdown.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use bytes::Bytes;
+use common::{Target, push_image};
+use wharf_registry::{Registry, RegistryOptions};
+use wharf_server::{Config, Health, Metrics, Server, ServerOptions, router};
+use wharf_storage::{Fault, FaultInjector, MemoryDriver, Operation};
+
+/// Polls `check` until it holds, for at most 10 s.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} did not happen within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn failing_storage_makes_the_registry_unavailable_until_it_recovers() {
+    let driver = FaultInjector::new(MemoryDriver::new());
+    let registry = Registry::new(Arc::new(driver.clone()), RegistryOptions::default());
+    let health = Health::new(3);
+    let mut options = ServerOptions::default();
+    options.health = Some(health.clone());
+    let target = Target::in_process(router(registry.clone(), options));
+    let checks = health.spawn_checks(registry, Duration::from_millis(10), None);
+    assert_eq!(target.get("/v2/").await.status, StatusCode::OK);
+
+    driver.inject(Fault::fail(Operation::Stat));
+    eventually("503 after three failed checks", async || {
+        target.get("/v2/").await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    let reply = target.get("/v2/some/app/tags/list").await;
+    assert_eq!((reply.status, reply.error_code().as_str()), (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"));
+    let report = target.get("/debug/health").await;
+    assert_eq!(report.status, StatusCode::SERVICE_UNAVAILABLE);
+    let failure = report.json()["storagedriver_inmemory"].as_str().unwrap_or_default().to_owned();
+    assert!(failure.contains("injected fault"), "{}", report.json());
+
+    driver.clear();
+    eventually("recovery", async || target.get("/v2/").await.status == StatusCode::OK).await;
+    assert_eq!(target.get("/debug/health").await.json(), serde_json::json!({}));
+    checks.abort();
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_bytes() {
+    let registry = Registry::new(Arc::new(MemoryDriver::new()), RegistryOptions::default());
+    let metrics = Metrics::new();
+    let mut options = ServerOptions::default().with_relative_urls(true);
+    options.metrics = Some(metrics.clone());
+    let target = Target::in_process(router(registry, options));
+    let (manifest, _) = push_image(&target, "m", "v1", 1).await;
+    assert_eq!(target.get("/v2/m/manifests/v1").await.body, manifest);
+    assert_eq!(target.get("/v2/m/manifests/v2").await.status, StatusCode::NOT_FOUND);
+
+    let text = metrics.encode();
+    for line in [
+        "wharf_http_requests_total{route=\"manifest\",method=\"PUT\",status=\"201\"} 1",
+        "wharf_http_requests_total{route=\"manifest\",method=\"GET\",status=\"200\"} 1",
+        "wharf_http_requests_total{route=\"manifest\",method=\"GET\",status=\"404\"} 1",
+        "wharf_http_requests_total{route=\"uploads\",method=\"POST\",status=\"201\"} 2",
+        "wharf_blobs_pushed_total 2",
+        "wharf_manifests_pushed_total 1",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    let received = counter(&text, "wharf_http_received_bytes_total");
+    let config_and_layer = r#"{"architecture":"amd64","os":"linux","seed":1}"#.len() + 1001;
+    assert_eq!(received, (config_and_layer + manifest.len()) as u64);
+    assert!(counter(&text, "wharf_http_sent_bytes_total") >= manifest.len() as u64);
+}
+
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Log lines written while a test runs.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn audit_log_has_a_json_line_per_push_pull_delete_and_refusal() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let registry = Registry::new(Arc::new(MemoryDriver::new()), RegistryOptions::default());
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let options = ServerOptions::default()
+        .with_relative_urls(true)
+        .with_delete_enabled(true)
+        .with_htpasswd(Some(wharf_server::Htpasswd::parse("r", &format!("ann:{hash}"), "test").unwrap()));
+    let target = Target::in_process(router(registry, options));
+    let auth = format!("Basic {}", base64_encode("ann:pw"));
+    let config = b"{}".to_vec();
+    let digest = common::sha256(&config);
+    let headers = [("authorization", auth.as_str())];
+    let pushed = target.send(Method::POST, &format!("/v2/a/blobs/uploads/?digest={digest}"), &headers, config).await;
+    assert_eq!(pushed.status, StatusCode::CREATED);
+    assert_eq!(
+        target.send(Method::GET, &format!("/v2/a/blobs/{digest}"), &headers, Bytes::new()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        target.send(Method::DELETE, &format!("/v2/a/blobs/{digest}"), &headers, Bytes::new()).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(target.get(&format!("/v2/a/blobs/{digest}")).await.status, StatusCode::UNAUTHORIZED);
+    // Listings are not audited.
+    target.send(Method::GET, "/v2/a/tags/list", &headers, Bytes::new()).await;
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .filter(|line: &serde_json::Value| line["target"] == "wharf::audit")
+        .collect();
+    let actions: Vec<(&str, &str, u64)> = lines
+        .iter()
+        .map(|l| {
+            let fields = &l["fields"];
+            (fields["action"].as_str().unwrap(), fields["user"].as_str().unwrap(), fields["status"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(actions, [("push", "ann", 201), ("pull", "ann", 200), ("delete", "ann", 202), ("refused", "-", 401)]);
+    for line in &lines {
+        assert!(line["timestamp"].is_string(), "{line}");
+        assert_eq!(line["fields"]["repository"], "a", "{line}");
+        assert_eq!(line["fields"]["reference"], digest.as_str(), "{line}");
+    }
+    assert_eq!(lines[0]["fields"]["digest"], digest.as_str());
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// The whole server over TCP: metrics and health on the debug address, and a shutdown that
+/// lets a request in flight finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_with_debug_address_and_graceful_shutdown() {
+    let work = tempfile::tempdir().unwrap();
+    let debug_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let yaml = format!(
+        "version: 0.1\nlog: {{accesslog: {{disabled: true}}}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\n  draintimeout: 5s\n  debug:\n    addr: 127.0.0.1:{debug_port}\n    prometheus:\n      enabled: true\n      path: /metrics\nhealth:\n  storagedriver:\n    enabled: true\n    interval: 1s\n    threshold: 2\n",
+        work.path().display()
+    );
+    let config = Config::from_yaml(&yaml, "test", Vec::new()).unwrap();
+    let server = Server::new(config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    eventually("the debug address", async || {
+        client.get(format!("http://127.0.0.1:{debug_port}/debug/health")).send().await.is_ok()
+    })
+    .await;
+    assert_eq!(client.get(format!("http://{address}/v2/")).send().await.unwrap().status(), 200);
+    let metrics =
+        client.get(format!("http://127.0.0.1:{debug_port}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("wharf_http_requests_total{route=\"base\",method=\"GET\",status=\"200\"} 1"), "{metrics}");
+    assert!(metrics.contains("wharf_storage_healthy 1"), "{metrics}");
+    let health = client.get(format!("http://127.0.0.1:{debug_port}/debug/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    // A slow upload is in flight when the shutdown begins; it completes.
+    let data = vec![7u8; 256 * 1024];
+    let digest = common::sha256(&data);
+    let (sender, body) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let upload = {
+        let client = client.clone();
+        let stream =
+            futures::stream::unfold(body, |mut body| async move { body.recv().await.map(|item| (item, body)) });
+        tokio::spawn(async move {
+            client
+                .post(format!("http://{address}/v2/slow/blobs/uploads/?digest={digest}"))
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+    };
+    sender.send(Ok(data[..1024].to_vec())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // New connections are refused now.
+    assert!(
+        client.get(format!("http://{address}/v2/")).send().await.is_err(),
+        "a new request was served after the shutdown began"
+    );
+    sender.send(Ok(data[1024..].to_vec())).await.unwrap();
+    drop(sender);
+    assert_eq!(upload.await.unwrap().unwrap(), 201);
+    running.await.unwrap().unwrap();
+}
