@@ -123,3 +123,56 @@ impl Images {
         }
     }
 }
+
+/// A tar archive (ustar) holding one file, as a real image layer needs.
+pub(crate) fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 512];
+    header[..name.len()].copy_from_slice(name.as_bytes());
+    let fields: [(usize, String); 5] = [
+        (100, "0000644\0".to_owned()),
+        (108, "0000000\0".to_owned()),
+        (116, "0000000\0".to_owned()),
+        (124, format!("{:011o}\0", content.len())),
+        (136, "00000000000\0".to_owned()),
+    ];
+    for (offset, text) in fields {
+        header[offset..offset + text.len()].copy_from_slice(text.as_bytes());
+    }
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    // The checksum is of the header with its own field read as spaces.
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|b| u32::from(*b)).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut archive = header.to_vec();
+    archive.extend_from_slice(content);
+    archive.resize(archive.len().div_ceil(512) * 512, 0);
+    archive.extend_from_slice(&[0u8; 1024]);
+    archive
+}
+
+impl Images {
+    /// An image a container engine can unpack: tar layers, and a config naming them.
+    pub(crate) fn runnable(tag: &str) -> Images {
+        let mut images = Images::default();
+        let layers: Vec<(Digest, usize)> = (0..2)
+            .map(|i| images.add_blob(tar_with_file(&format!("file{i}.txt"), format!("{tag} layer {i}\n").as_bytes())))
+            .collect();
+        let config = json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["/file0.txt"]},
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(d, _)| d.to_string()).collect::<Vec<_>>()},
+        });
+        let (config_digest, config_size) = images.add_blob(serde_json::to_vec(&config).unwrap());
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_IMAGE_MANIFEST,
+            "config": {"mediaType": media_type::OCI_IMAGE_CONFIG, "digest": config_digest.to_string(), "size": config_size},
+            "layers": layers.iter().map(|(d, s)| json!({"mediaType": media_type::OCI_LAYER_TAR, "digest": d.to_string(), "size": s})).collect::<Vec<_>>(),
+        });
+        let (manifest_digest, _) = images.add_blob(serde_json::to_vec(&manifest).unwrap());
+        images.tags.insert(tag.to_owned(), images.blobs[&manifest_digest].clone());
+        images
+    }
+}

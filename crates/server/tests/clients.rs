@@ -224,3 +224,109 @@ async fn skopeo_over_tls_with_htpasswd() {
     running.stop().await;
     images.check_layout(&out);
 }
+
+/// The PyPI `oras` SDK, in the virtualenv the test script makes.
+fn oras_python() -> Option<std::path::PathBuf> {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers-venv/bin/python");
+    let found = python.exists()
+        && std::process::Command::new(&python)
+            .args(["-c", "import oras.client"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(python);
+    }
+    assert!(
+        std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
+        "oras_push_pull_and_referrers: WHARF_REQUIRE_PEERS=1 but the oras SDK is not in target/peers-venv (scripts/test installs it)"
+    );
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        b"skipped oras_push_pull_and_referrers: needs the PyPI oras SDK in target/peers-venv (scripts/test installs it)\n",
+    );
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oras_push_pull_and_referrers() {
+    let Some(python) = oras_python() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let running = Running::start(&work.path().join("root"), "", "").await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_round_trip.py");
+    let (host, dir) = (running.address.to_string(), work.path().to_path_buf());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python).arg(script).arg(host).arg(dir).output().expect("python runs")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "oras script failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    assert_eq!(seen["pulled"], serde_json::json!(["hello from oras\n"]));
+    assert_eq!(seen["pulled_referrer"], serde_json::json!(["a signature of the artifact\n"]));
+    assert_eq!(seen["referrer_subject"], seen["artifact"]);
+    assert_eq!(seen["referrers"], serde_json::json!([seen["referrer"].clone()]));
+    // The server stored exactly the bytes it serves.
+    let repository = running.registry.repository(&"oras/demo".parse().unwrap());
+    let stored = repository.get_manifest(&ManifestReference::Tag("v1".into())).await.unwrap();
+    assert_eq!(stored.digest.to_string(), seen["artifact"].as_str().unwrap());
+    running.stop().await;
+}
+
+/// podman, daemonless, with its storage in a temporary folder.
+fn podman(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("storage"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "vfs", "--events-backend", "file", "--cgroup-manager", "cgroupfs"])
+        .args(args)
+        .output()
+        .expect("podman runs");
+    assert!(output.status.success(), "podman {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_push_and_pull() {
+    if !has_peer("podman", "podman_push_and_pull") || !has_peer("skopeo", "podman_push_and_pull") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().to_path_buf();
+    let running = Running::start(&dir.join("root"), "", "").await;
+    let images = Images::runnable("v1");
+    images.write_layout(&dir.join("layout"));
+    let remote = format!("{}/podman/app:v1", running.address);
+    let (id, pulled_id) = {
+        let (dir, remote) = (dir.clone(), remote.clone());
+        tokio::task::spawn_blocking(move || {
+            // Into podman's storage with skopeo: `podman pull oci:` names the image after its
+            // folder, which a temporary folder's name does not suit.
+            let layout = format!("oci:{}:v1", dir.join("layout").display());
+            let storage = format!(
+                "containers-storage:[vfs@{}+{}]localhost/app:v1",
+                dir.join("storage").display(),
+                dir.join("run").display()
+            );
+            skopeo(&["copy", &layout, &storage]);
+            let id = podman(&dir, &["images", "--quiet", "--no-trunc", "localhost/app:v1"]);
+            let id = id.trim_start_matches("sha256:").to_owned();
+            podman(&dir, &["push", "--quiet", "--tls-verify=false", &id, &format!("docker://{remote}")]);
+            podman(&dir, &["rmi", "--force", &id]);
+            let pulled_id = podman(&dir, &["pull", "--quiet", "--tls-verify=false", &format!("docker://{remote}")]);
+            let pulled_id = pulled_id.trim_start_matches("sha256:").to_owned();
+            (id, pulled_id)
+        })
+        .await
+        .unwrap()
+    };
+    // The image came back as itself: its id is its config's digest.
+    assert_eq!(pulled_id, id);
+    let repository = running.registry.repository(&"podman/app".parse().unwrap());
+    let stored = repository.get_manifest(&ManifestReference::Tag("v1".into())).await.unwrap();
+    let manifest = wharf_oci::Manifest::parse(stored.content, None).unwrap();
+    let config = manifest.references().next().unwrap().digest.clone();
+    assert_eq!(config.hex(), id, "the stored manifest's config is not the image podman pushed");
+    running.stop().await;
+}
