@@ -19,6 +19,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::observe::Metrics;
 use crate::route::Route;
 use crate::serve::ClientAddress;
+use crate::token::Scope;
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -91,6 +92,40 @@ pub(crate) async fn handle(State(api): State<Arc<Api>>, request: Request) -> Res
     response
 }
 
+/// What a request needs a token to grant.
+fn needed_scopes(route: &Route, method: &Method, query: Option<&str>) -> Vec<Scope> {
+    let on = |name: &RepositoryName, actions: &[&'static str]| -> Vec<Scope> {
+        actions.iter().map(|action| Scope::repository(name.as_str(), action)).collect()
+    };
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    match route {
+        Route::Base => Vec::new(),
+        Route::Catalog => vec![Scope { kind: "registry", name: "catalog".into(), action: "*" }],
+        Route::Blob { name, .. } | Route::Manifest { name, .. } if *method == Method::DELETE => on(name, &["delete"]),
+        Route::Blob { name, .. }
+        | Route::Manifest { name, .. }
+        | Route::Tags { name }
+        | Route::Referrers { name, .. }
+            if reads =>
+        {
+            on(name, &["pull"])
+        }
+        Route::Uploads { name } => {
+            let mut needs = on(name, &["pull", "push"]);
+            let query = Query::parse(query);
+            if let (Some(_), Some(from)) = (query.get("mount"), query.get("from")) {
+                needs.push(Scope::repository(from, "pull"));
+            }
+            needs
+        }
+        Route::Blob { name, .. }
+        | Route::Manifest { name, .. }
+        | Route::Tags { name }
+        | Route::Referrers { name, .. }
+        | Route::Upload { name, .. } => on(name, &["pull", "push"]),
+    }
+}
+
 /// What the audit log calls a request: pushes, pulls and deletes that succeeded, and every
 /// refusal of who asks or of what is allowed. `None` for the rest (listings, uploads' steps,
 /// misses).
@@ -136,7 +171,17 @@ impl Api {
                 format!("no endpoint at {path}: the API is below {}", self.options.prefix),
             )
         })?;
-        let route = Route::parse(below_prefix)?;
+        let route = Route::parse(below_prefix);
+        if let Some(token) = &self.options.token {
+            // The scope is asked for even of a path that names nothing, so that a client
+            // without a token learns nothing either.
+            let needs = route
+                .as_ref()
+                .map(|route| needed_scopes(route, request.method(), request.uri().query()))
+                .unwrap_or_default();
+            *user = Some(token.authorize(request.headers(), &needs)?.user);
+        }
+        let route = route?;
         let method = request.method().clone();
         let writes = !matches!(method, Method::GET | Method::HEAD);
         if writes && self.options.read_only && route != Route::Base {

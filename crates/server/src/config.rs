@@ -15,6 +15,7 @@ use wharf_storage::StorageConfig;
 
 use crate::ServerOptions;
 use crate::auth::Htpasswd;
+use crate::token::TokenAuth;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -270,11 +271,11 @@ impl Config {
             (_, None) => return Err(invalid("auth.htpasswd.path", "the htpasswd file is not given")),
         };
         htpasswd_section.finish(&mut warnings);
-        if auth.take("token").is_some_and(|token| !token.is_null()) {
-            return Err(invalid(
-                "auth.token",
-                "token authentication is not supported by this version of Wharf; refusing to serve without it",
-            ));
+        let mut token_section = auth.section("token")?;
+        let token = if token_section.is_empty() { None } else { Some(token_config(&mut token_section)?) };
+        token_section.finish(&mut warnings);
+        if htpasswd.is_some() && token.is_some() {
+            return Err(invalid("auth", "htpasswd and token cannot both be configured; choose one"));
         }
         auth.finish(&mut warnings);
         root.finish(&mut warnings);
@@ -290,6 +291,7 @@ impl Config {
         server.host = host;
         server.headers = headers;
         server.htpasswd = htpasswd;
+        server.token = token;
         Ok(Config { log, storage, upload_purging, addr, drain_timeout, tls, debug, storage_health, server, warnings })
     }
 }
@@ -323,6 +325,29 @@ fn tls_config(section: &mut Section) -> Result<Option<TlsConfig>, ConfigError> {
         }
         _ => Err(invalid("http.tls", "certificate and key go together")),
     }
+}
+
+fn token_config(section: &mut Section) -> Result<TokenAuth, ConfigError> {
+    let required = |section: &mut Section, key: &str| -> Result<String, ConfigError> {
+        section.string(key)?.ok_or_else(|| invalid(&format!("auth.token.{key}"), "is required"))
+    };
+    let realm = required(section, "realm")?;
+    let service = required(section, "service")?;
+    let issuer = required(section, "issuer")?;
+    let read = |key: &str, path: Option<String>| -> Result<Option<String>, ConfigError> {
+        path.map(|path| {
+            std::fs::read_to_string(&path)
+                .map_err(|e| invalid(&format!("auth.token.{key}"), format!("cannot read {path}: {e}")))
+        })
+        .transpose()
+    };
+    let certificates = read("rootcertbundle", section.string("rootcertbundle")?)?;
+    let jwks = read("jwks", section.string("jwks")?)?;
+    if certificates.is_none() && jwks.is_none() {
+        return Err(invalid("auth.token", "rootcertbundle or jwks is required to verify tokens"));
+    }
+    TokenAuth::new(&realm, &service, &issuer, certificates.as_deref(), jwks.as_deref())
+        .map_err(|e| invalid("auth.token", e))
 }
 
 fn debug_config(section: &mut Section) -> Result<Option<DebugConfig>, ConfigError> {
@@ -620,7 +645,12 @@ health:
                 "auth.htpasswd.path",
             ),
             ("storage: {inmemory: {}}\nauth: {htpasswd: {realm: r}}", "auth.htpasswd.path"),
-            ("storage: {inmemory: {}}\nauth: {token: {realm: r}}", "auth.token"),
+            ("storage: {inmemory: {}}\nauth: {token: {realm: r}}", "auth.token.service"),
+            ("storage: {inmemory: {}}\nauth: {token: {realm: r, service: s, issuer: i}}", "auth.token"),
+            (
+                "storage: {inmemory: {}}\nauth: {token: {realm: r, service: s, issuer: i, jwks: /nonexistent}}",
+                "auth.token.jwks",
+            ),
         ] {
             match load(text, &[]) {
                 Err(ConfigError::Invalid { key: found, message }) => assert_eq!(found, key, "{text}: {message}"),

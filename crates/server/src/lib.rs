@@ -26,6 +26,7 @@ mod error;
 mod observe;
 mod route;
 mod serve;
+mod token;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub use crate::error::{ApiError, ErrorCode};
 pub use crate::observe::{Health, Metrics};
 pub use crate::route::Route;
 pub use crate::serve::{LOCAL_CONFIG, ServeError, Server, init_logging, shutdown_signal};
+pub use crate::token::{Scope, TokenAuth};
 
 /// How the API behaves; the parts of Distribution's `config.yml` that shape it.
 #[derive(Debug, Clone)]
@@ -68,6 +70,8 @@ pub struct ServerOptions {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Users who may use the API (`auth.htpasswd`); anyone when `None`.
     pub htpasswd: Option<Htpasswd>,
+    /// Bearer tokens from a token server (`auth.token`); none needed when `None`.
+    pub token: Option<TokenAuth>,
     /// Where requests are counted, when metrics are on.
     pub metrics: Option<Metrics>,
     /// The storage health check; while it fails, every request is answered 503.
@@ -88,6 +92,7 @@ impl Default for ServerOptions {
             max_tags: None,
             headers: Vec::new(),
             htpasswd: None,
+            token: None,
             metrics: None,
             health: None,
         }
@@ -134,6 +139,13 @@ impl ServerOptions {
     #[must_use]
     pub fn with_htpasswd(mut self, htpasswd: Option<Htpasswd>) -> ServerOptions {
         self.htpasswd = htpasswd;
+        self
+    }
+
+    /// Sets [`ServerOptions::token`].
+    #[must_use]
+    pub fn with_token(mut self, token: Option<TokenAuth>) -> ServerOptions {
+        self.token = token;
         self
     }
 

@@ -482,3 +482,71 @@ async fn bad_input(target: &Target) {
     assert_eq!(target.get("/v2/ok/tags/list").await.json()["tags"], serde_json::json!(["v1"]));
     assert_eq!(target.get(&format!("/v2/ok/manifests/{digest}")).await.status, StatusCode::OK);
 }
+
+/// Behind a reverse proxy: `Location` follows `X-Forwarded-Proto` and `X-Forwarded-Host`;
+/// `http.host` wins over both; `http.prefix` moves the API; `http.headers` are sent.
+#[tokio::test]
+async fn urls_prefix_and_headers() {
+    let registry = wharf_registry::Registry::new(
+        std::sync::Arc::new(wharf_storage::MemoryDriver::new()),
+        wharf_registry::RegistryOptions::default(),
+    );
+    let target = Target::in_process(wharf_server::router(registry.clone(), ServerOptions::default()));
+    let proxied = target
+        .send(
+            Method::POST,
+            "/v2/p/blobs/uploads/",
+            &[("host", "10.0.0.5:5000"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "registry.example.com")],
+            Bytes::new(),
+        )
+        .await;
+    assert!(
+        location(&proxied).starts_with("https://registry.example.com/v2/p/blobs/uploads/"),
+        "{}",
+        location(&proxied)
+    );
+    let direct = target.send(Method::POST, "/v2/p/blobs/uploads/", &[("host", "10.0.0.5:5000")], Bytes::new()).await;
+    assert!(location(&direct).starts_with("http://10.0.0.5:5000/v2/p/blobs/uploads/"), "{}", location(&direct));
+
+    let mut options = ServerOptions::default().with_prefix("/registry/");
+    options.host = Some("https://public.example.com".into());
+    options.headers = vec![(
+        axum::http::HeaderName::from_static("x-content-type-options"),
+        axum::http::HeaderValue::from_static("nosniff"),
+    )];
+    let target = Target::in_process(wharf_server::router(registry, options));
+    let reply = target
+        .send(
+            Method::POST,
+            "/registry/v2/p/blobs/uploads/",
+            &[("x-forwarded-host", "ignored.example.com")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert!(
+        location(&reply).starts_with("https://public.example.com/registry/v2/p/blobs/uploads/"),
+        "{}",
+        location(&reply)
+    );
+    assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+    let outside = target.get("/v2/").await;
+    assert_eq!((outside.status, outside.error_code().as_str()), (StatusCode::NOT_FOUND, "NOT_FOUND"));
+    assert_eq!(outside.header("x-content-type-options"), Some("nosniff"));
+}
+
+/// `catalog.maxentries` and `tags.maxtags` bound every page, asked for or not.
+#[tokio::test]
+async fn listing_limits() {
+    let (_, router) = app(ServerOptions::default().with_max_catalog_entries(2).with_max_tags(Some(2)));
+    let target = Target::in_process(router);
+    for (repository, tag, seed) in [("a", "t1", 1), ("a", "t2", 2), ("a", "t3", 3), ("b", "x", 4), ("c", "x", 5)] {
+        push_image(&target, repository, tag, seed).await;
+    }
+    let catalog = target.get("/v2/_catalog?n=100").await;
+    assert_eq!(catalog.json()["repositories"], serde_json::json!(["a", "b"]));
+    assert_eq!(catalog.header("link"), Some("</v2/_catalog?n=2&last=b>; rel=\"next\""));
+    let tags = target.get("/v2/a/tags/list").await;
+    assert_eq!(tags.json()["tags"], serde_json::json!(["t1", "t2"]));
+    assert_eq!(tags.header("link"), Some("</v2/a/tags/list?n=2&last=t2>; rel=\"next\""));
+}
