@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod workflows;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -43,7 +45,7 @@ impl Reply {
 /// Where requests go.
 pub enum Target {
     Router(Router),
-    Tcp { base: String, client: reqwest::Client, _server: tokio::task::JoinHandle<()> },
+    Tcp { base: String, client: reqwest::Client, _server: Option<tokio::task::JoinHandle<()>> },
 }
 
 impl Target {
@@ -58,7 +60,12 @@ impl Target {
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
-        Target::Tcp { base: format!("http://{address}"), client: reqwest::Client::new(), _server: server }
+        Target::Tcp { base: format!("http://{address}"), client: reqwest::Client::new(), _server: Some(server) }
+    }
+
+    /// A server running elsewhere, at `base` (`http://127.0.0.1:5000`).
+    pub fn remote(base: String) -> Target {
+        Target::Tcp { base, client: reqwest::Client::new(), _server: None }
     }
 
     pub fn name(&self) -> &'static str {
@@ -87,7 +94,12 @@ impl Target {
             }
             // HTTP clients resolve `..` and `%2e%2e` before sending; the raw request line
             // keeps them.
-            Target::Tcp { base, .. } if path.contains("/..") || path.to_ascii_lowercase().contains("%2e") => {
+            // So does a client that waits for `100 Continue` before sending its body.
+            Target::Tcp { base, .. }
+                if path.contains("/..")
+                    || path.to_ascii_lowercase().contains("%2e")
+                    || headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("expect") && *v == "100-continue") =>
+            {
                 raw_request(base, &method, path, headers, &body).await
             }
             Target::Tcp { base, client, .. } => {
@@ -125,8 +137,23 @@ async fn raw_request(base: &str, method: &Method, path: &str, headers: &[(&str, 
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
-    stream.write_all(body).await.expect("write body");
     let mut answer = Vec::new();
+    if headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("expect") && *v == "100-continue") {
+        // The body goes only after `100 Continue`; a final answer comes instead when the
+        // server refuses without reading it.
+        let mut buffer = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let read = stream.read(&mut buffer).await.expect("read");
+            assert!(read > 0, "the connection closed before an answer");
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        if answer.starts_with(b"HTTP/1.1 100") {
+            answer.clear();
+            stream.write_all(body).await.expect("write body");
+        }
+    } else {
+        stream.write_all(body).await.expect("write body");
+    }
     stream.read_to_end(&mut answer).await.expect("read");
     let split = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
     let head = String::from_utf8_lossy(&answer[..split]).into_owned();
