@@ -47,6 +47,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use wharf_oci::{Algorithm, Descriptor, Digest, Digester, MAX_MANIFEST_BYTES, Manifest, RepositoryName};
 use wharf_storage::{ByteStream, StorageDriver, StorageDriverExt};
 
+mod cache;
 mod error;
 pub mod gc;
 pub mod layout;
@@ -82,6 +83,7 @@ struct Inner {
     driver: Arc<dyn StorageDriver>,
     options: RegistryOptions,
     pulls: pulls::PullLog,
+    manifests: cache::ManifestCache,
 }
 
 impl fmt::Debug for Registry {
@@ -166,7 +168,14 @@ pub struct StoredManifest {
 impl Registry {
     /// A registry storing through `driver`.
     pub fn new(driver: Arc<dyn StorageDriver>, options: RegistryOptions) -> Registry {
-        Registry { inner: Arc::new(Inner { driver, options, pulls: pulls::PullLog::default() }) }
+        Registry {
+            inner: Arc::new(Inner {
+                driver,
+                options,
+                pulls: pulls::PullLog::default(),
+                manifests: cache::ManifestCache::default(),
+            }),
+        }
     }
 
     /// The storage driver underneath.
@@ -760,6 +769,9 @@ impl Repository {
     /// [`Error::ManifestUnknown`].
     pub async fn get_manifest(&self, reference: &ManifestReference) -> Result<StoredManifest> {
         let digest = self.resolve(reference).await?;
+        if let Some((media_type, content)) = self.registry.inner.manifests.get(&digest) {
+            return Ok(StoredManifest { digest, media_type, content });
+        }
         let content = match self.driver().get_content(&layout::blob_data(&digest)).await {
             Ok(content) => content,
             Err(e) if e.is_not_found() => {
@@ -768,7 +780,9 @@ impl Repository {
             Err(e) => return Err(e.into()),
         };
         let manifest = Manifest::parse(content.clone(), None).map_err(Error::ManifestInvalid)?;
-        Ok(StoredManifest { digest, media_type: manifest.media_type().to_owned(), content })
+        let media_type = manifest.media_type().to_owned();
+        self.registry.inner.manifests.insert(digest.clone(), media_type.clone(), content.clone());
+        Ok(StoredManifest { digest, media_type, content })
     }
 
     /// Deletes a manifest and every tag that points to it.

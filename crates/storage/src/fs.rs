@@ -33,10 +33,12 @@ use crate::{ByteStream, FileInfo, FileWriter, StorageDriver};
 
 const NAME: &str = "filesystem";
 const STAGING_DIR: &str = ".wharf+staging";
-/// Reads are served in chunks of this size.
+/// Reads are served in chunks of this size...
 const READ_CHUNK: usize = 1 << 20;
+/// ...with this many read ahead of the consumer.
+const READ_AHEAD: usize = 2;
 /// Writers gather this much before handing it to the blocking pool.
-const WRITE_BUFFER: usize = 4 << 20;
+const WRITE_BUFFER: usize = 1 << 20;
 /// ...or this many chunks, so that a trickle of tiny writes does not pile up.
 const MAX_PENDING_CHUNKS: usize = 1024;
 /// Bulk calls hand this many paths to each blocking call...
@@ -356,18 +358,16 @@ impl StorageDriver for FilesystemDriver {
         if offset > size {
             return Err(Error::InvalidOffset { driver: NAME, path: path.to_owned(), offset, size });
         }
+        // A task reads ahead of the consumer, so that the disk (or page cache) and the
+        // socket work at the same time; it stops when the stream is dropped.
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(READ_AHEAD);
         let inner = self.inner.clone();
         let path = path.to_owned();
-        let remaining = size - offset;
-        Ok(stream::try_unfold((Some(file), remaining), move |(file, remaining)| {
-            let inner = inner.clone();
-            let path = path.clone();
-            async move {
-                let Some(mut file) = file.filter(|_| remaining > 0) else {
-                    return Ok(None);
-                };
+        tokio::spawn(async move {
+            let (mut file, mut remaining) = (file, size - offset);
+            while remaining > 0 {
                 let want = remaining.min(READ_CHUNK as u64) as usize;
-                let (file, chunk) = run_blocking(inner, "read", &path, move |_| {
+                let read = run_blocking(inner.clone(), "read", &path, move |_| {
                     let mut buffer = BytesMut::zeroed(want);
                     let mut filled = 0;
                     while filled < want {
@@ -379,16 +379,29 @@ impl StorageDriver for FilesystemDriver {
                     buffer.truncate(filled);
                     Ok((file, buffer.freeze()))
                 })
-                .await?;
+                .await;
+                let chunk = match read {
+                    Ok((returned, chunk)) => {
+                        file = returned;
+                        chunk
+                    }
+                    Err(e) => {
+                        let _ = sender.send(Err(e)).await;
+                        return;
+                    }
+                };
+                // The file shrank under us: stop at what there is.
                 if chunk.is_empty() {
-                    // The file shrank under us; stop at what there is.
-                    return Ok(None);
+                    return;
                 }
-                let remaining = remaining - chunk.len() as u64;
-                Ok(Some((chunk, (Some(file), remaining))))
+                remaining -= chunk.len() as u64;
+                if sender.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
             }
-        })
-        .boxed())
+        });
+        Ok(stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) })
+            .boxed())
     }
 
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
