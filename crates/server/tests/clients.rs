@@ -330,3 +330,148 @@ async fn podman_push_and_pull() {
     assert_eq!(config.hex(), id, "the stored manifest's config is not the image podman pushed");
     running.stop().await;
 }
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// `http.tls.clientcas` and `minimumtls`: only clients with a certificate from the CA get
+/// in, and only over TLS 1.3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_and_minimum_tls() {
+    if !has_peer("skopeo", "client_certificates_and_minimum_tls")
+        || !has_peer("openssl", "client_certificates_and_minimum_tls")
+    {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "domain.key",
+            "-x509",
+            "-days",
+            "2",
+            "-out",
+            "domain.crt",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-x509",
+            "-days",
+            "2",
+            "-out",
+            "clients-ca.crt",
+            "-subj",
+            "/CN=wharf test client CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=ci-robot",
+        ],
+    );
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "clients-ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "client.cert",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+    // Two certificate folders for skopeo: one trusting the server only, one with the client's
+    // certificate too.
+    let (anonymous, identified) = (dir.join("anonymous"), dir.join("identified"));
+    for folder in [&anonymous, &identified] {
+        std::fs::create_dir_all(folder).unwrap();
+        std::fs::copy(dir.join("domain.crt"), folder.join("server.crt")).unwrap();
+    }
+    std::fs::copy(dir.join("client.cert"), identified.join("client.cert")).unwrap();
+    std::fs::copy(dir.join("client.key"), identified.join("client.key")).unwrap();
+
+    let http = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n    clientcas:\n      - {}\n    minimumtls: tls1.3\n",
+        dir.join("domain.crt").display(),
+        dir.join("domain.key").display(),
+        dir.join("clients-ca.crt").display()
+    );
+    let running = Running::start(&dir.join("root"), &http, "").await;
+    let images = Images::runnable("v1");
+    images.write_layout(&dir.join("layout"));
+    let push = |cert_dir: &std::path::Path| {
+        vec![
+            "copy".to_owned(),
+            format!("--dest-cert-dir={}", cert_dir.display()),
+            format!("oci:{}:v1", dir.join("layout").display()),
+            running.url("mtls/app", "v1"),
+        ]
+    };
+    assert!(!skopeo_succeeds(push(&anonymous)).await, "a client without a certificate got in");
+    skopeo_async(push(&identified)).await;
+    let repository = running.registry.repository(&"mtls/app".parse().unwrap());
+    assert!(repository.get_manifest(&ManifestReference::Tag("v1".into())).await.is_ok());
+
+    // A TLS 1.2 client is turned away at the handshake.
+    let address = running.address.to_string();
+    let (cert, key) = (dir.join("client.cert"), dir.join("client.key"));
+    let tls12 = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("openssl")
+            .args(["s_client", "-tls1_2", "-connect", &address, "-cert"])
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl runs")
+    })
+    .await
+    .unwrap();
+    assert!(!tls12.status.success(), "a TLS 1.2 handshake succeeded: {}", String::from_utf8_lossy(&tls12.stdout));
+    running.stop().await;
+}

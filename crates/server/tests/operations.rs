@@ -222,3 +222,33 @@ async fn server_with_debug_address_and_graceful_shutdown() {
     assert_eq!(upload.await.unwrap().unwrap(), 201);
     running.await.unwrap().unwrap();
 }
+
+/// `storage.maintenance.uploadpurging`: uploads older than `age` are removed in the
+/// background, every `interval`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_uploads_are_purged() {
+    let work = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    uploadpurging:\n      enabled: true\n      age: 1s\n      interval: 1s\n      dryrun: false\nhttp:\n  addr: 127.0.0.1:0\n  relativeurls: true\n",
+        work.path().display()
+    );
+    let config = Config::from_yaml(&yaml, "test", Vec::new()).unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let server = Server::new(config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    let target = Target::remote(format!("http://{address}"));
+    let started = target.send(Method::POST, "/v2/p/blobs/uploads/", &[], Bytes::new()).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED);
+    let upload = common::location(&started);
+    assert_eq!(target.get(&upload).await.status, StatusCode::NO_CONTENT);
+    // Start times are written to the second: the purge may take up to age + interval + 1 s.
+    eventually("the upload's purge", async || target.get(&upload).await.status == StatusCode::NOT_FOUND).await;
+    assert_eq!(target.get(&upload).await.error_code(), "BLOB_UPLOAD_UNKNOWN");
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
