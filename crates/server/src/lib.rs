@@ -38,7 +38,7 @@ pub use crate::config::{Config, ConfigError, DebugConfig, LogConfig, StorageHeal
 pub use crate::error::{ApiError, ErrorCode};
 pub use crate::observe::{Health, Metrics};
 pub use crate::route::Route;
-pub use crate::serve::{LOCAL_CONFIG, ServeError, Server, init_logging, shutdown_signal};
+pub use crate::serve::{LOCAL_CONFIG, LogLines, ServeError, Server, init_logging, shutdown_signal};
 pub use crate::token::{Scope, TokenAuth};
 
 /// How the API behaves; the parts of Distribution's `config.yml` that shape it.

@@ -105,7 +105,16 @@ impl Write for Captured {
 async fn audit_log_has_a_json_line_per_push_pull_delete_and_refusal() {
     let captured = Captured::default();
     let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish();
+    let config = Config::from_yaml(
+        "storage: {inmemory: {}}\nlog: {formatter: json, fields: {service: registry, environment: test}}",
+        "test",
+        Vec::new(),
+    )
+    .unwrap();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .event_format(wharf_server::LogLines::new(&config.log))
+        .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let registry = Registry::new(Arc::new(MemoryDriver::new()), RegistryOptions::default());
@@ -141,18 +150,23 @@ async fn audit_log_has_a_json_line_per_push_pull_delete_and_refusal() {
         .collect();
     let actions: Vec<(&str, &str, u64)> = lines
         .iter()
-        .map(|l| {
-            let fields = &l["fields"];
-            (fields["action"].as_str().unwrap(), fields["user"].as_str().unwrap(), fields["status"].as_u64().unwrap())
-        })
+        .map(|l| (l["action"].as_str().unwrap(), l["user"].as_str().unwrap(), l["status"].as_u64().unwrap()))
         .collect();
     assert_eq!(actions, [("push", "ann", 201), ("pull", "ann", 200), ("delete", "ann", 202), ("refused", "-", 401)]);
     for line in &lines {
-        assert!(line["timestamp"].is_string(), "{line}");
-        assert_eq!(line["fields"]["repository"], "a", "{line}");
-        assert_eq!(line["fields"]["reference"], digest.as_str(), "{line}");
+        assert!(line["time"].is_string(), "{line}");
+        assert_eq!(line["level"], "info", "{line}");
+        assert_eq!(line["repository"], "a", "{line}");
+        assert_eq!(line["reference"], digest.as_str(), "{line}");
+        // `log.fields` are on every line.
+        assert_eq!(
+            (line["service"].as_str(), line["environment"].as_str()),
+            (Some("registry"), Some("test")),
+            "{line}"
+        );
     }
-    assert_eq!(lines[0]["fields"]["digest"], digest.as_str());
+    assert_eq!(lines[0]["digest"], digest.as_str());
+    assert_eq!(lines[0]["msg"], "push");
 }
 
 fn base64_encode(text: &str) -> String {
