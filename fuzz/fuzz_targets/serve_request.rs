@@ -32,7 +32,8 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let Ok(path) = std::str::from_utf8(path) else { continue };
-        let mut builder = Request::builder().method(METHODS[usize::from(method) % METHODS.len()].clone()).uri(format!("/v2/{path}"));
+        let mut builder =
+            Request::builder().method(METHODS[usize::from(method) % METHODS.len()].clone()).uri(format!("/v2/{path}"));
         if let Some(range) = range.filter(|r| !r.is_empty()) {
             builder = builder.header("range", range);
         }
