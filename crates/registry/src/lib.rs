@@ -875,20 +875,38 @@ impl Repository {
     /// # Errors
     /// Storage errors.
     pub async fn tags(&self, n: Option<usize>, last: Option<&str>) -> Result<Vec<String>> {
-        // A tag is listed when its current link exists: one walk finds those, and a tag whose
-        // removal was cut short by a crash is not listed.
-        let root = layout::tags(&self.name);
-        let files: Vec<wharf_storage::FileInfo> = self.driver().walk(&root, None).try_collect().await?;
-        let mut tags: Vec<String> = files
-            .iter()
-            .filter_map(|file| file.path.strip_prefix(&root)?.strip_prefix('/')?.strip_suffix("/current/link"))
-            .filter(|tag| !tag.contains('/') && last.is_none_or(|last| *tag > last))
-            .map(str::to_owned)
-            .collect();
-        tags.sort_unstable();
-        if let Some(n) = n {
-            tags.truncate(n);
+        // A tag is listed when its current link exists, so a tag whose removal was cut short
+        // by a crash is not. The folder names come from one listing; only the links of the
+        // page are looked at.
+        let names: Vec<String> = match self.driver().list(&layout::tags(&self.name)).await {
+            Ok(paths) => paths
+                .iter()
+                .filter_map(|path| path.rsplit('/').next())
+                .filter(|tag| last.is_none_or(|last| *tag > last))
+                .map(str::to_owned)
+                .collect(),
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let wanted = n.unwrap_or(usize::MAX);
+        let mut tags = Vec::new();
+        for batch in names.chunks(256) {
+            if tags.len() >= wanted {
+                break;
+            }
+            let links = batch.iter().map(|tag| layout::tag_current(&self.name, tag)).collect();
+            let found = self.driver().stat_many(links).await?;
+            tags.extend(
+                batch
+                    .iter()
+                    .zip(found)
+                    .filter(|(_, link)| link.as_ref().is_some_and(|l| !l.is_dir))
+                    .map(|(tag, _)| tag.clone()),
+            );
         }
+        // Listings come sorted by path; sort by name all the same, whatever the backend.
+        tags.sort_unstable();
+        tags.truncate(wanted);
         Ok(tags)
     }
 

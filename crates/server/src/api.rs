@@ -16,7 +16,7 @@ use wharf_storage::RedirectMethod;
 
 use crate::ServerOptions;
 use crate::error::{ApiError, ErrorCode};
-use crate::observe::Metrics;
+use crate::observe::{Metrics, health_answer};
 use crate::route::Route;
 use crate::serve::ClientAddress;
 use crate::token::Scope;
@@ -41,18 +41,27 @@ pub(crate) async fn handle(State(api): State<Arc<Api>>, request: Request) -> Res
     let path = request.uri().path().to_owned();
     let client = request.extensions().get::<ConnectInfo<ClientAddress>>().map(|info| info.0.0);
     let mut user = None;
-    let mut response = if path == "/debug/health" {
-        api.health_report()
-    } else {
-        api.dispatch(request, &mut user).await.unwrap_or_else(IntoResponse::into_response)
+    // Read once: the handler, the metrics and the audit log all want it.
+    let route = match path.strip_prefix(api.options.prefix.as_str()) {
+        Some(below) => Route::parse(below),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no endpoint at {path}: the API is below {}", api.options.prefix),
+        )),
     };
+    let mut response = if path == "/debug/health" {
+        let (status, report) = health_answer(api.options.health.as_ref(), api.registry.driver().name());
+        json_response(status, &report)
+    } else {
+        api.dispatch(&route, request, &mut user).await.unwrap_or_else(IntoResponse::into_response)
+    };
+    let route = route.ok();
     let headers = response.headers_mut();
     headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     for (name, value) in &api.options.headers {
         headers.append(name.clone(), value.clone());
     }
 
-    let route = path.strip_prefix(api.options.prefix.as_str()).and_then(|below| Route::parse(below).ok());
     let status = response.status();
     if let Some(metrics) = &api.options.metrics {
         metrics.request(
@@ -154,7 +163,12 @@ impl Api {
         Api { registry, options }
     }
 
-    async fn dispatch(&self, request: Request, user: &mut Option<String>) -> ApiResult {
+    async fn dispatch(
+        &self,
+        route: &Result<Route, ApiError>,
+        request: Request,
+        user: &mut Option<String>,
+    ) -> ApiResult {
         // Who asks comes first: an anonymous client learns nothing, not even what exists.
         if let Some(htpasswd) = &self.options.htpasswd {
             *user = Some(htpasswd.authenticate(request.headers()).await?.user);
@@ -164,14 +178,6 @@ impl Api {
         {
             return Err(ApiError::new(ErrorCode::Unavailable, format!("the registry's storage is failing: {failure}")));
         }
-        let path = request.uri().path();
-        let below_prefix = path.strip_prefix(self.options.prefix.as_str()).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotFound,
-                format!("no endpoint at {path}: the API is below {}", self.options.prefix),
-            )
-        })?;
-        let route = Route::parse(below_prefix);
         if let Some(token) = &self.options.token {
             // The scope is asked for even of a path that names nothing, so that a client
             // without a token learns nothing either.
@@ -181,10 +187,10 @@ impl Api {
                 .unwrap_or_default();
             *user = Some(token.authorize(request.headers(), &needs)?.user);
         }
-        let route = route?;
+        let route = route.as_ref().map_err(Clone::clone)?;
         let method = request.method().clone();
         let writes = !matches!(method, Method::GET | Method::HEAD);
-        if writes && self.options.read_only && route != Route::Base {
+        if writes && self.options.read_only && *route != Route::Base {
             return Err(ApiError::new(
                 ErrorCode::Unsupported,
                 "the registry is in read-only mode (storage.maintenance.readonly)",
@@ -195,38 +201,33 @@ impl Api {
             (Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, &serde_json::json!({}))),
             (Route::Catalog, Method::GET) => self.catalog(&urls, request.uri().query()).await,
             (Route::Blob { name, digest }, method @ (Method::GET | Method::HEAD)) => {
-                self.get_blob(&name, &digest, method == Method::HEAD, request.headers()).await
+                self.get_blob(name, digest, method == Method::HEAD, request.headers()).await
             }
-            (Route::Blob { name, digest }, Method::DELETE) => self.delete_blob(&name, &digest).await,
-            (Route::Uploads { name }, Method::POST) => self.start_upload(&urls, &name, request).await,
-            (Route::Upload { name, id }, Method::GET) => self.upload_status(&urls, &name, &id).await,
-            (Route::Upload { name, id }, Method::PATCH) => self.patch_upload(&urls, &name, &id, request).await,
-            (Route::Upload { name, id }, Method::PUT) => self.finish_upload(&urls, &name, &id, request).await,
+            (Route::Blob { name, digest }, Method::DELETE) => self.delete_blob(name, digest).await,
+            (Route::Uploads { name }, Method::POST) => self.start_upload(&urls, name, request).await,
+            (Route::Upload { name, id }, Method::GET) => self.upload_status(&urls, name, id).await,
+            (Route::Upload { name, id }, Method::PATCH) => self.patch_upload(&urls, name, id, request).await,
+            (Route::Upload { name, id }, Method::PUT) => self.finish_upload(&urls, name, id, request).await,
             (Route::Upload { name, id }, Method::DELETE) => {
-                self.repository(&name).cancel_upload(&id).await?;
+                self.repository(name).cancel_upload(id).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
             (Route::Manifest { name, reference }, method @ (Method::GET | Method::HEAD)) => {
-                self.get_manifest(&name, &reference, method == Method::HEAD, request.headers()).await
+                self.get_manifest(name, reference, method == Method::HEAD, request.headers()).await
             }
             (Route::Manifest { name, reference }, Method::PUT) => {
-                self.put_manifest(&urls, &name, &reference, request).await
+                self.put_manifest(&urls, name, reference, request).await
             }
-            (Route::Manifest { name, reference }, Method::DELETE) => self.delete_manifest(&name, &reference).await,
-            (Route::Tags { name }, Method::GET) => self.tags(&urls, &name, request.uri().query()).await,
+            (Route::Manifest { name, reference }, Method::DELETE) => self.delete_manifest(name, reference).await,
+            (Route::Tags { name }, Method::GET) => self.tags(&urls, name, request.uri().query()).await,
             (Route::Referrers { name, digest }, Method::GET) => {
-                self.referrers(&name, &digest, request.uri().query()).await
+                self.referrers(name, digest, request.uri().query()).await
             }
-            (_, method) => Err(ApiError::new(ErrorCode::Unsupported, format!("{method} is not supported on {path}"))),
+            (_, method) => Err(ApiError::new(
+                ErrorCode::Unsupported,
+                format!("{method} is not supported on {}", request.uri().path()),
+            )),
         }
-    }
-
-    fn health_report(&self) -> Response {
-        let Some(health) = &self.options.health else {
-            return json_response(StatusCode::OK, &serde_json::json!({}));
-        };
-        let status = if health.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        json_response(status, &health.report(self.registry.driver().name()))
     }
 
     /// A request body as the registry takes content: a stream of chunks as they arrive,

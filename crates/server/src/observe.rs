@@ -216,3 +216,12 @@ impl Health {
         }
     }
 }
+
+/// The status and body of `/debug/health`: `200 {}` without a check or while it passes, else
+/// `503` and the failing check.
+pub(crate) fn health_answer(health: Option<&Health>, driver: &str) -> (axum::http::StatusCode, serde_json::Value) {
+    match health {
+        Some(health) if !health.is_healthy() => (axum::http::StatusCode::SERVICE_UNAVAILABLE, health.report(driver)),
+        _ => (axum::http::StatusCode::OK, serde_json::json!({})),
+    }
+}

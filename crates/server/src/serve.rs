@@ -19,7 +19,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use wharf_registry::{Registry, RegistryOptions};
 
-use crate::observe::{Health, Metrics};
+use crate::observe::{Health, Metrics, health_answer};
 use crate::{Config, TlsConfig, router};
 
 /// The configuration used when none is given: filesystem storage in `./registry-data`,
@@ -98,17 +98,8 @@ impl Server {
         let mut app = Router::new().route(
             "/debug/health",
             axum::routing::get(move || {
-                let health = health.clone();
-                async move {
-                    let (status, body) = match &health {
-                        Some(health) if !health.is_healthy() => {
-                            (axum::http::StatusCode::SERVICE_UNAVAILABLE, health.report(driver))
-                        }
-                        Some(health) => (axum::http::StatusCode::OK, health.report(driver)),
-                        None => (axum::http::StatusCode::OK, serde_json::json!({})),
-                    };
-                    (status, axum::Json(body))
-                }
+                let (status, report) = health_answer(health.as_ref(), driver);
+                async move { (status, axum::Json(report)) }
             }),
         );
         if let (Some(metrics), Some(path)) =

@@ -7,66 +7,43 @@ mod images;
 #[path = "../../../testing/peers.rs"]
 mod peers;
 
-use std::net::SocketAddr;
+mod common;
 
 use bytes::Bytes;
+use common::RunningServer;
 use images::Images;
 use peers::{has_peer, skopeo};
 use wharf_oci::Digest;
 use wharf_registry::ManifestReference;
-use wharf_server::{Config, Server};
 
-/// A Wharf server over a filesystem root, on a free loopback port; stopped on drop.
-struct Running {
-    address: SocketAddr,
-    server: Option<tokio::task::JoinHandle<()>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    registry: wharf_registry::Registry,
+/// A Wharf server over a filesystem root with deletes on; `http` holds more lines of the
+/// `http:` section, `top` more sections.
+async fn start(root: &std::path::Path, http: &str, top: &str) -> RunningServer {
+    RunningServer::from_yaml(&format!(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{http}{top}",
+        root.display()
+    ))
+    .await
 }
 
-impl Running {
-    /// `http` holds more lines of the `http:` section, `top` more sections.
-    async fn start(root: &std::path::Path, http: &str, top: &str) -> Running {
-        let yaml = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n{http}{top}",
-            root.display()
-        );
-        let config = Config::from_yaml(&yaml, "test", Vec::new()).expect("config");
-        let server = Server::new(config).await.expect("server");
-        let registry = server.registry().clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            server
-                .run(listener, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-        });
-        Running { address, server: Some(server), stop: Some(stop), registry }
-    }
-
-    fn url(&self, repository: &str, tag: &str) -> String {
-        format!("docker://{}/{repository}:{tag}", self.address)
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.expect("server task");
-        }
-    }
+fn url(running: &RunningServer, repository: &str, tag: &str) -> String {
+    format!("docker://{}/{repository}:{tag}", running.address)
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
+/// Copies every tag of `images` with skopeo, `--all --preserve-digests` and `options`, from
+/// and to where `source` and `destination` say for each tag.
+async fn copy_tags(
+    images: &Images,
+    options: &[String],
+    source: impl Fn(&str) -> String,
+    destination: impl Fn(&str) -> String,
+) {
+    for tag in images.tags.keys() {
+        let mut args = vec!["copy".to_owned(), "--all".to_owned(), "--preserve-digests".to_owned()];
+        args.extend(options.iter().cloned());
+        args.push(source(tag));
+        args.push(destination(tag));
+        skopeo_async(args).await;
     }
 }
 
@@ -86,19 +63,10 @@ async fn skopeo_round_trip() {
     let (layout, root, out) = (work.path().join("layout"), work.path().join("root"), work.path().join("pulled"));
     let images = Images::standard();
     images.write_layout(&layout);
-    let running = Running::start(&root, "", "").await;
-    for tag in images.tags.keys() {
-        let source = format!("oci:{}:{tag}", layout.display());
-        skopeo_async(vec![
-            "copy".into(),
-            "--all".into(),
-            "--preserve-digests".into(),
-            "--dest-tls-verify=false".into(),
-            source,
-            running.url("team/app", tag),
-        ])
+    let running = start(&root, "", "").await;
+    let plain = ["--dest-tls-verify=false".to_owned()];
+    copy_tags(&images, &plain, |tag| format!("oci:{}:{tag}", layout.display()), |tag| url(&running, "team/app", tag))
         .await;
-    }
     // What the server stored is what was pushed.
     let repository = running.registry.repository(&"team/app".parse().unwrap());
     for (tag, raw) in &images.tags {
@@ -111,18 +79,9 @@ async fn skopeo_round_trip() {
     assert_eq!(referrers.len(), 1);
     assert_eq!(referrers[0].digest, Digest::sha256(&images.tags["sbom"]));
 
-    for tag in images.tags.keys() {
-        let destination = format!("oci:{}:{tag}", out.display());
-        skopeo_async(vec![
-            "copy".into(),
-            "--all".into(),
-            "--preserve-digests".into(),
-            "--src-tls-verify=false".into(),
-            running.url("team/app", tag),
-            destination,
-        ])
+    let plain = ["--src-tls-verify=false".to_owned()];
+    copy_tags(&images, &plain, |tag| url(&running, "team/app", tag), |tag| format!("oci:{}:{tag}", out.display()))
         .await;
-    }
     running.stop().await;
     images.check_layout(&out);
 }
@@ -172,30 +131,25 @@ async fn skopeo_over_tls_with_htpasswd() {
         dir.join("domain.key").display()
     );
     let top = format!("auth:\n  htpasswd:\n    realm: Wharf\n    path: {}\n", dir.join("htpasswd").display());
-    let running = Running::start(&dir.join("root"), &http, &top).await;
+    let running = start(&dir.join("root"), &http, &top).await;
     let layout = dir.join("layout");
     let images = Images::standard();
     images.write_layout(&layout);
     let cert_dir = certs.display().to_string();
-    for tag in images.tags.keys() {
-        let source = format!("oci:{}:{tag}", layout.display());
-        skopeo_async(vec![
-            "copy".into(),
-            "--all".into(),
-            "--preserve-digests".into(),
-            format!("--dest-cert-dir={cert_dir}"),
-            "--dest-creds=pusher:wharf-pass".into(),
-            source,
-            running.url("secure/app", tag),
-        ])
-        .await;
-    }
+    let secure = [format!("--dest-cert-dir={cert_dir}"), "--dest-creds=pusher:wharf-pass".to_owned()];
+    copy_tags(
+        &images,
+        &secure,
+        |tag| format!("oci:{}:{tag}", layout.display()),
+        |tag| url(&running, "secure/app", tag),
+    )
+    .await;
     // Without credentials, with wrong ones, or without trusting the certificate: refused.
     let out = dir.join("pulled");
     let pull = |extra: Vec<String>| {
         let mut args = vec!["copy".to_owned(), "--all".to_owned(), "--preserve-digests".to_owned()];
         args.extend(extra);
-        args.push(running.url("secure/app", "image"));
+        args.push(url(&running, "secure/app", "image"));
         args.push(format!("oci:{}:image", dir.join("refused").display()));
         args
     };
@@ -208,19 +162,9 @@ async fn skopeo_over_tls_with_htpasswd() {
         !skopeo_succeeds(pull(vec!["--src-creds=pusher:wharf-pass".into()])).await,
         "untrusted certificate accepted"
     );
-    for tag in images.tags.keys() {
-        let destination = format!("oci:{}:{tag}", out.display());
-        skopeo_async(vec![
-            "copy".into(),
-            "--all".into(),
-            "--preserve-digests".into(),
-            format!("--src-cert-dir={cert_dir}"),
-            "--src-creds=pusher:wharf-pass".into(),
-            running.url("secure/app", tag),
-            destination,
-        ])
+    let secure = [format!("--src-cert-dir={cert_dir}"), "--src-creds=pusher:wharf-pass".to_owned()];
+    copy_tags(&images, &secure, |tag| url(&running, "secure/app", tag), |tag| format!("oci:{}:{tag}", out.display()))
         .await;
-    }
     running.stop().await;
     images.check_layout(&out);
 }
@@ -251,7 +195,7 @@ fn oras_python() -> Option<std::path::PathBuf> {
 async fn oras_push_pull_and_referrers() {
     let Some(python) = oras_python() else { return };
     let work = tempfile::tempdir().unwrap();
-    let running = Running::start(&work.path().join("root"), "", "").await;
+    let running = start(&work.path().join("root"), "", "").await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_round_trip.py");
     let (host, dir) = (running.address.to_string(), work.path().to_path_buf());
     let output = tokio::task::spawn_blocking(move || {
@@ -294,7 +238,7 @@ async fn podman_push_and_pull() {
     }
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().to_path_buf();
-    let running = Running::start(&dir.join("root"), "", "").await;
+    let running = start(&dir.join("root"), "", "").await;
     let images = Images::runnable("v1");
     images.write_layout(&dir.join("layout"));
     let remote = format!("{}/podman/app:v1", running.address);
@@ -441,7 +385,7 @@ async fn client_certificates_and_minimum_tls() {
         dir.join("domain.key").display(),
         dir.join("clients-ca.crt").display()
     );
-    let running = Running::start(&dir.join("root"), &http, "").await;
+    let running = start(&dir.join("root"), &http, "").await;
     let images = Images::runnable("v1");
     images.write_layout(&dir.join("layout"));
     let push = |cert_dir: &std::path::Path| {
@@ -449,7 +393,7 @@ async fn client_certificates_and_minimum_tls() {
             "copy".to_owned(),
             format!("--dest-cert-dir={}", cert_dir.display()),
             format!("oci:{}:v1", dir.join("layout").display()),
-            running.url("mtls/app", "v1"),
+            url(&running, "mtls/app", "v1"),
         ]
     };
     assert!(!skopeo_succeeds(push(&anonymous)).await, "a client without a certificate got in");

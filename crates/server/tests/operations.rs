@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
-use common::{Target, push_image};
+use common::{RunningServer, Target, push_image};
 use wharf_registry::{Registry, RegistryOptions};
-use wharf_server::{Config, Health, Metrics, Server, ServerOptions, router};
+use wharf_server::{Config, Health, Metrics, ServerOptions, router};
 use wharf_storage::{Fault, FaultInjector, MemoryDriver, Operation};
 
 /// Polls `check` until it holds, for at most 10 s.
@@ -184,14 +184,8 @@ async fn server_with_debug_address_and_graceful_shutdown() {
         "version: 0.1\nlog: {{accesslog: {{disabled: true}}}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\n  draintimeout: 5s\n  debug:\n    addr: 127.0.0.1:{debug_port}\n    prometheus:\n      enabled: true\n      path: /metrics\nhealth:\n  storagedriver:\n    enabled: true\n    interval: 1s\n    threshold: 2\n",
         work.path().display()
     );
-    let config = Config::from_yaml(&yaml, "test", Vec::new()).unwrap();
-    let server = Server::new(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(listener, async move {
-        let _ = stopped.await;
-    }));
+    let mut running = RunningServer::from_yaml(&yaml).await;
+    let address = running.address;
     let client = reqwest::Client::new();
     eventually("the debug address", async || {
         client.get(format!("http://127.0.0.1:{debug_port}/debug/health")).send().await.is_ok()
@@ -224,7 +218,7 @@ async fn server_with_debug_address_and_graceful_shutdown() {
     };
     sender.send(Ok(data[..1024].to_vec())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.send(()).unwrap();
+    running.begin_stop();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // New connections are refused now.
     assert!(
@@ -234,7 +228,7 @@ async fn server_with_debug_address_and_graceful_shutdown() {
     sender.send(Ok(data[1024..].to_vec())).await.unwrap();
     drop(sender);
     assert_eq!(upload.await.unwrap().unwrap(), 201);
-    running.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 /// `storage.maintenance.uploadpurging`: uploads older than `age` are removed in the
@@ -246,15 +240,8 @@ async fn old_uploads_are_purged() {
         "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    uploadpurging:\n      enabled: true\n      age: 1s\n      interval: 1s\n      dryrun: false\nhttp:\n  addr: 127.0.0.1:0\n  relativeurls: true\n",
         work.path().display()
     );
-    let config = Config::from_yaml(&yaml, "test", Vec::new()).unwrap();
-    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-    let server = Server::new(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(listener, async move {
-        let _ = stopped.await;
-    }));
+    let running = RunningServer::from_yaml(&yaml).await;
+    let address = running.address;
     let target = Target::remote(format!("http://{address}"));
     let started = target.send(Method::POST, "/v2/p/blobs/uploads/", &[], Bytes::new()).await;
     assert_eq!(started.status, StatusCode::ACCEPTED);
@@ -263,6 +250,5 @@ async fn old_uploads_are_purged() {
     // Start times are written to the second: the purge may take up to age + interval + 1 s.
     eventually("the upload's purge", async || target.get(&upload).await.status == StatusCode::NOT_FOUND).await;
     assert_eq!(target.get(&upload).await.error_code(), "BLOB_UPLOAD_UNKNOWN");
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
+    running.stop().await;
 }

@@ -251,3 +251,51 @@ pub async fn push_image(target: &Target, name: &str, tag: &str, seed: u8) -> (Ve
     assert_eq!(reply.header("docker-content-digest"), Some(digest.as_str()));
     (manifest, digest)
 }
+
+/// A whole `Server` built from configuration text, on a free loopback port (`http.addr` is
+/// not used); stopped by `stop`, or aborted on drop.
+pub struct RunningServer {
+    pub address: std::net::SocketAddr,
+    pub registry: Registry,
+    server: Option<tokio::task::JoinHandle<Result<(), wharf_server::ServeError>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RunningServer {
+    pub async fn from_yaml(yaml: &str) -> RunningServer {
+        let config = wharf_server::Config::from_yaml(yaml, "test", Vec::new()).expect("config");
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let server = wharf_server::Server::new(config).await.expect("server");
+        let registry = server.registry().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(server.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        RunningServer { address, registry, server: Some(server), stop: Some(stop) }
+    }
+
+    /// Begins the graceful shutdown.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Shuts down and waits for the server to finish.
+    pub async fn stop(mut self) {
+        self.begin_stop();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("serve");
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
