@@ -1,20 +1,16 @@
 //! `cargo run --release --example gc -- config.yml [--dry-run] [--delete-untagged] [--grace 1h]`
 //!
 //! Collects garbage in the registry that Distribution's `config.yml` describes (its
-//! `storage:` section), and prints what was deleted. Unlike `registry garbage-collect`, it
-//! may run while the registry serves pushes.
+//! `storage:` section, with `REGISTRY_*` overrides, as the registry example reads it), and
+//! prints what was deleted. Unlike `registry garbage-collect`, it may run while the
+//! registry serves pushes.
 
 #![allow(clippy::print_stdout, reason = "an example prints its report")]
 
 use std::time::Duration;
 
 use wharf::registry::{GcOptions, Registry, RegistryOptions};
-use wharf::storage::StorageConfig;
-
-#[derive(serde::Deserialize)]
-struct Config {
-    storage: StorageConfig,
-}
+use wharf::server::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,8 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let path = path.ok_or("usage: gc config.yml [--dry-run] [--delete-untagged] [--grace 1h]")?;
-    let config: Config =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(&path)?).map_err(|e| format!("{path}: {e}"))?;
+    let config = Config::from_file(&path)?;
     let registry = Registry::new(config.storage.build().await?, RegistryOptions::default());
 
     let started = std::time::Instant::now();

@@ -210,6 +210,7 @@ impl Api {
             (Route::Upload { name, id }, Method::PUT) => self.finish_upload(&urls, name, id, request).await,
             (Route::Upload { name, id }, Method::DELETE) => {
                 self.repository(name).cancel_upload(id).await?;
+                self.count(Metrics::upload_cancelled);
                 Ok(empty(StatusCode::NO_CONTENT))
             }
             (Route::Manifest { name, reference }, method @ (Method::GET | Method::HEAD)) => {
@@ -334,11 +335,13 @@ impl Api {
         } else if let Some(digest) = query.get("digest") {
             let digest = parse_digest(digest)?;
             let body = self.body(request.into_body());
+            self.count(Metrics::upload_started);
             repository.put_blob(&digest, body).await?;
             self.count(Metrics::blob_pushed);
             return blob_created(urls, name, &digest);
         }
         let upload = repository.start_upload().await?;
+        self.count(Metrics::upload_started);
         upload_response(StatusCode::ACCEPTED, urls, name, &upload.id, 0)
     }
 

@@ -78,6 +78,22 @@ pub struct UploadPurging {
     pub dry_run: bool,
 }
 
+/// `storage.maintenance.garbagecollect`: a Wharf key (Distribution ignores it), for garbage
+/// collection in the background while the registry serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GarbageCollection {
+    /// `interval`: how often to collect (default 24h); the first run comes one interval
+    /// after start.
+    pub interval: Duration,
+    /// `dryrun`: only report what would go.
+    pub dry_run: bool,
+    /// `deleteuntagged`: also delete manifests no tag reaches.
+    pub delete_untagged: bool,
+    /// `grace`: content written this recently is kept (default 1h).
+    pub grace_period: Duration,
+}
+
 /// `http.tls`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -122,6 +138,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `storage.maintenance.uploadpurging`, when enabled.
     pub upload_purging: Option<UploadPurging>,
+    /// `storage.maintenance.garbagecollect`, when enabled.
+    pub garbage_collection: Option<GarbageCollection>,
     /// `http.addr`: where to listen.
     pub addr: SocketAddr,
     /// `http.draintimeout`: how long requests in flight may take at shutdown.
@@ -203,13 +221,25 @@ impl Config {
         let upload_purging = if purging.boolean("enabled")?.unwrap_or(!purging.is_empty()) {
             Some(UploadPurging {
                 age: purging.duration("age")?.unwrap_or(Duration::from_secs(168 * 3600)),
-                interval: purging.duration("interval")?.unwrap_or(Duration::from_secs(24 * 3600)),
+                interval: purging.period("interval")?.unwrap_or(Duration::from_secs(24 * 3600)),
                 dry_run: purging.boolean("dryrun")?.unwrap_or(false),
             })
         } else {
             None
         };
         purging.finish(&mut warnings);
+        let mut collecting = maintenance.section("garbagecollect")?;
+        let garbage_collection = if collecting.boolean("enabled")?.unwrap_or(!collecting.is_empty()) {
+            Some(GarbageCollection {
+                interval: collecting.period("interval")?.unwrap_or(Duration::from_secs(24 * 3600)),
+                dry_run: collecting.boolean("dryrun")?.unwrap_or(false),
+                delete_untagged: collecting.boolean("deleteuntagged")?.unwrap_or(false),
+                grace_period: collecting.duration("grace")?.unwrap_or(Duration::from_secs(3600)),
+            })
+        } else {
+            None
+        };
+        collecting.finish(&mut warnings);
         let read_only =
             maintenance.section("readonly")?.finish_with(|s| s.boolean("enabled"), &mut warnings)?.unwrap_or(false);
         maintenance.finish(&mut warnings);
@@ -245,7 +275,7 @@ impl Config {
         let mut driver_health = health.section("storagedriver")?;
         let storage_health = if driver_health.boolean("enabled")?.unwrap_or(false) {
             Some(StorageHealth {
-                interval: driver_health.duration("interval")?.unwrap_or(Duration::from_secs(10)),
+                interval: driver_health.period("interval")?.unwrap_or(Duration::from_secs(10)),
                 threshold: u32::try_from(driver_health.number("threshold")?.unwrap_or(1))
                     .map_err(|_| invalid("health.storagedriver.threshold", "too large"))?,
             })
@@ -292,7 +322,19 @@ impl Config {
         server.headers = headers;
         server.htpasswd = htpasswd;
         server.token = token;
-        Ok(Config { log, storage, upload_purging, addr, drain_timeout, tls, debug, storage_health, server, warnings })
+        Ok(Config {
+            log,
+            storage,
+            upload_purging,
+            garbage_collection,
+            addr,
+            drain_timeout,
+            tls,
+            debug,
+            storage_health,
+            server,
+            warnings,
+        })
     }
 }
 
@@ -480,6 +522,15 @@ impl Section {
         }
     }
 
+    /// A duration that sets how often something runs: zero is refused.
+    fn period(&mut self, key: &str) -> Result<Option<Duration>, ConfigError> {
+        let path = self.key(key);
+        match self.duration(key)? {
+            Some(period) if period.is_zero() => Err(invalid(&path, "expected a duration above zero")),
+            period => Ok(period),
+        }
+    }
+
     /// `http.headers`: names to lists of values (a single value is taken too).
     fn headers(&mut self) -> Result<Vec<(axum::http::HeaderName, axum::http::HeaderValue)>, ConfigError> {
         let path = self.key("headers");
@@ -609,6 +660,26 @@ health:
     }
 
     #[test]
+    fn garbage_collection_schedule() {
+        let config = load("storage: {inmemory: {}}", &[]).unwrap();
+        assert_eq!(config.garbage_collection, None);
+        let text = "storage:\n  inmemory: {}\n  maintenance:\n    garbagecollect:\n      interval: 6h\n      deleteuntagged: true\n      grace: 30m\n";
+        let config = load(text, &[]).unwrap();
+        assert_eq!(
+            config.garbage_collection,
+            Some(GarbageCollection {
+                interval: Duration::from_secs(6 * 3600),
+                dry_run: false,
+                delete_untagged: true,
+                grace_period: Duration::from_secs(1800),
+            })
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let config = load(text, &[("REGISTRY_STORAGE_MAINTENANCE_GARBAGECOLLECT_ENABLED", "false")]).unwrap();
+        assert_eq!(config.garbage_collection, None);
+    }
+
+    #[test]
     fn unknown_keys_are_warnings() {
         let text = "storage: {inmemory: {}}\nnotifications: {endpoints: []}\nhttp: {addr: ':5000', bogus: 1}\nproxy: {remoteurl: https://registry-1.docker.io}\n";
         let config = load(text, &[]).unwrap();
@@ -637,6 +708,18 @@ health:
                 "health.storagedriver.interval",
             ),
             ("storage: {inmemory: {}}\ncatalog: {maxentries: -1}", "catalog.maxentries"),
+            (
+                "storage: {inmemory: {}, maintenance: {uploadpurging: {enabled: true, interval: 0s}}}",
+                "storage.maintenance.uploadpurging.interval",
+            ),
+            (
+                "storage: {inmemory: {}, maintenance: {garbagecollect: {interval: 0s}}}",
+                "storage.maintenance.garbagecollect.interval",
+            ),
+            (
+                "storage: {inmemory: {}, maintenance: {garbagecollect: {deleteuntagged: sometimes}}}",
+                "storage.maintenance.garbagecollect.deleteuntagged",
+            ),
             ("storage: {inmemory: {}}\nhttp: {headers: {'Bad Header': [x]}}", "http.headers"),
             ("storage: {filesystem: {rootdirectory: 5, maxthreads: lots}}", "storage"),
             ("http: {addr: ':5000'}", "storage"),

@@ -34,7 +34,9 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
 
 pub use crate::auth::{Htpasswd, HtpasswdError, Identity};
-pub use crate::config::{Config, ConfigError, DebugConfig, LogConfig, StorageHealth, TlsConfig, UploadPurging};
+pub use crate::config::{
+    Config, ConfigError, DebugConfig, GarbageCollection, LogConfig, StorageHealth, TlsConfig, UploadPurging,
+};
 pub use crate::error::{ApiError, ErrorCode};
 pub use crate::observe::{Health, Metrics};
 pub use crate::route::Route;

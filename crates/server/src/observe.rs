@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use wharf_registry::Registry;
+use wharf_registry::{GcReport, Registry};
 
 /// The labels of a request count.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -23,6 +23,13 @@ struct RequestLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: &'static str,
+}
+
+/// The label of a garbage collection run.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+    dry_run: bool,
 }
 
 /// The server's counters, in Prometheus' text format at `http.debug.prometheus.path`.
@@ -40,7 +47,17 @@ struct MetricsInner {
     bytes_sent: Counter,
     blobs_pushed: Counter,
     manifests_pushed: Counter,
+    uploads_started: Counter,
+    uploads_cancelled: Counter,
+    uploads_purged: Counter,
     storage_healthy: Gauge,
+    gc_runs: Family<OutcomeLabels, Counter>,
+    gc_duration: Histogram,
+    gc_manifests_deleted: Counter,
+    gc_blobs_deleted: Counter,
+    gc_bytes_freed: Counter,
+    gc_blobs_restored: Counter,
+    gc_last_success: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -73,9 +90,37 @@ impl Metrics {
         registry.register("blobs_pushed", "Uploads completed into blobs", blobs_pushed.clone());
         let manifests_pushed = Counter::default();
         registry.register("manifests_pushed", "Manifests stored", manifests_pushed.clone());
+        let uploads_started = Counter::default();
+        registry.register("uploads_started", "Uploads opened (monolithic pushes included)", uploads_started.clone());
+        let uploads_cancelled = Counter::default();
+        registry.register("uploads_cancelled", "Uploads cancelled by their client", uploads_cancelled.clone());
+        let uploads_purged = Counter::default();
+        registry.register("uploads_purged", "Abandoned uploads removed by upload purging", uploads_purged.clone());
         let storage_healthy = Gauge::default();
         storage_healthy.set(1);
         registry.register("storage_healthy", "1 while the storage health check passes", storage_healthy.clone());
+        let gc_runs = Family::<OutcomeLabels, Counter>::default();
+        registry.register("gc_runs", "Garbage collections run, by outcome", gc_runs.clone());
+        let gc_duration = Histogram::new(exponential_buckets(0.01, 4.0, 10));
+        registry.register("gc_duration_seconds", "Time a garbage collection took", gc_duration.clone());
+        let gc_manifests_deleted = Counter::default();
+        registry.register("gc_manifests_deleted", "Manifests garbage collection deleted", gc_manifests_deleted.clone());
+        let gc_blobs_deleted = Counter::default();
+        registry.register("gc_blobs_deleted", "Blobs garbage collection deleted", gc_blobs_deleted.clone());
+        let gc_bytes_freed = Counter::default();
+        registry.register("gc_freed_bytes", "Bytes the deleted blobs held", gc_bytes_freed.clone());
+        let gc_blobs_restored = Counter::default();
+        registry.register(
+            "gc_blobs_restored",
+            "Blobs set aside and put back because a push needed them",
+            gc_blobs_restored.clone(),
+        );
+        let gc_last_success = Gauge::default();
+        registry.register(
+            "gc_last_success_timestamp_seconds",
+            "When the last garbage collection that did not fail ended (Unix time)",
+            gc_last_success.clone(),
+        );
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
@@ -85,7 +130,17 @@ impl Metrics {
                 bytes_sent,
                 blobs_pushed,
                 manifests_pushed,
+                uploads_started,
+                uploads_cancelled,
+                uploads_purged,
                 storage_healthy,
+                gc_runs,
+                gc_duration,
+                gc_manifests_deleted,
+                gc_blobs_deleted,
+                gc_bytes_freed,
+                gc_blobs_restored,
+                gc_last_success,
             }),
         }
     }
@@ -111,6 +166,41 @@ impl Metrics {
 
     pub(crate) fn manifest_pushed(&self) {
         self.inner.manifests_pushed.inc();
+    }
+
+    pub(crate) fn upload_started(&self) {
+        self.inner.uploads_started.inc();
+    }
+
+    pub(crate) fn upload_cancelled(&self) {
+        self.inner.uploads_cancelled.inc();
+    }
+
+    pub(crate) fn uploads_purged(&self, count: usize) {
+        self.inner.uploads_purged.inc_by(count as u64);
+    }
+
+    /// Records a garbage collection that took `took`: its outcome, and what it deleted.
+    /// A dry run counts as a run, but deletes nothing.
+    pub fn gc_finished(&self, outcome: Result<&GcReport, &wharf_registry::Error>, dry_run: bool, took: Duration) {
+        let inner = &self.inner;
+        inner.gc_duration.observe(took.as_secs_f64());
+        let report = match outcome {
+            Ok(report) => report,
+            Err(_) => {
+                inner.gc_runs.get_or_create(&OutcomeLabels { outcome: "failed", dry_run }).inc();
+                return;
+            }
+        };
+        inner.gc_runs.get_or_create(&OutcomeLabels { outcome: "ok", dry_run }).inc();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        inner.gc_last_success.set(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
+        if !report.dry_run {
+            inner.gc_manifests_deleted.inc_by(report.manifests_deleted.len() as u64);
+            inner.gc_blobs_deleted.inc_by(report.blobs_deleted.len() as u64);
+            inner.gc_bytes_freed.inc_by(report.bytes_freed);
+            inner.gc_blobs_restored.inc_by(report.blobs_restored as u64);
+        }
     }
 
     /// The text exposition.

@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use wharf_registry::{Registry, RegistryOptions};
+use wharf_registry::{GcOptions, GcReport, Registry, RegistryOptions};
 
 use crate::observe::{Health, Metrics, health_answer};
 use crate::{Config, TlsConfig, router};
@@ -76,6 +76,16 @@ impl Server {
         &self.registry
     }
 
+    /// Collects garbage in the registry it serves, while it serves, and records the run in
+    /// the metrics and the log. `storage.maintenance.garbagecollect` calls this on a
+    /// schedule; an embedding service may call it when it likes.
+    ///
+    /// # Errors
+    /// What [`Registry::collect_garbage`] returns.
+    pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport, wharf_registry::Error> {
+        collect_garbage(&self.registry, self.metrics.as_ref(), options).await
+    }
+
     /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -130,19 +140,39 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let purging = self.config.upload_purging.clone().map(|purging| {
-            let registry = self.registry.clone();
+            let (registry, metrics) = (self.registry.clone(), self.metrics.clone());
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(purging.interval);
                 loop {
                     every.tick().await;
                     match registry.purge_uploads(purging.age, purging.dry_run).await {
                         Ok(purged) => {
-                            for upload in purged {
+                            for upload in &purged {
                                 tracing::info!(repository = %upload.repository, id = %upload.id, dry_run = purging.dry_run, "purged an old upload");
+                            }
+                            if let Some(metrics) = metrics.as_ref().filter(|_| !purging.dry_run) {
+                                metrics.uploads_purged(purged.len());
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "upload purging failed"),
                     }
+                }
+            })
+        });
+        let collecting = self.config.garbage_collection.clone().map(|schedule| {
+            let (registry, metrics) = (self.registry.clone(), self.metrics.clone());
+            let mut options = GcOptions::default();
+            options.dry_run = schedule.dry_run;
+            options.delete_untagged = schedule.delete_untagged;
+            options.grace_period = schedule.grace_period;
+            tokio::spawn(async move {
+                let start = tokio::time::Instant::now() + schedule.interval;
+                let mut every = tokio::time::interval_at(start, schedule.interval);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    // A failed run is logged and counted; the next one tries again.
+                    let _ = collect_garbage(&registry, metrics.as_ref(), &options).await;
                 }
             })
         });
@@ -185,11 +215,39 @@ impl Server {
                 Ok(())
             }
         };
-        for task in [purging, checks, debug].into_iter().flatten() {
+        for task in [purging, collecting, checks, debug].into_iter().flatten() {
             task.abort();
         }
         Ok(result?)
     }
+}
+
+async fn collect_garbage(
+    registry: &Registry,
+    metrics: Option<&Metrics>,
+    options: &GcOptions,
+) -> Result<GcReport, wharf_registry::Error> {
+    let started = Instant::now();
+    let outcome = registry.collect_garbage(options).await;
+    let took = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.gc_finished(outcome.as_ref(), options.dry_run, took);
+    }
+    match &outcome {
+        Ok(report) => tracing::info!(
+            dry_run = report.dry_run,
+            manifests_deleted = report.manifests_deleted.len(),
+            blobs_deleted = report.blobs_deleted.len(),
+            bytes_freed = report.bytes_freed,
+            blobs_restored = report.blobs_restored,
+            manifests_kept = report.manifests_kept,
+            blobs_marked = report.blobs_marked,
+            took = ?took,
+            "garbage collection finished"
+        ),
+        Err(e) => tracing::warn!(error = %e, took = ?took, "garbage collection failed"),
+    }
+    outcome
 }
 
 impl std::fmt::Debug for Server {

@@ -71,6 +71,7 @@ async fn metrics_count_requests_and_bytes() {
         "wharf_http_requests_total{route=\"uploads\",method=\"POST\",status=\"201\"} 2",
         "wharf_blobs_pushed_total 2",
         "wharf_manifests_pushed_total 1",
+        "wharf_uploads_started_total 2",
     ] {
         assert!(text.contains(line), "no {line:?} in\n{text}");
     }
@@ -250,5 +251,66 @@ async fn old_uploads_are_purged() {
     // Start times are written to the second: the purge may take up to age + interval + 1 s.
     eventually("the upload's purge", async || target.get(&upload).await.status == StatusCode::NOT_FOUND).await;
     assert_eq!(target.get(&upload).await.error_code(), "BLOB_UPLOAD_UNKNOWN");
+    running.stop().await;
+}
+
+/// `storage.maintenance.garbagecollect`: the server collects garbage on a schedule while it
+/// serves, and the debug address counts the runs, what they deleted, and the uploads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_gc_and_upload_figures_in_metrics() {
+    let work = tempfile::tempdir().unwrap();
+    let debug_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let yaml = format!(
+        "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      age: 1s\n      interval: 1s\n    garbagecollect:\n      enabled: true\n      interval: 1s\n      deleteuntagged: true\nhttp:\n  addr: 127.0.0.1:0\n  relativeurls: true\n  debug:\n    addr: 127.0.0.1:{debug_port}\n    prometheus:\n      enabled: true\n      path: /metrics\n",
+        work.path().display()
+    );
+    let running = RunningServer::from_yaml(&yaml).await;
+    let target = Target::remote(format!("http://{}", running.address));
+    let (manifest, _) = push_image(&target, "team/app", "stable", 1).await;
+    let loose = b"a blob no manifest uses";
+    let loose_digest = common::push_blob(&target, "team/app", loose).await;
+    let cancelled = target.send(Method::POST, "/v2/team/app/blobs/uploads/", &[], Bytes::new()).await;
+    let reply = target.send(Method::DELETE, &common::location(&cancelled), &[], Bytes::new()).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let abandoned = target.send(Method::POST, "/v2/team/app/blobs/uploads/", &[], Bytes::new()).await;
+    assert_eq!(abandoned.status, StatusCode::ACCEPTED);
+    // Everything pushed so far is made two hours old, past the default grace period. The
+    // collector runs meanwhile and may move a file away under `find`: `-c` keeps `touch` from
+    // creating it again, and a run that finds the blob too new simply leaves it for the next.
+    let _ = std::process::Command::new("find")
+        .arg(work.path())
+        .args(["-exec", "touch", "-c", "-d", "2 hours ago", "{}", "+"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+
+    let blob = format!("/v2/team/app/blobs/{loose_digest}");
+    eventually("the loose blob's collection", async || {
+        target.send(Method::HEAD, &blob, &[], Bytes::new()).await.status == StatusCode::NOT_FOUND
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let metrics_url = format!("http://127.0.0.1:{debug_port}/metrics");
+    let mut text = String::new();
+    eventually("the purge of the abandoned upload", async || {
+        text = client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        text.contains("wharf_uploads_purged_total 1")
+    })
+    .await;
+    for line in [
+        "wharf_uploads_started_total 5",
+        "wharf_uploads_cancelled_total 1",
+        "wharf_gc_runs_total{outcome=\"ok\",dry_run=\"false\"}",
+        "wharf_gc_duration_seconds_count",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    assert!(!text.contains("outcome=\"failed\""), "{text}");
+    assert_eq!(counter(&text, "wharf_gc_blobs_deleted_total"), 1, "{text}");
+    assert_eq!(counter(&text, "wharf_gc_freed_bytes_total"), loose.len() as u64, "{text}");
+    assert_eq!(counter(&text, "wharf_gc_manifests_deleted_total"), 0, "{text}");
+    assert!(counter(&text, "wharf_gc_last_success_timestamp_seconds") > 1_700_000_000, "{text}");
+    // The tagged image is whole.
+    assert_eq!(target.get("/v2/team/app/manifests/stable").await.body, manifest);
     running.stop().await;
 }
