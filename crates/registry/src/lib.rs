@@ -377,6 +377,14 @@ impl fmt::Debug for Repository {
     }
 }
 
+/// Where an upload's content is once its digest is verified.
+enum Verified {
+    /// Still in the upload's writer, to be published where the blob goes.
+    Staged(Box<dyn wharf_storage::FileWriter>),
+    /// Published at the upload's own data path.
+    Published,
+}
+
 fn new_upload_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -482,7 +490,8 @@ impl Repository {
     pub async fn start_upload(&self) -> Result<UploadStatus> {
         let id = new_upload_id();
         let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        self.driver().put_content(&layout::upload_started_at(&self.name, &id), Bytes::from(started)).await?;
+        // An upload's state is scratch: a crash may lose it, and the client starts over.
+        self.driver().put_scratch(&layout::upload_started_at(&self.name, &id), Bytes::from(started)).await?;
         let writer = self.driver().writer(&layout::upload_data(&self.name, &id), false).await?;
         writer.close().await?;
         Ok(UploadStatus { id, size: 0 })
@@ -514,7 +523,7 @@ impl Repository {
         // Keep what arrived, failure or not: the state first, so a state exists for every
         // size the data can be found at.
         let state_path = layout::upload_hash_state(&self.name, id, Algorithm::Sha256, digester.len());
-        self.driver().put_content(&state_path, Bytes::from(digester.save_state())).await?;
+        self.driver().put_scratch(&state_path, Bytes::from(digester.save_state())).await?;
         let size = writer.size();
         writer.close().await?;
         received?;
@@ -531,7 +540,11 @@ impl Repository {
     where
         S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
     {
-        let (mut writer, mut digester) = self.resume_upload(id, None).await?;
+        // Whether the registry has the blob already is asked while the upload is reopened.
+        let (resumed, existing) =
+            futures::future::join(self.resume_upload(id, None), self.registry.blob_size(expected)).await;
+        let (mut writer, mut digester) = resumed?;
+        let existing = existing?.is_some();
         if let Some(chunk) = last_chunk
             && let Err(e) = self.receive(writer.as_mut(), &mut digester, chunk).await
         {
@@ -540,20 +553,19 @@ impl Repository {
             return Err(e);
         }
         let size = writer.size();
-        if expected.algorithm() == Algorithm::Sha256 {
+        let content = if expected.algorithm() == Algorithm::Sha256 {
             let actual = digester.finalize();
             if actual != *expected {
                 let _ = writer.cancel().await;
                 let _ = self.cancel_upload(id).await;
                 return Err(Error::DigestMismatch { expected: expected.clone(), actual });
             }
-        }
-        let data = layout::upload_data(&self.name, id);
-        writer.commit().await?;
-        if expected.algorithm() != Algorithm::Sha256 {
-            // The saved state is sha256's; other algorithms read the data once more.
+            Verified::Staged(writer)
+        } else {
+            // The saved state is sha256's; other algorithms read the published data once more.
+            writer.commit().await?;
             let mut other = Digester::new(expected.algorithm());
-            let mut stream = self.driver().reader(&data, 0).await?;
+            let mut stream = self.driver().reader(&layout::upload_data(&self.name, id), 0).await?;
             while let Some(chunk) = stream.try_next().await? {
                 other.update(&chunk);
             }
@@ -561,22 +573,34 @@ impl Repository {
                 let _ = self.cancel_upload(id).await;
                 return Err(Error::DigestMismatch { expected: expected.clone(), actual });
             }
-        }
-        let moved = self.registry.blob_size(expected).await?.is_none();
-        if moved {
-            self.driver().rename(&data, &layout::blob_data(expected)).await?;
-        }
-        self.registry.write_link(&layout::layer_link(&self.name, expected), expected).await?;
-        // Write, then verify: a garbage collection may have set the blob aside meanwhile.
-        if self.registry.blob_size(expected).await?.is_none() {
-            if moved {
+            Verified::Published
+        };
+        let upload_dir = layout::upload_dir(&self.name, id);
+        let link = layout::layer_link(&self.name, expected);
+        // Write, then verify: a garbage collection may set the blob aside at any time.
+        if existing {
+            // The registry has these bytes: link them, and keep ours only if a collection
+            // took the other copy meanwhile.
+            self.registry.write_link(&link, expected).await?;
+            if self.registry.blob_size(expected).await?.is_none() {
+                self.place_blob(id, expected, content).await?;
+            } else if let Verified::Staged(writer) = content {
+                writer.cancel().await?;
+            }
+            self.driver().delete(&upload_dir).await?;
+        } else {
+            self.place_blob(id, expected, content).await?;
+            self.registry.write_link(&link, expected).await?;
+            // The upload's leftovers go while the blob is checked.
+            let (size_now, ()) = futures::future::try_join(async { self.registry.blob_size(expected).await }, async {
+                Ok(self.driver().delete(&upload_dir).await?)
+            })
+            .await?;
+            if size_now.is_none() {
                 // Ours was taken: the client uploads again.
                 return Err(Error::BlobUnknown { repository: self.name.clone(), digest: expected.clone() });
             }
-            // Another copy was taken; this upload holds the same content and takes its place.
-            self.driver().rename(&data, &layout::blob_data(expected)).await?;
         }
-        self.driver().delete(&layout::upload_dir(&self.name, id)).await?;
         Ok(BlobInfo { digest: expected.clone(), size })
     }
 
@@ -593,6 +617,19 @@ impl Repository {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Makes an upload's verified content the blob, replacing any copy already there.
+    async fn place_blob(&self, id: &str, digest: &Digest, content: Verified) -> Result<()> {
+        let blob = layout::blob_data(digest);
+        let published_here = match content {
+            Verified::Staged(writer) => writer.commit_to(&blob).await?,
+            Verified::Published => false,
+        };
+        if !published_here {
+            self.driver().rename(&layout::upload_data(&self.name, id), &blob).await?;
+        }
+        Ok(())
     }
 
     async fn open_upload(&self, id: &str) -> Result<Box<dyn wharf_storage::FileWriter>> {

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 use axum::http::{Method, StatusCode};
 use common::Target;
+use common::content::{blob_pushes, content_kinds};
 use common::workflows::{bad_input, deletes_refused, discovery, management, pull, push, read_only};
 
 /// An example as `cargo test --workspace` builds it, next to this test's binary.
@@ -97,6 +98,8 @@ async fn spec_workflows_against_the_example() {
         ("discovery", deletes),
         ("management", deletes),
         ("bad_input", deletes),
+        ("content_kinds", deletes),
+        ("blob_pushes", deletes),
         ("deletes_refused", ""),
         ("read_only", "  maintenance:\n    readonly:\n      enabled: true\n"),
     ] {
@@ -108,6 +111,8 @@ async fn spec_workflows_against_the_example() {
             "discovery" => discovery(&target).await,
             "management" => management(&target).await,
             "bad_input" => bad_input(&target).await,
+            "content_kinds" => content_kinds(&target).await,
+            "blob_pushes" => blob_pushes(&target).await,
             "deletes_refused" => deletes_refused(&target).await,
             _ => read_only(&target).await,
         }

@@ -5,6 +5,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
+use common::content::{blob_pushes, content_kinds};
 use common::workflows::{bad_input, deletes_refused, discovery, management, pull, push, read_only};
 use common::{Target, app, location, push_image, sha256};
 use wharf_server::ServerOptions;
@@ -35,6 +36,8 @@ workflow!(push, ServerOptions::default());
 workflow!(discovery, ServerOptions::default());
 workflow!(management, ServerOptions::default().with_delete_enabled(true));
 workflow!(deletes_refused, ServerOptions::default());
+workflow!(content_kinds, ServerOptions::default().with_delete_enabled(true));
+workflow!(blob_pushes, ServerOptions::default().with_delete_enabled(true));
 workflow!(bad_input, ServerOptions::default().with_delete_enabled(true));
 workflow!(read_only, ServerOptions::default().with_read_only(true));
 workflow!(auth_matrix, ServerOptions::default().with_delete_enabled(true).with_htpasswd(Some(users())));

@@ -17,7 +17,7 @@ use crate::{ByteStream, FileInfo, FileWriter, RedirectMethod, StorageDriver};
 pub enum Operation {
     /// [`StorageDriver::get_content`].
     GetContent,
-    /// [`StorageDriver::put_content`].
+    /// [`StorageDriver::put_content`] and [`StorageDriver::put_scratch`].
     PutContent,
     /// [`StorageDriver::reader`].
     Reader,
@@ -27,7 +27,7 @@ pub enum Operation {
     Write,
     /// [`FileWriter::close`].
     Close,
-    /// [`FileWriter::commit`].
+    /// [`FileWriter::commit`] and [`FileWriter::commit_to`].
     Commit,
     /// [`FileWriter::cancel`].
     Cancel,
@@ -196,6 +196,11 @@ impl<D: StorageDriver> StorageDriver for FaultInjector<D> {
         self.inner.put_content(path, content).await
     }
 
+    async fn put_scratch(&self, path: &str, content: Bytes) -> Result<()> {
+        check(&self.schedule, self.name(), Operation::PutContent, path).await?;
+        self.inner.put_scratch(path, content).await
+    }
+
     async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {
         check(&self.schedule, self.name(), Operation::Reader, path).await?;
         self.inner.reader(path, offset).await
@@ -292,6 +297,11 @@ impl FileWriter for FaultyWriter {
     async fn commit(self: Box<Self>) -> Result<()> {
         check(&self.schedule, self.driver, Operation::Commit, &self.path).await?;
         self.inner.commit().await
+    }
+
+    async fn commit_to(self: Box<Self>, path: &str) -> Result<bool> {
+        check(&self.schedule, self.driver, Operation::Commit, &self.path).await?;
+        self.inner.commit_to(path).await
     }
 
     async fn cancel(self: Box<Self>) -> Result<()> {

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Every change is written to a temporary or staged file, fsynced, renamed into place, and the
-//! directory fsynced, so a crash leaves the old file or the new one. Emptied directories are
+//! directory fsynced, so a crash leaves the old file or the new one; `put_scratch` and a
+//! writer's `close` skip the fsyncs, as the contract lets them. Emptied directories are
 //! removed, so the tree looks like the other backends' (no empty directories). Blocking
 //! calls run on tokio's blocking pool, at most `maxthreads` at a time.
 
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
@@ -215,15 +216,19 @@ impl Inner {
     /// sync deletions either), and a sync would cost a disk flush each.
     fn remove(&self, path: &str) -> io::Result<bool> {
         let mut found = false;
-        for target in [self.full(path), self.staged(path)] {
+        for (target, staged) in [(self.full(path), false), (self.staged(path), true)] {
             let removed = match fs::symlink_metadata(&target) {
-                Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(&target),
-                Ok(_) => fs::remove_file(&target),
+                // The staging area keeps empty folders: only staged files count as found.
+                Ok(metadata) if metadata.is_dir() => {
+                    let held = !staged || holds_files(&target)?;
+                    fs::remove_dir_all(&target).map(|()| held)
+                }
+                Ok(_) => fs::remove_file(&target).map(|()| true),
                 Err(e) => Err(e),
             };
             match removed {
-                Ok(()) => {
-                    found = true;
+                Ok(held) => {
+                    found |= held;
                     if let Some(dir) = target.parent() {
                         self.prune(dir);
                     }
@@ -270,16 +275,25 @@ impl Inner {
             }
             match OpenOptions::new().write(true).create(true).truncate(true).open(path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 10 => attempts += 1,
+                // An empty folder the staging area kept where this file goes: it yields.
+                Err(e) if e.kind() == io::ErrorKind::IsADirectory && attempts < 10 => {
+                    attempts += 1;
+                    fs::remove_dir(path).map_err(|_| e)?;
+                }
                 result => return result,
             }
         }
     }
 
-    /// Removes the empty directories from `dir` up to the root (or the staging root).
+    /// Removes the empty directories from `dir` up to the root. Below the staging root only
+    /// `dir` itself goes: the folders above it (a repository's `_uploads`, say) are kept for
+    /// the next write, which would otherwise create the whole chain again; there are no more
+    /// of them than folders written to.
     fn prune(&self, mut dir: &Path) {
         let staging_files = self.root.join(STAGING_DIR).join("files");
+        let staged = dir.starts_with(&staging_files);
         while dir != self.root && dir != staging_files && dir.starts_with(&self.root) {
-            if fs::remove_dir(dir).is_err() {
+            if fs::remove_dir(dir).is_err() || staged {
                 break;
             }
             match dir.parent() {
@@ -288,6 +302,17 @@ impl Inner {
             }
         }
     }
+}
+
+/// Whether a folder has a file anywhere below it.
+fn holds_files(dir: &Path) -> io::Result<bool> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() || holds_files(&entry.path())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -337,6 +362,24 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
+    async fn put_scratch(&self, path: &str, content: Bytes) -> Result<()> {
+        validate_path(NAME, path)?;
+        let owned = path.to_owned();
+        self.blocking("write", path, move |inner| {
+            let (temp, mut file) = inner.temp_file()?;
+            let written = file.write_all(&content);
+            drop(file);
+            match written.and_then(|()| inner.move_into_place(&temp, &inner.full(&owned))) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let _ = fs::remove_file(&temp);
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+
     async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {
         validate_path(NAME, path)?;
         let owned = path.to_owned();
@@ -368,16 +411,10 @@ impl StorageDriver for FilesystemDriver {
             while remaining > 0 {
                 let want = remaining.min(READ_CHUNK as u64) as usize;
                 let read = run_blocking(inner.clone(), "read", &path, move |_| {
-                    let mut buffer = BytesMut::zeroed(want);
-                    let mut filled = 0;
-                    while filled < want {
-                        match file.read(&mut buffer[filled..])? {
-                            0 => break,
-                            n => filled += n,
-                        }
-                    }
-                    buffer.truncate(filled);
-                    Ok((file, buffer.freeze()))
+                    // Read into spare capacity: no zeroing first.
+                    let mut buffer = Vec::with_capacity(want);
+                    Read::by_ref(&mut file).take(want as u64).read_to_end(&mut buffer)?;
+                    Ok((file, Bytes::from(buffer)))
                 })
                 .await;
                 let chunk = match read {
@@ -416,7 +453,8 @@ impl StorageDriver for FilesystemDriver {
                             let size = file.metadata()?.len();
                             return Ok((file, size));
                         }
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        // Nothing staged (an empty folder the staging area kept is nothing).
+                        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::IsADirectory) => {
                             let committed = fs::metadata(inner.full(&owned))?;
                             if committed.is_dir() || committed.len() != 0 {
                                 return Err(io::ErrorKind::NotFound.into());
@@ -654,7 +692,34 @@ struct FsWriter {
 }
 
 impl FsWriter {
-    async fn flush(&mut self, sync: bool) -> Result<()> {
+    /// Publishes the staged file at `to` in one blocking call: the last chunks, the sync, the
+    /// rename and the folder's sync.
+    async fn publish(mut self: Box<Self>, to: String) -> Result<()> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::backend(NAME, "commit", &self.path, io::Error::other("an earlier write failed")))?;
+        let chunks = std::mem::take(&mut self.pending);
+        let path = self.path.clone();
+        self.driver
+            .blocking("commit", &self.path, move |inner| {
+                for chunk in &chunks {
+                    file.write_all(chunk)?;
+                }
+                file.sync_all()?;
+                drop(file);
+                let staged = inner.staged(&path);
+                inner.rename_into_place(&staged, &inner.full(&to))?;
+                if let Some(dir) = staged.parent() {
+                    inner.prune(dir);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Writes the pending chunks, without a sync.
+    async fn flush(&mut self) -> Result<()> {
         let mut file = self
             .file
             .take()
@@ -666,9 +731,6 @@ impl FsWriter {
             .blocking("write", &self.path, move |_| {
                 for chunk in &chunks {
                     file.write_all(chunk)?;
-                }
-                if sync {
-                    file.sync_all()?;
                 }
                 Ok(file)
             })
@@ -688,7 +750,7 @@ impl FileWriter for FsWriter {
         self.pending_len += data.len();
         self.pending.push(data);
         if self.pending_len >= WRITE_BUFFER || self.pending.len() >= MAX_PENDING_CHUNKS {
-            self.flush(false).await?;
+            self.flush().await?;
         }
         Ok(())
     }
@@ -698,23 +760,22 @@ impl FileWriter for FsWriter {
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {
-        self.flush(true).await
+        if self.pending.is_empty() && self.file.is_some() {
+            return Ok(());
+        }
+        // Not synced: the contract lets a crash lose the end of a closed write.
+        self.flush().await
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.flush(true).await?;
-        drop(self.file.take());
+    async fn commit(self: Box<Self>) -> Result<()> {
         let path = self.path.clone();
-        self.driver
-            .blocking("commit", &self.path, move |inner| {
-                let staged = inner.staged(&path);
-                inner.rename_into_place(&staged, &inner.full(&path))?;
-                if let Some(dir) = staged.parent() {
-                    inner.prune(dir);
-                }
-                Ok(())
-            })
-            .await
+        self.publish(path).await
+    }
+
+    async fn commit_to(self: Box<Self>, path: &str) -> Result<bool> {
+        validate_path(NAME, path)?;
+        self.publish(path.to_owned()).await?;
+        Ok(true)
     }
 
     async fn cancel(mut self: Box<Self>) -> Result<()> {

@@ -42,9 +42,12 @@
 //!   a directory disappears with its last file.
 //! - **`put_content`** replaces a file atomically: a reader sees the old content or the new one,
 //!   never a mix, also after a crash.
+//! - **`put_scratch`** is `put_content` without the durability: a crash may leave the file
+//!   old, new, empty or missing, never a mix.
 //! - **Writers** stage their content out of sight. `close` keeps it for a later
-//!   `writer(path, true)` (from this process or another, after a restart too); `commit`
-//!   publishes it at `path`, replacing what was there; `cancel` discards it. `writer(path,
+//!   `writer(path, true)` (from this process or another, after a restart too, though a crash
+//!   may lose its end); `commit` publishes it at `path` durably, replacing what was there
+//!   (`commit_to` at another path, where the backend can); `cancel` discards it. `writer(path,
 //!   false)` discards any staged content and starts empty; `writer(path, true)` resumes the
 //!   staged content, or starts empty when only an empty committed file is there, and is
 //!   [`Error::NotFound`] otherwise. One path has one staged write at a time: two writers open
@@ -145,6 +148,18 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`Error::InvalidPath`], or [`Error::Backend`] when the store fails.
     async fn put_content(&self, path: &str, content: Bytes) -> Result<()>;
+
+    /// Writes a whole file as [`put_content`](Self::put_content) does, except that the write
+    /// need not be durable when this returns: after a crash the file may hold its old content,
+    /// the new one, or be empty or missing. Readers still never see a mix. For state a crash
+    /// may lose harmlessly, such as an upload's progress, where a disk flush per write would
+    /// cost more than it saves.
+    ///
+    /// # Errors
+    /// As [`put_content`](Self::put_content).
+    async fn put_scratch(&self, path: &str, content: Bytes) -> Result<()> {
+        self.put_content(path, content).await
+    }
 
     /// Streams a file's content from `offset`. An offset equal to the size gives an empty
     /// stream.
@@ -269,10 +284,14 @@ pub trait FileWriter: Send + fmt::Debug {
     /// The size of everything written so far, staged content included.
     fn size(&self) -> u64;
 
-    /// Keeps what was written, out of sight, for a later `writer(path, true)`.
+    /// Keeps what was written, out of sight, for a later `writer(path, true)`, from this
+    /// process or another. It need not be durable: after a crash the staged content may be
+    /// shorter than what was written, or hold zeros past the last commit's flush, so a caller
+    /// that resumes after a crash checks what it finds (a registry verifies the digest at the
+    /// end). [`commit`](Self::commit) is what makes content durable.
     ///
     /// # Errors
-    /// [`Error::Backend`] when the content could not be made durable.
+    /// [`Error::Backend`] when the store fails.
     async fn close(self: Box<Self>) -> Result<()>;
 
     /// Publishes the content at the writer's path, replacing what was there.
@@ -280,6 +299,21 @@ pub trait FileWriter: Send + fmt::Debug {
     /// # Errors
     /// [`Error::Backend`] when the store fails; nothing is published then.
     async fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Publishes the content at `path` instead of the writer's own path, where the backend
+    /// can do that in one step, and answers whether it did. A backend that cannot (S3, whose
+    /// uploads are bound to their key) publishes at the writer's own path as
+    /// [`commit`](Self::commit) does and answers `false`, for the caller to move the file.
+    /// Either way the writer's staged content is gone, and what was published is durable.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPath`] for a bad `path`, before anything is published; otherwise as
+    /// [`commit`](Self::commit).
+    async fn commit_to(self: Box<Self>, path: &str) -> Result<bool> {
+        validate_path("writer", path)?;
+        self.commit().await?;
+        Ok(false)
+    }
 
     /// Discards the content, staged parts included.
     ///

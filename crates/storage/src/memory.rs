@@ -258,6 +258,17 @@ impl FileWriter for MemoryWriter {
         Ok(())
     }
 
+    async fn commit_to(self: Box<Self>, to: &str) -> Result<bool> {
+        validate_path(NAME, to)?;
+        let MemoryWriter { driver, path, buffer } = *self;
+        let file = File { data: buffer.freeze(), modified: SystemTime::now() };
+        driver.write(|s| {
+            s.staged.remove(&path);
+            s.files.insert(to.to_owned(), file);
+        });
+        Ok(true)
+    }
+
     async fn cancel(self: Box<Self>) -> Result<()> {
         self.driver.write(|s| s.staged.remove(&self.path));
         Ok(())

@@ -68,6 +68,7 @@ pub async fn run_all_with(driver: &dyn StorageDriver, options: &SuiteOptions) {
     empty_file(driver).await;
     truncating_overwrite(driver).await;
     put_content_repeated(driver).await;
+    put_scratch(driver).await;
     read_missing(driver).await;
     reader_offsets(driver).await;
     writer_content_invisible_until_commit(driver).await;
@@ -76,6 +77,7 @@ pub async fn run_all_with(driver: &dyn StorageDriver, options: &SuiteOptions) {
     append_resume_after_zero_byte_write(driver).await;
     append_without_staged_content(driver).await;
     writer_cancel(driver).await;
+    writer_commit_to(driver).await;
     writer_restart_replaces_staged(driver).await;
     list(driver).await;
     rename(driver).await;
@@ -225,6 +227,7 @@ pub async fn invalid_paths(driver: &dyn StorageDriver) {
             other => case.fail(format!("{what}({path:?}): expected InvalidPath, got {other:?}")),
         };
         refused("put_content", driver.put_content(path, Bytes::from_static(b"x")).await);
+        refused("put_scratch", driver.put_scratch(path, Bytes::from_static(b"x")).await);
         refused("get_content", driver.get_content(path).await.map(drop));
         refused("reader", driver.reader(path, 0).await.map(drop));
         refused("writer", driver.writer(path, false).await.map(drop));
@@ -337,6 +340,29 @@ pub async fn put_content_repeated(driver: &dyn StorageDriver) {
         case.put("file", test_data(round, 100 + round as usize * 37)).await;
     }
     case.expect_content("file", &test_data(19, 100 + 19 * 37)).await;
+    case.finish().await;
+}
+
+/// `put_scratch` writes and replaces whole files as `put_content` does, creating folders,
+/// and its files list, rename and delete like any other.
+pub async fn put_scratch(driver: &dyn StorageDriver) {
+    let case = Case::start(driver, "put_scratch").await;
+    let path = case.path("deep/folder/state");
+    for round in 0..5u64 {
+        let content = test_data(round, 10 + round as usize * 1000);
+        if let Err(e) = driver.put_scratch(&path, content.clone()).await {
+            case.fail(format!("put_scratch, round {round}: {e}"));
+        }
+        case.expect_content("deep/folder/state", &content).await;
+    }
+    case.put("deep/folder/other", "x").await;
+    if driver.list(&case.path("deep/folder")).await.ok() != Some(vec![case.path("deep/folder/other"), path.clone()]) {
+        case.fail("the scratch file is not listed beside the other");
+    }
+    if let Err(e) = driver.rename(&path, &case.path("moved")).await {
+        case.fail(format!("rename of a scratch file: {e}"));
+    }
+    case.expect_content("moved", &test_data(4, 4010)).await;
     case.finish().await;
 }
 
@@ -495,6 +521,37 @@ pub async fn writer_cancel(driver: &dyn StorageDriver) {
     case.ok("write", writer.write(Bytes::from_static(b"dropped")).await);
     case.ok("cancel", writer.cancel().await);
     case.expect_content("file", b"kept").await;
+    case.finish().await;
+}
+
+/// `commit_to` publishes a resumed write at another path (or, where the backend cannot, at
+/// its own, saying so), replacing what was there, and leaves nothing staged; a bad target
+/// path is refused before anything is published.
+pub async fn writer_commit_to(driver: &dyn StorageDriver) {
+    let case = Case::start(driver, "writer_commit_to").await;
+    let (path, target) = (case.path("upload/data"), case.path("blobs/ab/data"));
+    let content = test_data(11, 3 * MIB + 17);
+    let mut writer = case.ok("writer", driver.writer(&path, false).await);
+    case.ok("write", writer.write(content.slice(..MIB)).await);
+    case.ok("close", writer.close().await);
+    let writer = case.ok("writer(append)", driver.writer(&path, true).await);
+    match writer.commit_to("/not a path").await {
+        Err(Error::InvalidPath { .. }) => {}
+        other => case.fail(format!("commit_to a bad path: expected InvalidPath, got {other:?}")),
+    }
+    let mut writer = case.ok("writer(append) after the refusal", driver.writer(&path, true).await);
+    if writer.size() != MIB as u64 {
+        case.fail(format!("the refused commit_to changed the staged size to {}", writer.size()));
+    }
+    case.ok("write", writer.write(content.slice(MIB..)).await);
+    case.put("blobs/ab/data", &b"an older copy"[..]).await;
+    if !case.ok("commit_to", writer.commit_to(&target).await) {
+        // The backend published at the writer's path: the caller moves it.
+        case.ok("rename", driver.rename(&path, &target).await);
+    }
+    case.expect_content("blobs/ab/data", &content).await;
+    case.expect_not_found("get_content of the writer's path", driver.get_content(&path).await);
+    case.expect_not_found("writer(append) after commit_to", driver.writer(&path, true).await);
     case.finish().await;
 }
 

@@ -98,6 +98,31 @@ async fn staging_is_invisible_and_unaddressable() {
     assert_eq!(driver.list("/").await.unwrap(), ["/b"]);
 }
 
+/// The staging area keeps the folders above a finished write (a repository's `_uploads`), so
+/// the next write does not create them again; they never count as content.
+#[tokio::test]
+async fn staging_keeps_folders_but_they_hold_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path()).unwrap();
+    let mut writer = driver.writer("/repo/_uploads/one/data", false).await.unwrap();
+    writer.write(Bytes::from_static(b"blob")).await.unwrap();
+    assert!(writer.commit_to("/blobs/ab/data").await.unwrap());
+    assert!(dir.path().join(".wharf+staging/files/repo/_uploads").is_dir());
+    assert!(!dir.path().join(".wharf+staging/files/repo/_uploads/one").exists());
+    // A kept folder is no staged write: deleting it finds nothing, resuming it finds nothing.
+    assert!(matches!(driver.delete("/repo").await, Err(Error::NotFound { .. })));
+    let mut writer = driver.writer("/x/y/z", false).await.unwrap();
+    writer.write(Bytes::from_static(b"gone")).await.unwrap();
+    writer.cancel().await.unwrap();
+    assert!(matches!(driver.writer("/x/y", true).await, Err(Error::NotFound { .. })));
+    // A file may go where a kept folder is.
+    let mut writer = driver.writer("/x/y", false).await.unwrap();
+    writer.write(Bytes::from_static(b"file")).await.unwrap();
+    writer.commit().await.unwrap();
+    assert_eq!(driver.get_content("/x/y").await.unwrap(), "file");
+    assert_eq!(driver.get_content("/blobs/ab/data").await.unwrap(), "blob");
+}
+
 #[tokio::test]
 async fn emptied_directories_are_removed() {
     let dir = tempfile::tempdir().unwrap();

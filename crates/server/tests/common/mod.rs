@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod content;
 pub mod workflows;
 
 use std::sync::Arc;

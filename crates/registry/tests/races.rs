@@ -1,0 +1,148 @@
+//! A blob push that finishes while a garbage collection takes the blob away: the collection's
+//! move is played at the worst moment (just as the push links the blob), on the memory and
+//! filesystem backends.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::{self, BoxStream};
+use wharf_oci::{Digest, RepositoryName};
+use wharf_registry::{Error, Registry, RegistryOptions, layout};
+use wharf_storage::{
+    ByteStream, FileInfo, FileWriter, FilesystemDriver, MemoryDriver, RedirectMethod, Result, StorageDriver,
+    StorageDriverExt,
+};
+
+/// A driver that, when the link `armed` names is written, first moves the blob away as a
+/// collection would (once).
+#[derive(Debug)]
+struct TakesTheBlob {
+    inner: Arc<dyn StorageDriver>,
+    armed: Mutex<Option<(String, Digest)>>,
+}
+
+impl TakesTheBlob {
+    fn arm(&self, link: String, digest: Digest) {
+        *self.armed.lock().unwrap_or_else(PoisonError::into_inner) = Some((link, digest));
+    }
+}
+
+#[async_trait]
+impl StorageDriver for TakesTheBlob {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn get_content(&self, path: &str) -> Result<Bytes> {
+        self.inner.get_content(path).await
+    }
+
+    async fn put_content(&self, path: &str, content: Bytes) -> Result<()> {
+        let taken = {
+            let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
+            if armed.as_ref().is_some_and(|(link, _)| link == path) { armed.take() } else { None }
+        };
+        if let Some((_, digest)) = taken {
+            self.inner.rename(&layout::blob_data(&digest), "/taken-by-the-collector").await?;
+        }
+        self.inner.put_content(path, content).await
+    }
+
+    async fn put_scratch(&self, path: &str, content: Bytes) -> Result<()> {
+        self.inner.put_scratch(path, content).await
+    }
+
+    async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {
+        self.inner.reader(path, offset).await
+    }
+
+    async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
+        self.inner.writer(path, append).await
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileInfo> {
+        self.inner.stat(path).await
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<String>> {
+        self.inner.list(path).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.inner.rename(from, to).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        self.inner.delete(path).await
+    }
+
+    fn walk(&self, path: &str, start_after: Option<&str>) -> BoxStream<'static, Result<FileInfo>> {
+        self.inner.walk(path, start_after)
+    }
+
+    async fn redirect_url(&self, path: &str, method: RedirectMethod) -> Result<Option<url::Url>> {
+        self.inner.redirect_url(path, method).await
+    }
+}
+
+fn chunk(data: &'static [u8]) -> stream::Iter<std::vec::IntoIter<Result<Bytes>>> {
+    stream::iter(vec![Ok(Bytes::from_static(data))])
+}
+
+async fn uploads_left(driver: &dyn StorageDriver, name: &RepositoryName) -> usize {
+    driver.walk(&layout::uploads(name), None).count().await
+}
+
+async fn collection_during_push(inner: Arc<dyn StorageDriver>) {
+    let driver = Arc::new(TakesTheBlob { inner, armed: Mutex::new(None) });
+    let registry = Registry::new(driver.clone(), RegistryOptions::default());
+    let (first, second): (RepositoryName, RepositoryName) =
+        ("team/first".parse().unwrap(), "team/second".parse().unwrap());
+    let data: &'static [u8] = b"a layer both repositories push";
+    let digest = Digest::sha256(data);
+
+    // The registry has the blob when the second push finishes, and loses it just as the push
+    // links it: the pushed copy takes its place.
+    registry.repository(&first).put_blob(&digest, chunk(data)).await.unwrap();
+    driver.arm(layout::layer_link(&second, &digest), digest.clone());
+    let second_repository = registry.repository(&second);
+    second_repository.put_blob(&digest, chunk(data)).await.unwrap();
+    assert_eq!(driver.read_all(&layout::blob_data(&digest), 0).await.unwrap(), data);
+    assert_eq!(driver.get_content("/taken-by-the-collector").await.unwrap(), data);
+    assert_eq!(second_repository.stat_blob(&digest).await.unwrap().size, data.len() as u64);
+    assert_eq!(uploads_left(driver.as_ref(), &second).await, 0);
+
+    // A blob the registry has: pushed again, it is linked, and the upload leaves nothing.
+    let third: RepositoryName = "team/third".parse().unwrap();
+    registry.repository(&third).put_blob(&digest, chunk(data)).await.unwrap();
+    assert_eq!(registry.repository(&third).stat_blob(&digest).await.unwrap().size, data.len() as u64);
+    assert_eq!(uploads_left(driver.as_ref(), &third).await, 0);
+
+    // A new blob taken just as it is linked: the push fails, so the client pushes again, and
+    // then it is there.
+    let fresh: &'static [u8] = b"a layer only one repository pushes";
+    let fresh_digest = Digest::sha256(fresh);
+    driver.delete("/taken-by-the-collector").await.unwrap();
+    driver.arm(layout::layer_link(&first, &fresh_digest), fresh_digest.clone());
+    let repository = registry.repository(&first);
+    match repository.put_blob(&fresh_digest, chunk(fresh)).await {
+        Err(Error::BlobUnknown { digest, .. }) => assert_eq!(digest, fresh_digest),
+        other => panic!("expected BlobUnknown, got {other:?}"),
+    }
+    assert_eq!(uploads_left(driver.as_ref(), &first).await, 0);
+    repository.put_blob(&fresh_digest, chunk(fresh)).await.unwrap();
+    assert_eq!(driver.read_all(&layout::blob_data(&fresh_digest), 0).await.unwrap(), fresh);
+}
+
+#[tokio::test]
+async fn on_memory() {
+    collection_during_push(Arc::new(MemoryDriver::new())).await;
+}
+
+#[tokio::test]
+async fn on_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    collection_during_push(Arc::new(FilesystemDriver::new(dir.path()).unwrap())).await;
+}
