@@ -468,6 +468,25 @@ impl Repository {
         Ok(info)
     }
 
+    /// Links a blob the registry holds into this repository, whichever repository pushed
+    /// it: the spec's mount without `from`. The caller decides whether the client may read
+    /// what it names (a registry whose users may each read only some repositories should not
+    /// offer this).
+    ///
+    /// # Errors
+    /// [`Error::BlobUnknown`] when the registry does not have it.
+    pub async fn link_blob(&self, digest: &Digest) -> Result<BlobInfo> {
+        let unknown = || Error::BlobUnknown { repository: self.name.clone(), digest: digest.clone() };
+        let size = self.registry.blob_size(digest).await?.ok_or_else(unknown)?;
+        self.registry.write_link(&layout::layer_link(&self.name, digest), digest).await?;
+        // Write, then verify: a garbage collection may have set the blob aside meanwhile.
+        if self.registry.blob_size(digest).await?.is_none() {
+            let _ = self.driver().delete(&layout::layer_dir(&self.name, digest)).await;
+            return Err(unknown());
+        }
+        Ok(BlobInfo { digest: digest.clone(), size })
+    }
+
     /// Stores a whole blob whose digest is known up front; the content is verified before it
     /// becomes visible.
     ///

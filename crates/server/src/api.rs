@@ -325,11 +325,22 @@ impl Api {
     async fn start_upload(&self, urls: &Urls, name: &RepositoryName, request: Request) -> ApiResult {
         let query = Query::parse(request.uri().query());
         let repository = self.repository(name);
-        if let (Some(mount), Some(from)) = (query.get("mount"), query.get("from")) {
+        if let Some(mount) = query.get("mount") {
             // A mount that cannot be made falls back to an upload, as the spec allows.
-            if let (Ok(digest), Ok(from)) = (mount.parse::<Digest>(), from.parse::<RepositoryName>())
-                && repository.mount_blob(&digest, &from).await.is_ok()
-            {
+            let mounted = match (mount.parse::<Digest>().ok(), query.get("from")) {
+                (Some(digest), Some(from)) => match from.parse::<RepositoryName>() {
+                    Ok(from) => repository.mount_blob(&digest, &from).await.is_ok().then_some(digest),
+                    Err(_) => None,
+                },
+                // Without `from`, any copy the registry holds will do, where every client
+                // that may push may also read everything: not under token scopes, which
+                // grant repositories one by one.
+                (Some(digest), None) if self.options.token.is_none() => {
+                    repository.link_blob(&digest).await.is_ok().then_some(digest)
+                }
+                _ => None,
+            };
+            if let Some(digest) = mounted {
                 return blob_created(urls, name, &digest);
             }
         } else if let Some(digest) = query.get("digest") {

@@ -120,6 +120,11 @@ async fn scopes_are_enforced_per_repository_and_action() {
     let mount = format!("/v2/team/other/blobs/uploads/?mount={digest}&from=team/app");
     let refused = send(Method::POST, &mount, &other, vec![]).await;
     assert!(challenge(&refused).contains("repository:team/app:pull"));
+    // A mount without `from` would reach past the scopes: it becomes an upload instead.
+    let anonymous = send(Method::POST, &format!("/v2/team/other/blobs/uploads/?mount={digest}"), &other, vec![]).await;
+    assert_eq!(anonymous.status, StatusCode::ACCEPTED);
+    let blob = send(Method::GET, &format!("/v2/team/other/blobs/{digest}"), &other, vec![]).await;
+    assert_eq!(blob.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -98,18 +98,19 @@ impl StorageDriver for MemoryDriver {
 
     async fn writer(&self, path: &str, append: bool) -> Result<Box<dyn FileWriter>> {
         validate_path(NAME, path)?;
-        let buffer = self.write(|s| {
+        let parts = self.write(|s| {
             if !append {
                 s.staged.remove(path);
-                return Ok(BytesMut::new());
+                return Ok(Vec::new());
             }
             match (s.staged.get(path), s.files.get(path)) {
-                (Some(staged), _) => Ok(BytesMut::from(&staged[..])),
-                (None, Some(file)) if file.data.is_empty() => Ok(BytesMut::new()),
+                (Some(staged), _) => Ok(vec![staged.clone()]),
+                (None, Some(file)) if file.data.is_empty() => Ok(Vec::new()),
                 _ => Err(Error::not_found(NAME, path)),
             }
         })?;
-        Ok(Box::new(MemoryWriter { driver: self.clone(), path: path.to_owned(), buffer }))
+        let len = parts.iter().map(Bytes::len).sum();
+        Ok(Box::new(MemoryWriter { driver: self.clone(), path: path.to_owned(), parts, len }))
     }
 
     async fn stat(&self, path: &str) -> Result<FileInfo> {
@@ -224,44 +225,59 @@ impl StorageDriver for MemoryDriver {
     }
 }
 
+/// A write in progress: the chunks as they came (not copied), joined once at the end.
 #[derive(Debug)]
 struct MemoryWriter {
     driver: MemoryDriver,
     path: String,
-    buffer: BytesMut,
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl MemoryWriter {
+    /// The content in one piece, copied once (not at all when it came in one chunk).
+    fn joined(parts: Vec<Bytes>, len: usize) -> Bytes {
+        if parts.len() == 1 {
+            return parts.into_iter().next().unwrap_or_default();
+        }
+        let mut joined = BytesMut::with_capacity(len);
+        for part in parts {
+            joined.extend_from_slice(&part);
+        }
+        joined.freeze()
+    }
 }
 
 #[async_trait]
 impl FileWriter for MemoryWriter {
     async fn write(&mut self, data: Bytes) -> Result<()> {
-        self.buffer.extend_from_slice(&data);
+        if !data.is_empty() {
+            self.len += data.len();
+            self.parts.push(data);
+        }
         Ok(())
     }
 
     fn size(&self) -> u64 {
-        self.buffer.len() as u64
+        self.len as u64
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
-        let MemoryWriter { driver, path, buffer } = *self;
-        driver.write(|s| s.staged.insert(path, buffer.freeze()));
+        let MemoryWriter { driver, path, parts, len } = *self;
+        let staged = MemoryWriter::joined(parts, len);
+        driver.write(|s| s.staged.insert(path, staged));
         Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
-        let MemoryWriter { driver, path, buffer } = *self;
-        let file = File { data: buffer.freeze(), modified: SystemTime::now() };
-        driver.write(|s| {
-            s.staged.remove(&path);
-            s.files.insert(path, file);
-        });
-        Ok(())
+        let path = self.path.clone();
+        self.commit_to(&path).await.map(drop)
     }
 
     async fn commit_to(self: Box<Self>, to: &str) -> Result<bool> {
         validate_path(NAME, to)?;
-        let MemoryWriter { driver, path, buffer } = *self;
-        let file = File { data: buffer.freeze(), modified: SystemTime::now() };
+        let MemoryWriter { driver, path, parts, len } = *self;
+        let file = File { data: MemoryWriter::joined(parts, len), modified: SystemTime::now() };
         driver.write(|s| {
             s.staged.remove(&path);
             s.files.insert(to.to_owned(), file);

@@ -454,6 +454,12 @@ pub async fn blob_pushes(target: &Target) {
         let reply =
             target.send(Method::POST, &format!("/v2/{other}/blobs/uploads/?mount={missing}"), &[], Bytes::new()).await;
         assert_eq!(reply.status, StatusCode::ACCEPTED, "anonymous mount of a missing blob");
+        // Without `from`: any copy the registry holds.
+        let third = "conformance/repo3";
+        let reply =
+            target.send(Method::POST, &format!("/v2/{third}/blobs/uploads/?mount={digest}"), &[], Bytes::new()).await;
+        created(&reply, "anonymous mount", &digest);
+        assert!(target.get(&format!("/v2/{third}/blobs/{digest}")).await.body == data.as_slice());
 
         // A cancelled upload is gone, and left nothing behind.
         let (digest, data) = fresh(512);
@@ -472,6 +478,46 @@ pub async fn blob_pushes(target: &Target) {
         created(&reply, "empty blob", &digest);
         let reply = target.get(&format!("/v2/{repository}/blobs/{digest}")).await;
         assert_eq!((reply.status, reply.body.len()), (StatusCode::OK, 0));
+
+        // Bytes that do not match their digest, by every way of pushing: refused at the end,
+        // and nothing stored.
+        for way in ["post only", "post+put", "chunked", "chunked, last chunk in the PUT", "stream"] {
+            let (digest, mut data) = fresh(1024 * 3 - 5);
+            data.extend_from_slice(b"oh no");
+            let reply = if way == "post only" {
+                target.send(Method::POST, &format!("{uploads}?digest={digest}"), &[], data.clone()).await
+            } else {
+                let mut at = location(&target.send(Method::POST, &uploads, &[], Bytes::new()).await);
+                let last = match way {
+                    "post+put" => data.clone(),
+                    "stream" => {
+                        at = location(&target.send(Method::PATCH, &at, &[], data.clone()).await);
+                        Vec::new()
+                    }
+                    _ => {
+                        let whole = way == "chunked";
+                        let end = if whole { data.len() } else { 2048 };
+                        for start in (0..end).step_by(1024) {
+                            let stop = (start + 1024).min(end);
+                            let range = format!("{start}-{}", stop - 1);
+                            let reply = target
+                                .send(Method::PATCH, &at, &[("content-range", &range)], data[start..stop].to_vec())
+                                .await;
+                            assert_eq!(reply.status, StatusCode::ACCEPTED, "{way}: chunk {range}");
+                            at = location(&reply);
+                        }
+                        if whole { Vec::new() } else { data[2048..].to_vec() }
+                    }
+                };
+                target.send(Method::PUT, &with_digest(&at, &digest), &[], last).await
+            };
+            assert_eq!(
+                (reply.status, reply.error_code().as_str()),
+                (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+                "{way}"
+            );
+            assert_eq!(target.get(&format!("/v2/{repository}/blobs/{digest}")).await.status, StatusCode::NOT_FOUND);
+        }
     }
 
     // A manifest pushed by a digest its bytes do not have (whitespace added): refused, and
@@ -496,6 +542,15 @@ pub async fn blob_pushes(target: &Target) {
         target.get(&format!("/v2/{repository}/manifests/{}", sha256(&changed))).await.status,
         StatusCode::NOT_FOUND
     );
+    // A reference that is neither a digest nor a tag, and manifests that are not there.
+    let bad = format!("/v2/{repository}/manifests/sha256:baddigeststring");
+    let reply = target.send(Method::PUT, &bad, &[("content-type", media_type)], bytes.clone()).await;
+    assert_eq!((reply.status, reply.error_code().as_str()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));
+    assert_eq!(target.get(&bad).await.status, StatusCode::BAD_REQUEST);
+    for missing in [sha256(b"no such manifest"), "missing-tag".to_owned()] {
+        let reply = target.get(&format!("/v2/{repository}/manifests/{missing}")).await;
+        assert_eq!((reply.status, reply.error_code().as_str()), (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"));
+    }
 }
 
 fn with_digest(location: &str, digest: &str) -> String {
