@@ -410,9 +410,12 @@ impl StorageDriver for FilesystemDriver {
             let (mut file, mut remaining) = (file, size - offset);
             while remaining > 0 {
                 let want = remaining.min(READ_CHUNK as u64) as usize;
+                // Allocated here, on the runtime's own threads, where the socket frees it: the
+                // allocator then keeps spare buffers in their few arenas rather than in one per
+                // blocking thread (of which a burst of small requests can leave dozens).
+                let mut buffer = Vec::with_capacity(want);
                 let read = run_blocking(inner.clone(), "read", &path, move |_| {
                     // Read into spare capacity: no zeroing first.
-                    let mut buffer = Vec::with_capacity(want);
                     Read::by_ref(&mut file).take(want as u64).read_to_end(&mut buffer)?;
                     Ok((file, Bytes::from(buffer)))
                 })
