@@ -509,10 +509,17 @@ impl Repository {
     pub async fn start_upload(&self) -> Result<UploadStatus> {
         let id = new_upload_id();
         let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        // An upload's state is scratch: a crash may lose it, and the client starts over.
-        self.driver().put_scratch(&layout::upload_started_at(&self.name, &id), Bytes::from(started)).await?;
-        let writer = self.driver().writer(&layout::upload_data(&self.name, &id), false).await?;
-        writer.close().await?;
+        // An upload's state is scratch: a crash may lose it, and the client starts over. Its
+        // start time and its (empty) data are written at once.
+        let (stamped, opened) = futures::future::join(
+            self.driver().put_scratch(&layout::upload_started_at(&self.name, &id), Bytes::from(started)),
+            async { self.driver().writer(&layout::upload_data(&self.name, &id), false).await?.close().await },
+        )
+        .await;
+        if let Err(e) = stamped.and(opened) {
+            let _ = self.driver().delete(&layout::upload_dir(&self.name, &id)).await;
+            return Err(e.into());
+        }
         Ok(UploadStatus { id, size: 0 })
     }
 

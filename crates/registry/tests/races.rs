@@ -1,6 +1,6 @@
-//! A blob push that finishes while a garbage collection takes the blob away: the collection's
-//! move is played at the worst moment (just as the push links the blob), on the memory and
-//! filesystem backends.
+//! Uploads at awkward moments: a push that finishes while a garbage collection takes the blob
+//! away (the collection's move played just as the push links the blob), on the memory and
+//! filesystem backends; and an upload whose start fails halfway.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -145,4 +145,28 @@ async fn on_memory() {
 async fn on_filesystem() {
     let dir = tempfile::tempdir().unwrap();
     collection_during_push(Arc::new(FilesystemDriver::new(dir.path()).unwrap())).await;
+}
+
+/// An upload whose start fails halfway leaves nothing behind, staged or visible.
+#[tokio::test]
+async fn a_failed_start_leaves_nothing() {
+    use wharf_storage::{Fault, FaultInjector, Operation};
+    for failing in [Operation::PutContent, Operation::Writer, Operation::Close] {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = FaultInjector::new(FilesystemDriver::new(dir.path()).unwrap());
+        driver.inject(Fault::fail(failing));
+        let registry = Registry::new(Arc::new(driver.clone()), RegistryOptions::default());
+        let name: RepositoryName = "team/app".parse().unwrap();
+        assert!(registry.repository(&name).start_upload().await.is_err(), "{failing:?}");
+        driver.clear();
+        let mut left = Vec::new();
+        let mut folders = vec![dir.path().to_path_buf()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() { folders.push(path) } else { left.push(path) }
+            }
+        }
+        assert!(left.is_empty(), "{failing:?} left {left:?}");
+    }
 }
