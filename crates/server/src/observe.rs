@@ -75,74 +75,68 @@ impl Default for Metrics {
 impl Metrics {
     /// Fresh counters.
     pub fn new() -> Metrics {
-        let mut registry = prometheus_client::registry::Registry::with_prefix("wharf");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "Requests answered, by route, method and status", requests.clone());
+        let mut r = prometheus_client::registry::Registry::with_prefix("wharf");
         let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 4.0, 10))
         });
-        registry.register("http_request_duration_seconds", "Time to answer, by route", durations.clone());
-        let bytes_received = Counter::default();
-        registry.register("http_received_bytes", "Request body bytes received", bytes_received.clone());
-        let bytes_sent = Counter::default();
-        registry.register("http_sent_bytes", "Response body bytes sent", bytes_sent.clone());
-        let blobs_pushed = Counter::default();
-        registry.register("blobs_pushed", "Uploads completed into blobs", blobs_pushed.clone());
-        let manifests_pushed = Counter::default();
-        registry.register("manifests_pushed", "Manifests stored", manifests_pushed.clone());
-        let uploads_started = Counter::default();
-        registry.register("uploads_started", "Uploads opened (monolithic pushes included)", uploads_started.clone());
-        let uploads_cancelled = Counter::default();
-        registry.register("uploads_cancelled", "Uploads cancelled by their client", uploads_cancelled.clone());
-        let uploads_purged = Counter::default();
-        registry.register("uploads_purged", "Abandoned uploads removed by upload purging", uploads_purged.clone());
         let storage_healthy = Gauge::default();
         storage_healthy.set(1);
-        registry.register("storage_healthy", "1 while the storage health check passes", storage_healthy.clone());
-        let gc_runs = Family::<OutcomeLabels, Counter>::default();
-        registry.register("gc_runs", "Garbage collections run, by outcome", gc_runs.clone());
-        let gc_duration = Histogram::new(exponential_buckets(0.01, 4.0, 10));
-        registry.register("gc_duration_seconds", "Time a garbage collection took", gc_duration.clone());
-        let gc_manifests_deleted = Counter::default();
-        registry.register("gc_manifests_deleted", "Manifests garbage collection deleted", gc_manifests_deleted.clone());
-        let gc_blobs_deleted = Counter::default();
-        registry.register("gc_blobs_deleted", "Blobs garbage collection deleted", gc_blobs_deleted.clone());
-        let gc_bytes_freed = Counter::default();
-        registry.register("gc_freed_bytes", "Bytes the deleted blobs held", gc_bytes_freed.clone());
-        let gc_blobs_restored = Counter::default();
-        registry.register(
-            "gc_blobs_restored",
-            "Blobs set aside and put back because a push needed them",
-            gc_blobs_restored.clone(),
-        );
-        let gc_last_success = Gauge::default();
-        registry.register(
-            "gc_last_success_timestamp_seconds",
-            "When the last garbage collection that did not fail ended (Unix time)",
-            gc_last_success.clone(),
-        );
-        Metrics {
-            inner: Arc::new(MetricsInner {
-                registry,
-                requests,
-                durations,
-                bytes_received,
-                bytes_sent,
-                blobs_pushed,
-                manifests_pushed,
-                uploads_started,
-                uploads_cancelled,
-                uploads_purged,
-                storage_healthy,
-                gc_runs,
-                gc_duration,
-                gc_manifests_deleted,
-                gc_blobs_deleted,
-                gc_bytes_freed,
-                gc_blobs_restored,
-                gc_last_success,
-            }),
-        }
+        let inner = MetricsInner {
+            requests: add(&mut r, "http_requests", "Requests answered, by route, method and status", Family::default()),
+            durations: add(&mut r, "http_request_duration_seconds", "Time to answer, by route", durations),
+            bytes_received: add(&mut r, "http_received_bytes", "Request body bytes received", Counter::default()),
+            bytes_sent: add(&mut r, "http_sent_bytes", "Response body bytes sent", Counter::default()),
+            blobs_pushed: add(&mut r, "blobs_pushed", "Uploads completed into blobs", Counter::default()),
+            manifests_pushed: add(&mut r, "manifests_pushed", "Manifests stored", Counter::default()),
+            uploads_started: add(
+                &mut r,
+                "uploads_started",
+                "Uploads opened (monolithic pushes included)",
+                Counter::default(),
+            ),
+            uploads_cancelled: add(
+                &mut r,
+                "uploads_cancelled",
+                "Uploads cancelled by their client",
+                Counter::default(),
+            ),
+            uploads_purged: add(
+                &mut r,
+                "uploads_purged",
+                "Abandoned uploads removed by upload purging",
+                Counter::default(),
+            ),
+            storage_healthy: add(&mut r, "storage_healthy", "1 while the storage health check passes", storage_healthy),
+            gc_runs: add(&mut r, "gc_runs", "Garbage collections run, by outcome", Family::default()),
+            gc_duration: add(
+                &mut r,
+                "gc_duration_seconds",
+                "Time a garbage collection took",
+                Histogram::new(exponential_buckets(0.01, 4.0, 10)),
+            ),
+            gc_manifests_deleted: add(
+                &mut r,
+                "gc_manifests_deleted",
+                "Manifests garbage collection deleted",
+                Counter::default(),
+            ),
+            gc_blobs_deleted: add(&mut r, "gc_blobs_deleted", "Blobs garbage collection deleted", Counter::default()),
+            gc_bytes_freed: add(&mut r, "gc_freed_bytes", "Bytes the deleted blobs held", Counter::default()),
+            gc_blobs_restored: add(
+                &mut r,
+                "gc_blobs_restored",
+                "Blobs set aside and put back because a push needed them",
+                Counter::default(),
+            ),
+            gc_last_success: add(
+                &mut r,
+                "gc_last_success_timestamp_seconds",
+                "When the last garbage collection that did not fail ended (Unix time)",
+                Gauge::default(),
+            ),
+            registry: r,
+        };
+        Metrics { inner: Arc::new(inner) }
     }
 
     /// Counts one answered request.
@@ -210,6 +204,17 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);
         text
     }
+}
+
+/// Registers `metric` under `name` and hands it back (clones share the value).
+fn add<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut prometheus_client::registry::Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// The storage health check of `health.storagedriver`: after `threshold` failed checks in a

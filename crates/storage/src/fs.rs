@@ -134,6 +134,29 @@ impl FilesystemDriver {
     }
 }
 
+impl FilesystemDriver {
+    /// Writes a whole file through a temporary one and a rename; `durable` syncs the file
+    /// before the rename and its folder after.
+    async fn write_whole(&self, path: &str, content: Bytes, durable: bool) -> Result<()> {
+        validate_path(NAME, path)?;
+        let owned = path.to_owned();
+        self.blocking("write", path, move |inner| {
+            let (temp, mut file) = inner.temp_file()?;
+            let written = file.write_all(&content).and_then(|()| if durable { file.sync_all() } else { Ok(()) });
+            drop(file);
+            let placed = written.and_then(|()| {
+                let target = inner.full(&owned);
+                if durable { inner.rename_into_place(&temp, &target) } else { inner.move_into_place(&temp, &target) }
+            });
+            if placed.is_err() {
+                let _ = fs::remove_file(&temp);
+            }
+            placed
+        })
+        .await
+    }
+}
+
 async fn run_blocking<T: Send + 'static>(
     inner: Arc<Inner>,
     operation: &'static str,
@@ -345,39 +368,11 @@ impl StorageDriver for FilesystemDriver {
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<()> {
-        validate_path(NAME, path)?;
-        let owned = path.to_owned();
-        self.blocking("write", path, move |inner| {
-            let (temp, mut file) = inner.temp_file()?;
-            let written = file.write_all(&content).and_then(|()| file.sync_all());
-            drop(file);
-            match written.and_then(|()| inner.rename_into_place(&temp, &inner.full(&owned))) {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    let _ = fs::remove_file(&temp);
-                    Err(e)
-                }
-            }
-        })
-        .await
+        self.write_whole(path, content, true).await
     }
 
     async fn put_scratch(&self, path: &str, content: Bytes) -> Result<()> {
-        validate_path(NAME, path)?;
-        let owned = path.to_owned();
-        self.blocking("write", path, move |inner| {
-            let (temp, mut file) = inner.temp_file()?;
-            let written = file.write_all(&content);
-            drop(file);
-            match written.and_then(|()| inner.move_into_place(&temp, &inner.full(&owned))) {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    let _ = fs::remove_file(&temp);
-                    Err(e)
-                }
-            }
-        })
-        .await
+        self.write_whole(path, content, false).await
     }
 
     async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {
