@@ -18,6 +18,11 @@
 //! Every endpoint of the spec (end-1 … end-14) and Distribution's `/v2/_catalog` are served;
 //! every error is answered with the spec's JSON body and status. Request bodies are streamed
 //! to the store as they arrive, and blobs are streamed back in the store's chunks.
+//!
+//! A mount with `from` needs the blob in that repository (and, under token authentication,
+//! pull access to it). A mount without `from` links any copy the registry holds, except under
+//! token authentication, whose scopes grant repositories one by one: there it becomes an
+//! ordinary upload, as the spec allows.
 
 mod api;
 mod auth;
