@@ -123,6 +123,21 @@ async fn staging_keeps_folders_but_they_hold_nothing() {
     assert_eq!(driver.get_content("/blobs/ab/data").await.unwrap(), "blob");
 }
 
+/// Read buffers are reused: a short read after long ones shows its own bytes only.
+#[tokio::test]
+async fn reused_read_buffers_show_only_what_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path()).unwrap();
+    let long: Vec<u8> = (0..5 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+    driver.put_content("/long", Bytes::from(long.clone())).await.unwrap();
+    driver.put_content("/short", Bytes::from_static(b"short")).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(driver.read_all("/long", 0).await.unwrap(), long);
+        assert_eq!(driver.read_all("/short", 0).await.unwrap(), "short");
+        assert_eq!(driver.read_all("/long", 1024 * 1024 + 3).await.unwrap(), long[1024 * 1024 + 3..]);
+    }
+}
+
 #[tokio::test]
 async fn emptied_directories_are_removed() {
     let dir = tempfile::tempdir().unwrap();
