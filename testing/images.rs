@@ -35,19 +35,32 @@ impl Images {
         let (architecture, os) = platform.split_once('/').unwrap();
         let layers: Vec<(Digest, usize)> =
             (0..layers).map(|i| self.add_blob(content(&format!("{seed}-layer-{i}"), 3000 + i * 1000))).collect();
-        let config = json!({
-            "architecture": architecture, "os": os,
-            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(d, _)| d.to_string()).collect::<Vec<_>>()},
-            "config": {}
-        });
+        let config = json!({"architecture": architecture, "os": os, "config": {}});
+        self.add_image(config, &layers, json!({"annotations": {"org.example.seed": seed}}))
+    }
+
+    /// An image manifest over `layers` (tar layers already added) and `config` (given its
+    /// `rootfs`), with `extra` fields; both blobs added.
+    fn add_image(
+        &mut self,
+        mut config: serde_json::Value,
+        layers: &[(Digest, usize)],
+        extra: serde_json::Value,
+    ) -> (Digest, usize) {
+        config["rootfs"] =
+            json!({"type": "layers", "diff_ids": layers.iter().map(|(d, _)| d.to_string()).collect::<Vec<_>>()});
         let (config_digest, config_size) = self.add_blob(serde_json::to_vec(&config).unwrap());
-        let manifest = json!({
+        let mut manifest = json!({
             "schemaVersion": 2,
             "mediaType": media_type::OCI_IMAGE_MANIFEST,
             "config": {"mediaType": media_type::OCI_IMAGE_CONFIG, "digest": config_digest.to_string(), "size": config_size},
             "layers": layers.iter().map(|(d, s)| json!({"mediaType": media_type::OCI_LAYER_TAR, "digest": d.to_string(), "size": s})).collect::<Vec<_>>(),
-            "annotations": {"org.example.seed": seed},
         });
+        if let serde_json::Value::Object(extra) = extra {
+            for (key, value) in extra {
+                manifest[key] = value;
+            }
+        }
         self.add_blob(serde_json::to_vec_pretty(&manifest).unwrap())
     }
 
@@ -159,19 +172,8 @@ impl Images {
         let layers: Vec<(Digest, usize)> = (0..2)
             .map(|i| images.add_blob(tar_with_file(&format!("file{i}.txt"), format!("{tag} layer {i}\n").as_bytes())))
             .collect();
-        let config = json!({
-            "architecture": "amd64", "os": "linux",
-            "config": {"Cmd": ["/file0.txt"]},
-            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(d, _)| d.to_string()).collect::<Vec<_>>()},
-        });
-        let (config_digest, config_size) = images.add_blob(serde_json::to_vec(&config).unwrap());
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": media_type::OCI_IMAGE_MANIFEST,
-            "config": {"mediaType": media_type::OCI_IMAGE_CONFIG, "digest": config_digest.to_string(), "size": config_size},
-            "layers": layers.iter().map(|(d, s)| json!({"mediaType": media_type::OCI_LAYER_TAR, "digest": d.to_string(), "size": s})).collect::<Vec<_>>(),
-        });
-        let (manifest_digest, _) = images.add_blob(serde_json::to_vec(&manifest).unwrap());
+        let config = json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/file0.txt"]}});
+        let (manifest_digest, _) = images.add_image(config, &layers, json!({}));
         images.tags.insert(tag.to_owned(), images.blobs[&manifest_digest].clone());
         images
     }

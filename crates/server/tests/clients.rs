@@ -110,15 +110,13 @@ async fn skopeo_over_tls_with_htpasswd() {
     let dir = work.path();
     // The guide's command, with the address as a subject alternative name (Go clients
     // check names there only).
-    let made = std::process::Command::new("openssl")
-        .args(["req", "-newkey", "rsa:4096", "-nodes", "-sha256", "-keyout"])
-        .arg(dir.join("domain.key"))
-        .args(["-x509", "-days", "365", "-out"])
-        .arg(dir.join("domain.crt"))
-        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
-        .output()
-        .expect("openssl runs");
-    assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+    self_signed(
+        dir,
+        "domain",
+        "rsa:4096",
+        "/CN=127.0.0.1",
+        &["-sha256", "-days", "365", "-addext", "subjectAltName=IP:127.0.0.1"],
+    );
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).unwrap();
     std::fs::copy(dir.join("domain.crt"), certs.join("ca.crt")).unwrap();
@@ -275,6 +273,14 @@ async fn podman_push_and_pull() {
     running.stop().await;
 }
 
+/// `openssl req -x509` with a fresh key: `<name>.key` and `<name>.crt` in `dir`.
+fn self_signed(dir: &std::path::Path, name: &str, key_type: &str, subject: &str, extra: &[&str]) {
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    let mut args = vec!["req", "-newkey", key_type, "-nodes", "-keyout", &key, "-x509", "-out", &crt, "-subj", subject];
+    args.extend_from_slice(extra);
+    openssl(dir, &args);
+}
+
 fn openssl(dir: &std::path::Path, args: &[&str]) {
     let output = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
     assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
@@ -291,44 +297,8 @@ async fn client_certificates_and_minimum_tls() {
     }
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "domain.key",
-            "-x509",
-            "-days",
-            "2",
-            "-out",
-            "domain.crt",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-x509",
-            "-days",
-            "2",
-            "-out",
-            "clients-ca.crt",
-            "-subj",
-            "/CN=wharf test client CA",
-        ],
-    );
+    self_signed(dir, "domain", "rsa:2048", "/CN=127.0.0.1", &["-days", "2", "-addext", "subjectAltName=IP:127.0.0.1"]);
+    self_signed(dir, "clients-ca", "rsa:2048", "/CN=wharf test client CA", &["-days", "2"]);
     openssl(
         dir,
         &[
@@ -359,7 +329,7 @@ async fn client_certificates_and_minimum_tls() {
             "-CA",
             "clients-ca.crt",
             "-CAkey",
-            "ca.key",
+            "clients-ca.key",
             "-CAcreateserial",
             "-days",
             "2",

@@ -2,6 +2,8 @@
 //! address, the audit log, and a graceful shutdown.
 
 mod common;
+#[path = "../../../testing/peers.rs"]
+mod peers;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -175,15 +177,21 @@ fn base64_encode(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
+/// `http.debug` on `port`, with the Prometheus metrics at `/metrics`.
+fn debug_section(port: u16) -> String {
+    format!("  debug:\n    addr: 127.0.0.1:{port}\n    prometheus:\n      enabled: true\n      path: /metrics\n")
+}
+
 /// The whole server over TCP: metrics and health on the debug address, and a shutdown that
 /// lets a request in flight finish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_with_debug_address_and_graceful_shutdown() {
     let work = tempfile::tempdir().unwrap();
-    let debug_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let debug_port = peers::free_port();
     let yaml = format!(
-        "version: 0.1\nlog: {{accesslog: {{disabled: true}}}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\n  draintimeout: 5s\n  debug:\n    addr: 127.0.0.1:{debug_port}\n    prometheus:\n      enabled: true\n      path: /metrics\nhealth:\n  storagedriver:\n    enabled: true\n    interval: 1s\n    threshold: 2\n",
-        work.path().display()
+        "version: 0.1\nlog: {{accesslog: {{disabled: true}}}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\n  draintimeout: 5s\n{}health:\n  storagedriver:\n    enabled: true\n    interval: 1s\n    threshold: 2\n",
+        work.path().display(),
+        debug_section(debug_port)
     );
     let mut running = RunningServer::from_yaml(&yaml).await;
     let address = running.address;
@@ -259,10 +267,11 @@ async fn old_uploads_are_purged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_gc_and_upload_figures_in_metrics() {
     let work = tempfile::tempdir().unwrap();
-    let debug_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let debug_port = peers::free_port();
     let yaml = format!(
-        "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      age: 1s\n      interval: 1s\n    garbagecollect:\n      enabled: true\n      interval: 1s\n      deleteuntagged: true\nhttp:\n  addr: 127.0.0.1:0\n  relativeurls: true\n  debug:\n    addr: 127.0.0.1:{debug_port}\n    prometheus:\n      enabled: true\n      path: /metrics\n",
-        work.path().display()
+        "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      age: 1s\n      interval: 1s\n    garbagecollect:\n      enabled: true\n      interval: 1s\n      deleteuntagged: true\nhttp:\n  addr: 127.0.0.1:0\n  relativeurls: true\n{}",
+        work.path().display(),
+        debug_section(debug_port)
     );
     let running = RunningServer::from_yaml(&yaml).await;
     let target = Target::remote(format!("http://{}", running.address));
