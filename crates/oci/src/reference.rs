@@ -333,7 +333,8 @@ impl Reference {
     ///
     /// Unlike Docker's, this form always parses back to the same reference: `docker.io/` stays
     /// when the path's first component would otherwise read as a registry host
-    /// (`docker.io/example.com/app`).
+    /// (`docker.io/example.com/app`), and `library/` stays before a name that would read as an
+    /// image ID (64 hexadecimal characters).
     pub fn familiar(&self) -> String {
         let full = self.to_string();
         if &*self.registry != DEFAULT_REGISTRY {
@@ -342,13 +343,21 @@ impl Reference {
         let path = self.repository.as_str();
         let short = &full[DEFAULT_REGISTRY.len() + 1..];
         match path.strip_prefix(OFFICIAL_NAMESPACE).and_then(|rest| rest.strip_prefix('/')) {
-            Some(official) if !official.contains('/') => short[OFFICIAL_NAMESPACE.len() + 1..].to_owned(),
+            Some(official) if !official.contains('/') && !reads_as_image_id(official) => {
+                short[OFFICIAL_NAMESPACE.len() + 1..].to_owned()
+            }
             _ => match path.split_once('/') {
                 Some((first, _)) if reads_as_registry(first) => full,
                 _ => short.to_owned(),
             },
         }
     }
+}
+
+/// A single-component name of 64 hexadecimal characters is an image ID to Docker, so it only
+/// names a repository with a namespace before it.
+fn reads_as_image_id(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Docker's rule for the first component of a name: it is a registry host when it contains
@@ -395,11 +404,7 @@ impl FromStr for Reference {
             Error::InvalidRepositoryName { reason, .. } => invalid(reason),
             other => other,
         })?;
-        if registry == DEFAULT_REGISTRY
-            && !path.contains('/')
-            && path.len() == 64
-            && path.bytes().all(|b| b.is_ascii_hexdigit())
-        {
+        if registry == DEFAULT_REGISTRY && !path.contains('/') && reads_as_image_id(path) {
             return Err(invalid("a 64-character hexadecimal string is an image ID, not a repository name".into()));
         }
         Reference::new(registry, repository, tag, digest).map_err(|e| match e {
@@ -528,6 +533,14 @@ mod tests {
                 None,
                 "docker.io/example.com/app",
                 "docker.io/example.com/app",
+            ),
+            (
+                "library/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef:1",
+                "docker.io",
+                "library/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                Some("1"),
+                "docker.io/library/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef:1",
+                "library/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef:1",
             ),
             (
                 "docker.io/localhost/app:1",

@@ -194,6 +194,21 @@ proptest! {
     }
 
     #[test]
+    fn official_names_that_read_as_image_ids_keep_their_namespace(
+        id in "[0-9a-fA-F]{64}",
+        prefix in prop_oneof![Just(""), Just("docker.io/"), Just("index.docker.io/")],
+        tag in prop::option::of(tag()),
+    ) {
+        let id = id.to_ascii_lowercase();
+        let suffix = tag.map(|tag| format!(":{tag}")).unwrap_or_default();
+        prop_assert!(format!("{id}{suffix}").parse::<Reference>().is_err(), "{} reads as an image ID", id);
+        let reference: Reference = format!("{prefix}library/{id}{suffix}").parse().unwrap();
+        let familiar = reference.familiar();
+        prop_assert_eq!(&familiar, &format!("library/{id}{suffix}"));
+        prop_assert_eq!(&familiar.parse::<Reference>().unwrap(), &reference);
+    }
+
+    #[test]
     fn reference_parse_never_panics_and_is_stable(input in "[a-zA-Z0-9._:/@\\[\\]-]{0,80}|.{0,40}") {
         if let Ok(reference) = input.parse::<Reference>() {
             let again: Reference = reference.to_string().parse().unwrap();
