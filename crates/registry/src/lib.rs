@@ -615,8 +615,21 @@ impl Repository {
             }
             self.driver().delete(&upload_dir).await?;
         } else {
-            self.place_blob(id, expected, content).await?;
-            self.registry.write_link(&link, expected).await?;
+            // The blob and its link are written at once, so that their disk flushes overlap.
+            // Until the blob is in place the link points at nothing, which reads as an unknown
+            // blob, as it did before.
+            let (placed, linked) = futures::future::join(
+                self.place_blob(id, expected, content),
+                self.registry.write_link(&link, expected),
+            )
+            .await;
+            if let Err(e) = placed {
+                if linked.is_ok() {
+                    let _ = self.driver().delete(&layout::layer_dir(&self.name, expected)).await;
+                }
+                return Err(e);
+            }
+            linked?;
             // The upload's leftovers go while the blob is checked.
             let (size_now, ()) = futures::future::try_join(async { self.registry.blob_size(expected).await }, async {
                 Ok(self.driver().delete(&upload_dir).await?)

@@ -15,8 +15,8 @@ use wharf_storage::{
     StorageDriverExt,
 };
 
-/// A driver that, when the link `armed` names is written, first moves the blob away as a
-/// collection would (once).
+/// A driver that, when the link `armed` names is written, moves the blob away as a collection
+/// would (once): as soon as the blob is in place, which may be before or after the link.
 #[derive(Debug)]
 struct TakesTheBlob {
     inner: Arc<dyn StorageDriver>,
@@ -44,10 +44,18 @@ impl StorageDriver for TakesTheBlob {
             let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
             if armed.as_ref().is_some_and(|(link, _)| link == path) { armed.take() } else { None }
         };
+        self.inner.put_content(path, content).await?;
         if let Some((_, digest)) = taken {
-            self.inner.rename(&layout::blob_data(&digest), "/taken-by-the-collector").await?;
+            let blob = layout::blob_data(&digest);
+            for _ in 0..5000 {
+                if self.inner.stat(&blob).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            self.inner.rename(&blob, "/taken-by-the-collector").await?;
         }
-        self.inner.put_content(path, content).await
+        Ok(())
     }
 
     async fn put_scratch(&self, path: &str, content: Bytes) -> Result<()> {
@@ -169,4 +177,41 @@ async fn a_failed_start_leaves_nothing() {
         }
         assert!(left.is_empty(), "{failing:?} left {left:?}");
     }
+}
+
+/// A new blob that cannot be put in place fails its push without leaving a link (written at
+/// the same time) behind: the repository does not claim the blob, and the client's retry
+/// stores it.
+async fn unplaceable_blob<D: StorageDriver + Clone + 'static>(inner: D) {
+    use wharf_storage::{Fault, FaultInjector, Operation};
+    let driver = FaultInjector::new(inner);
+    let registry = Registry::new(Arc::new(driver.clone()), RegistryOptions::default());
+    let name: RepositoryName = "team/app".parse().unwrap();
+    let repository = registry.repository(&name);
+    let data: &'static [u8] = b"a layer the disk refuses once";
+    let digest = Digest::sha256(data);
+
+    driver.inject(Fault::fail(Operation::Commit).times(1));
+    let err = repository.put_blob(&digest, chunk(data)).await.unwrap_err();
+    assert!(err.to_string().contains("injected fault in Commit"), "{err}");
+    assert!(
+        matches!(driver.stat(&layout::layer_link(&name, &digest)).await, Err(e) if e.is_not_found()),
+        "the link outlived the failed push"
+    );
+    assert!(matches!(repository.stat_blob(&digest).await, Err(Error::BlobUnknown { .. })));
+
+    repository.put_blob(&digest, chunk(data)).await.unwrap();
+    assert_eq!(repository.stat_blob(&digest).await.unwrap().size, data.len() as u64);
+    assert_eq!(driver.read_all(&layout::blob_data(&digest), 0).await.unwrap(), data);
+}
+
+#[tokio::test]
+async fn a_blob_that_cannot_be_placed_leaves_no_link_on_memory() {
+    unplaceable_blob(MemoryDriver::new()).await;
+}
+
+#[tokio::test]
+async fn a_blob_that_cannot_be_placed_leaves_no_link_on_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    unplaceable_blob(FilesystemDriver::new(dir.path()).unwrap()).await;
 }
