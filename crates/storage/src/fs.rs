@@ -43,7 +43,8 @@ const READ_CHUNK: usize = 1 << 20;
 const READ_AHEAD: usize = 4;
 /// Writers gather this much before handing it to the blocking pool.
 const WRITE_BUFFER: usize = 1 << 20;
-/// ...or this many chunks, so that a trickle of tiny writes does not pile up.
+/// ...or this many chunks, so that a trickle of tiny writes does not pile up (and all fit in
+/// one vectored write: 1024 is Linux's limit).
 const MAX_PENDING_CHUNKS: usize = 1024;
 /// Bulk calls hand this many paths to each blocking call...
 const BULK_BATCH: usize = 128;
@@ -733,6 +734,26 @@ impl Walk {
     }
 }
 
+/// Writes `chunks` in order with as few calls as it takes (one, unless the kernel takes less).
+/// Chunks of a chunked request body are often 32 KiB or less: written one by one, each is a
+/// system call and the page cache gets small pages for them; written at once, the kernel sees
+/// the whole run, as for a large chunk.
+fn write_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
+    for group in chunks.chunks(MAX_PENDING_CHUNKS) {
+        let mut slices: Vec<io::IoSlice<'_>> = group.iter().map(|chunk| io::IoSlice::new(chunk)).collect();
+        let mut left = &mut slices[..];
+        while !left.is_empty() {
+            match file.write_vectored(left) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => io::IoSlice::advance_slices(&mut left, written),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 struct FsWriter {
     driver: FilesystemDriver,
@@ -757,9 +778,7 @@ impl FsWriter {
         let path = self.path.clone();
         self.driver
             .blocking("commit", &self.path, move |inner| {
-                for chunk in &chunks {
-                    file.write_all(chunk)?;
-                }
+                write_chunks(&mut file, &chunks)?;
                 file.sync_all()?;
                 drop(file);
                 let staged = inner.staged(&path);
@@ -783,9 +802,7 @@ impl FsWriter {
         let file = self
             .driver
             .blocking("write", &self.path, move |_| {
-                for chunk in &chunks {
-                    file.write_all(chunk)?;
-                }
+                write_chunks(&mut file, &chunks)?;
                 Ok(file)
             })
             .await?;

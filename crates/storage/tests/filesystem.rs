@@ -138,6 +138,28 @@ async fn reused_read_buffers_show_only_what_was_read() {
     }
 }
 
+/// Many small chunks (as a chunked request body brings) are written together: thousands of
+/// them, across several flushes and a close and resume, land in order.
+#[tokio::test]
+async fn small_chunks_land_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path()).unwrap();
+    let mut expected = Vec::new();
+    let mut writer = driver.writer("/small", false).await.unwrap();
+    for i in 0..5000usize {
+        let chunk: Vec<u8> = (0..(i * 7919) % 701 + 1).map(|j| (i + j) as u8).collect();
+        expected.extend_from_slice(&chunk);
+        writer.write(Bytes::from(chunk)).await.unwrap();
+        if i == 2500 {
+            writer.close().await.unwrap();
+            writer = driver.writer("/small", true).await.unwrap();
+        }
+    }
+    assert_eq!(writer.size(), expected.len() as u64);
+    writer.commit().await.unwrap();
+    assert!(driver.read_all("/small", 0).await.unwrap() == expected, "the stored bytes differ from those written");
+}
+
 #[tokio::test]
 async fn emptied_directories_are_removed() {
     let dir = tempfile::tempdir().unwrap();
