@@ -301,9 +301,12 @@ async fn scheduled_gc_and_upload_figures_in_metrics() {
     let client = reqwest::Client::new();
     let metrics_url = format!("http://127.0.0.1:{debug_port}/metrics");
     let mut text = String::new();
-    eventually("the purge of the abandoned upload", async || {
+    // The blob goes in the middle of a run, whose figures are counted when it ends (the bytes
+    // freed after the rest).
+    eventually("the purge of the abandoned upload and the end of the run that took the blob", async || {
         text = client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
         text.contains("wharf_uploads_purged_total 1")
+            && text.lines().any(|line| line.starts_with("wharf_gc_freed_bytes_total ") && !line.ends_with(" 0"))
     })
     .await;
     for line in [
