@@ -575,7 +575,7 @@ impl Repository {
             && let Err(e) = self.receive(writer.as_mut(), &mut digester, chunk).await
         {
             let _ = writer.cancel().await;
-            let _ = self.cancel_upload(id).await;
+            let _ = self.discard_upload(id).await;
             return Err(e);
         }
         let size = writer.size();
@@ -583,7 +583,7 @@ impl Repository {
             let actual = digester.finalize();
             if actual != *expected {
                 let _ = writer.cancel().await;
-                let _ = self.cancel_upload(id).await;
+                let _ = self.discard_upload(id).await;
                 return Err(Error::DigestMismatch { expected: expected.clone(), actual });
             }
             Verified::Staged(writer)
@@ -596,7 +596,7 @@ impl Repository {
                 other.update(&chunk);
             }
             if let Err(wharf_oci::Error::DigestMismatch { actual, .. }) = other.verify(expected) {
-                let _ = self.cancel_upload(id).await;
+                let _ = self.discard_upload(id).await;
                 return Err(Error::DigestMismatch { expected: expected.clone(), actual });
             }
             Verified::Published
@@ -630,12 +630,10 @@ impl Repository {
                 return Err(e);
             }
             linked?;
-            // The upload's leftovers go while the blob is checked.
-            let (size_now, ()) = futures::future::try_join(async { self.registry.blob_size(expected).await }, async {
-                Ok(self.driver().delete(&upload_dir).await?)
-            })
-            .await?;
-            if size_now.is_none() {
+            // The upload's data is the blob now, so the upload reads as unknown already; its
+            // start time and hash states go after the answer.
+            self.discard_leftovers(upload_dir).await;
+            if self.registry.blob_size(expected).await?.is_none() {
                 // Ours was taken: the client uploads again.
                 return Err(Error::BlobUnknown { repository: self.name.clone(), digest: expected.clone() });
             }
@@ -648,6 +646,19 @@ impl Repository {
     /// # Errors
     /// [`Error::UploadUnknown`] when there is no such upload.
     pub async fn cancel_upload(&self, id: &str) -> Result<()> {
+        // An upload is known by its data: what is left of a finished one may outlive it for a
+        // moment (see `discard_leftovers`).
+        if let Err(e) = self.open_upload(id).await {
+            if matches!(e, Error::UploadUnknown { .. }) {
+                let _ = self.driver().delete(&layout::upload_dir(&self.name, id)).await;
+            }
+            return Err(e);
+        }
+        self.discard_upload(id).await
+    }
+
+    /// Removes an upload's folder: its data, start time and hash states.
+    async fn discard_upload(&self, id: &str) -> Result<()> {
         check_upload_id(&self.name, id)?;
         match self.driver().delete(&layout::upload_dir(&self.name, id)).await {
             Ok(()) => Ok(()),
@@ -655,6 +666,21 @@ impl Repository {
                 Err(Error::UploadUnknown { repository: self.name.clone(), id: id.to_owned() })
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the folder of an upload whose data is gone (placed as a blob), in a task of its
+    /// own where there is a Tokio runtime, so the client has its answer without waiting for the
+    /// folder removals. Should that fail, or the process stop first, purging removes what is
+    /// left, as for any upload that was abandoned.
+    async fn discard_leftovers(&self, upload_dir: String) {
+        let driver = self.driver().clone();
+        let removal = async move {
+            let _ = driver.delete(&upload_dir).await;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(removal)),
+            Err(_) => removal.await,
         }
     }
 

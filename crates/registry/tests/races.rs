@@ -99,8 +99,18 @@ fn chunk(data: &'static [u8]) -> stream::Iter<std::vec::IntoIter<Result<Bytes>>>
     stream::iter(vec![Ok(Bytes::from_static(data))])
 }
 
-async fn uploads_left(driver: &dyn StorageDriver, name: &RepositoryName) -> usize {
-    driver.walk(&layout::uploads(name), None).count().await
+/// Waits (up to 5 s) for what is left of a repository's finished uploads to be removed, which
+/// happens after the push has its answer.
+async fn assert_uploads_gone(driver: &dyn StorageDriver, name: &RepositoryName) {
+    let mut left = 0;
+    for _ in 0..500 {
+        left = driver.walk(&layout::uploads(name), None).count().await;
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{left} files of {name}'s uploads are left");
 }
 
 async fn collection_during_push(inner: Arc<dyn StorageDriver>) {
@@ -120,13 +130,13 @@ async fn collection_during_push(inner: Arc<dyn StorageDriver>) {
     assert_eq!(driver.read_all(&layout::blob_data(&digest), 0).await.unwrap(), data);
     assert_eq!(driver.get_content("/taken-by-the-collector").await.unwrap(), data);
     assert_eq!(second_repository.stat_blob(&digest).await.unwrap().size, data.len() as u64);
-    assert_eq!(uploads_left(driver.as_ref(), &second).await, 0);
+    assert_uploads_gone(driver.as_ref(), &second).await;
 
     // A blob the registry has: pushed again, it is linked, and the upload leaves nothing.
     let third: RepositoryName = "team/third".parse().unwrap();
     registry.repository(&third).put_blob(&digest, chunk(data)).await.unwrap();
     assert_eq!(registry.repository(&third).stat_blob(&digest).await.unwrap().size, data.len() as u64);
-    assert_eq!(uploads_left(driver.as_ref(), &third).await, 0);
+    assert_uploads_gone(driver.as_ref(), &third).await;
 
     // A new blob taken just as it is linked: the push fails, so the client pushes again, and
     // then it is there.
@@ -139,7 +149,7 @@ async fn collection_during_push(inner: Arc<dyn StorageDriver>) {
         Err(Error::BlobUnknown { digest, .. }) => assert_eq!(digest, fresh_digest),
         other => panic!("expected BlobUnknown, got {other:?}"),
     }
-    assert_eq!(uploads_left(driver.as_ref(), &first).await, 0);
+    assert_uploads_gone(driver.as_ref(), &first).await;
     repository.put_blob(&fresh_digest, chunk(fresh)).await.unwrap();
     assert_eq!(driver.read_all(&layout::blob_data(&fresh_digest), 0).await.unwrap(), fresh);
 }
@@ -214,4 +224,56 @@ async fn a_blob_that_cannot_be_placed_leaves_no_link_on_memory() {
 async fn a_blob_that_cannot_be_placed_leaves_no_link_on_filesystem() {
     let dir = tempfile::tempdir().unwrap();
     unplaceable_blob(FilesystemDriver::new(dir.path()).unwrap()).await;
+}
+
+/// A finished upload is gone for the client at once, although what is left of it (its start
+/// time and hash state) is removed after the answer: here that removal fails, and the upload
+/// still reads as unknown to a status request, a chunk and a cancel. Purging removes the rest.
+async fn leftovers_of_a_finished_upload<D: StorageDriver + Clone + 'static>(inner: D) {
+    use wharf_storage::{Fault, FaultInjector, Operation};
+    let driver = FaultInjector::new(inner);
+    let registry = Registry::new(Arc::new(driver.clone()), RegistryOptions::default());
+    let name: RepositoryName = "team/app".parse().unwrap();
+    let repository = registry.repository(&name);
+    let data: &'static [u8] = b"a layer pushed in two requests";
+    let digest = Digest::sha256(data);
+
+    driver.inject(Fault::fail(Operation::Delete).on_paths_containing("/_uploads/"));
+    let upload = repository.start_upload().await.unwrap();
+    repository.append_upload(&upload.id, Some(0), chunk(data)).await.unwrap();
+    let info = repository.finish_upload::<stream::Iter<std::vec::IntoIter<Result<Bytes>>>>(&upload.id, &digest, None);
+    assert_eq!(info.await.unwrap().size, data.len() as u64);
+    // The removal was tried, and failed.
+    for _ in 0..500 {
+        if driver.injected() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(driver.injected() > 0, "the leftovers were not removed after the answer");
+    let started_at = layout::upload_started_at(&name, &upload.id);
+    assert!(driver.stat(&started_at).await.is_ok(), "the leftovers are gone: the test shows nothing");
+
+    let unknown = |result: std::result::Result<_, Error>| matches!(result, Err(Error::UploadUnknown { .. }));
+    assert!(unknown(repository.upload_status(&upload.id).await.map(|_| ())));
+    assert!(unknown(repository.append_upload(&upload.id, None, chunk(b"more")).await.map(|_| ())));
+    assert!(unknown(repository.cancel_upload(&upload.id).await));
+    assert_eq!(repository.stat_blob(&digest).await.unwrap().size, data.len() as u64);
+
+    driver.clear();
+    let purged = registry.purge_uploads(std::time::Duration::ZERO, false).await.unwrap();
+    assert_eq!(purged.iter().map(|purged| purged.id.as_str()).collect::<Vec<_>>(), [upload.id.as_str()]);
+    assert_uploads_gone(&driver, &name).await;
+    assert_eq!(driver.read_all(&layout::blob_data(&digest), 0).await.unwrap(), data);
+}
+
+#[tokio::test]
+async fn leftovers_of_a_finished_upload_on_memory() {
+    leftovers_of_a_finished_upload(MemoryDriver::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_finished_upload_on_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    leftovers_of_a_finished_upload(FilesystemDriver::new(dir.path()).unwrap()).await;
 }

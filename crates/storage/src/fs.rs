@@ -12,8 +12,15 @@
 //! Every change is written to a temporary or staged file, fsynced, renamed into place, and the
 //! directory fsynced, so a crash leaves the old file or the new one; `put_scratch` and a
 //! writer's `close` skip the fsyncs, as the contract lets them. Emptied directories are
-//! removed, so the tree looks like the other backends' (no empty directories). Blocking
-//! calls run on tokio's blocking pool, at most `maxthreads` at a time.
+//! removed, so the tree looks like the other backends' (no empty directories).
+//!
+//! At most `maxthreads` blocking calls run at a time. Those that sync, and the reads and
+//! writes of large runs of data, go to tokio's blocking pool, where they overlap with the
+//! caller's other work. Short calls (a stat, an open, a small read or write, a removal) run on
+//! the calling thread under `block_in_place`, which moves the runtime's other tasks to another
+//! thread meanwhile: a trip to the pool and back costs two thread wake-ups, often more than the
+//! call itself. A runtime with a single thread has nowhere to move its tasks, so there every
+//! call goes to the pool.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -43,6 +50,8 @@ const READ_CHUNK: usize = 1 << 20;
 const READ_AHEAD: usize = 4;
 /// Writers gather this much before handing it to the blocking pool.
 const WRITE_BUFFER: usize = 1 << 20;
+/// A write of less than this is short: written on the calling thread (see the module's docs).
+const SHORT_WRITE: usize = 256 << 10;
 /// ...or this many chunks, so that a trickle of tiny writes does not pile up (and all fit in
 /// one vectored write: 1024 is Linux's limit).
 const MAX_PENDING_CHUNKS: usize = 1024;
@@ -151,6 +160,24 @@ impl FilesystemDriver {
         run_blocking(self.inner.clone(), operation, path, work).await
     }
 
+    /// Runs short blocking work on the calling thread, within the `maxthreads` limit, where
+    /// the runtime can move its other tasks elsewhere meanwhile; on the blocking pool where it
+    /// cannot (a current-thread runtime, or none).
+    async fn short<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        work: impl FnOnce(&Inner) -> io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi_thread {
+            return self.blocking(operation, path, work).await;
+        }
+        let _permit = self.inner.permits.acquire().await.map_err(|e| Error::backend(NAME, operation, path, e))?;
+        tokio::task::block_in_place(|| work(&self.inner)).map_err(|e| io_error(e, operation, path))
+    }
+
     /// Runs `work` on each item, in batches of [`BULK_BATCH`] per blocking call, a few
     /// batches at a time; results in the order of `items`.
     async fn bulk<I: Send + 'static, T: Send + 'static>(
@@ -194,7 +221,7 @@ impl FilesystemDriver {
     async fn write_whole(&self, path: &str, content: Bytes, durable: bool) -> Result<()> {
         validate_path(NAME, path)?;
         let owned = path.to_owned();
-        self.blocking("write", path, move |inner| {
+        let work = move |inner: &Inner| {
             let (temp, mut file) = inner.temp_file()?;
             let written = file.write_all(&content).and_then(|()| if durable { file.sync_all() } else { Ok(()) });
             drop(file);
@@ -206,8 +233,10 @@ impl FilesystemDriver {
                 let _ = fs::remove_file(&temp);
             }
             placed
-        })
-        .await
+        };
+        // A durable write waits for the disk: on the pool, it overlaps with the caller's
+        // other writes.
+        if durable { self.blocking("write", path, work).await } else { self.short("write", path, work).await }
     }
 }
 
@@ -418,7 +447,7 @@ impl StorageDriver for FilesystemDriver {
     async fn get_content(&self, path: &str) -> Result<Bytes> {
         validate_path(NAME, path)?;
         let owned = path.to_owned();
-        self.blocking("read", path, move |inner| fs::read(inner.full(&owned)).map(Bytes::from)).await
+        self.short("read", path, move |inner| fs::read(inner.full(&owned)).map(Bytes::from)).await
     }
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<()> {
@@ -433,7 +462,7 @@ impl StorageDriver for FilesystemDriver {
         validate_path(NAME, path)?;
         let owned = path.to_owned();
         let file = self
-            .blocking("open", path, move |inner| {
+            .short("open", path, move |inner| {
                 let mut file = File::open(inner.full(&owned))?;
                 let metadata = file.metadata()?;
                 if metadata.is_dir() {
@@ -500,7 +529,7 @@ impl StorageDriver for FilesystemDriver {
         validate_path(NAME, path)?;
         let owned = path.to_owned();
         let (file, size) = self
-            .blocking("open writer", path, move |inner| {
+            .short("open writer", path, move |inner| {
                 let staged = inner.staged(&owned);
                 if append {
                     match OpenOptions::new().append(true).open(&staged) {
@@ -535,7 +564,7 @@ impl StorageDriver for FilesystemDriver {
     async fn stat(&self, path: &str) -> Result<FileInfo> {
         validate_dir_path(NAME, path)?;
         let owned = path.to_owned();
-        self.blocking("stat", path, move |inner| {
+        self.short("stat", path, move |inner| {
             let metadata = fs::metadata(inner.full(&owned))?;
             Ok(file_info(owned, &metadata))
         })
@@ -545,7 +574,7 @@ impl StorageDriver for FilesystemDriver {
     async fn list(&self, path: &str) -> Result<Vec<String>> {
         validate_dir_path(NAME, path)?;
         let owned = path.to_owned();
-        self.blocking("list", path, move |inner| {
+        self.short("list", path, move |inner| {
             let prefix = dir_prefix(&owned);
             let mut children = Vec::new();
             for entry in fs::read_dir(inner.full(&owned))? {
@@ -586,7 +615,7 @@ impl StorageDriver for FilesystemDriver {
     async fn delete(&self, path: &str) -> Result<()> {
         validate_path(NAME, path)?;
         let owned = path.to_owned();
-        self.blocking(
+        self.short(
             "delete",
             path,
             move |inner| {
@@ -799,13 +828,15 @@ impl FsWriter {
             .ok_or_else(|| Error::backend(NAME, "write", &self.path, io::Error::other("an earlier write failed")))?;
         let chunks = std::mem::take(&mut self.pending);
         let written = std::mem::take(&mut self.pending_len) as u64;
-        let file = self
-            .driver
-            .blocking("write", &self.path, move |_| {
-                write_chunks(&mut file, &chunks)?;
-                Ok(file)
-            })
-            .await?;
+        let work = move |_: &Inner| {
+            write_chunks(&mut file, &chunks)?;
+            Ok(file)
+        };
+        let file = if written < SHORT_WRITE as u64 {
+            self.driver.short("write", &self.path, work).await?
+        } else {
+            self.driver.blocking("write", &self.path, work).await?
+        };
         self.file = Some(file);
         self.flushed += written;
         Ok(())
@@ -853,7 +884,7 @@ impl FileWriter for FsWriter {
         drop(self.file.take());
         let path = self.path.clone();
         self.driver
-            .blocking("cancel", &self.path, move |inner| {
+            .short("cancel", &self.path, move |inner| {
                 let staged = inner.staged(&path);
                 match fs::remove_file(&staged) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),

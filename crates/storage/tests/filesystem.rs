@@ -24,6 +24,16 @@ async fn passes_the_suite_with_one_thread() {
     testsuite::run_all_with(&driver, &testsuite::SuiteOptions::default().with_large_size(4 << 20)).await;
 }
 
+/// On a runtime with one thread, where short calls cannot run in place, every call goes to the
+/// blocking pool.
+#[tokio::test(flavor = "current_thread")]
+async fn passes_the_suite_on_a_current_thread_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path()).unwrap();
+    testsuite::run_all_with(&driver, &testsuite::SuiteOptions::default().with_large_size(4 << 20)).await;
+    assert_only_staging_left(dir.path());
+}
+
 /// What the suite leaves on disk: at most the empty staging folders.
 fn assert_only_staging_left(root: &Path) {
     let left: Vec<_> = walkdir(root).into_iter().filter(|p| p.is_file()).collect();
