@@ -582,7 +582,8 @@ impl StorageDriver for FilesystemDriver {
     async fn list(&self, path: &str) -> Result<Vec<String>> {
         validate_dir_path(NAME, path)?;
         let owned = path.to_owned();
-        self.short("list", path, move |inner| {
+        // Not a short call: a folder may hold thousands of entries (a repository's tags).
+        self.blocking("list", path, move |inner| {
             let prefix = dir_prefix(&owned);
             let mut children = Vec::new();
             for entry in fs::read_dir(inner.full(&owned))? {
