@@ -1,6 +1,7 @@
 //! Uploads at awkward moments: a push that finishes while a garbage collection takes the blob
 //! away (the collection's move played just as the push links the blob), on the memory and
-//! filesystem backends; and an upload whose start fails halfway.
+//! filesystem backends; an upload whose start fails halfway; a blob that cannot be placed; and
+//! a finished upload whose leftovers cannot be removed.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -11,8 +12,8 @@ use futures::stream::{self, BoxStream};
 use wharf_oci::{Digest, RepositoryName};
 use wharf_registry::{Error, Registry, RegistryOptions, layout};
 use wharf_storage::{
-    ByteStream, FileInfo, FileWriter, FilesystemDriver, MemoryDriver, RedirectMethod, Result, StorageDriver,
-    StorageDriverExt,
+    ByteStream, Fault, FaultInjector, FileInfo, FileWriter, FilesystemDriver, MemoryDriver, Operation, RedirectMethod,
+    Result, StorageDriver, StorageDriverExt,
 };
 
 /// A driver that, when the link `armed` names is written, moves the blob away as a collection
@@ -99,18 +100,29 @@ fn chunk(data: &'static [u8]) -> stream::Iter<std::vec::IntoIter<Result<Bytes>>>
     stream::iter(vec![Ok(Bytes::from_static(data))])
 }
 
-/// Waits (up to 5 s) for what is left of a repository's finished uploads to be removed, which
-/// happens after the push has its answer.
-async fn assert_uploads_gone(driver: &dyn StorageDriver, name: &RepositoryName) {
-    let mut left = 0;
+/// Waits up to 5 s for `done`; whether it came.
+async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
     for _ in 0..500 {
-        left = driver.walk(&layout::uploads(name), None).count().await;
-        if left == 0 {
-            return;
+        if done().await {
+            return true;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    panic!("{left} files of {name}'s uploads are left");
+    false
+}
+
+/// Waits for what is left of a repository's finished uploads to be removed, which happens
+/// after the push has its answer.
+async fn assert_uploads_gone(driver: &dyn StorageDriver, name: &RepositoryName) {
+    let gone = eventually(async || driver.walk(&layout::uploads(name), None).count().await == 0).await;
+    assert!(gone, "files of {name}'s uploads are left");
+}
+
+/// A registry over `inner` with faults to inject, and its repository `team/app`.
+fn with_faults<D: StorageDriver + Clone + 'static>(inner: D) -> (FaultInjector<D>, Registry, RepositoryName) {
+    let driver = FaultInjector::new(inner);
+    let registry = Registry::new(Arc::new(driver.clone()), RegistryOptions::default());
+    (driver, registry, "team/app".parse().unwrap())
 }
 
 async fn collection_during_push(inner: Arc<dyn StorageDriver>) {
@@ -168,13 +180,10 @@ async fn on_filesystem() {
 /// An upload whose start fails halfway leaves nothing behind, staged or visible.
 #[tokio::test]
 async fn a_failed_start_leaves_nothing() {
-    use wharf_storage::{Fault, FaultInjector, Operation};
     for failing in [Operation::PutContent, Operation::Writer, Operation::Close] {
         let dir = tempfile::tempdir().unwrap();
-        let driver = FaultInjector::new(FilesystemDriver::new(dir.path()).unwrap());
+        let (driver, registry, name) = with_faults(FilesystemDriver::new(dir.path()).unwrap());
         driver.inject(Fault::fail(failing));
-        let registry = Registry::new(Arc::new(driver.clone()), RegistryOptions::default());
-        let name: RepositoryName = "team/app".parse().unwrap();
         assert!(registry.repository(&name).start_upload().await.is_err(), "{failing:?}");
         driver.clear();
         let mut left = Vec::new();
@@ -193,10 +202,7 @@ async fn a_failed_start_leaves_nothing() {
 /// the same time) behind: the repository does not claim the blob, and the client's retry
 /// stores it.
 async fn unplaceable_blob<D: StorageDriver + Clone + 'static>(inner: D) {
-    use wharf_storage::{Fault, FaultInjector, Operation};
-    let driver = FaultInjector::new(inner);
-    let registry = Registry::new(Arc::new(driver.clone()), RegistryOptions::default());
-    let name: RepositoryName = "team/app".parse().unwrap();
+    let (driver, registry, name) = with_faults(inner);
     let repository = registry.repository(&name);
     let data: &'static [u8] = b"a layer the disk refuses once";
     let digest = Digest::sha256(data);
@@ -230,10 +236,7 @@ async fn a_blob_that_cannot_be_placed_leaves_no_link_on_filesystem() {
 /// time and hash state) is removed after the answer: here that removal fails, and the upload
 /// still reads as unknown to a status request, a chunk and a cancel. Purging removes the rest.
 async fn leftovers_of_a_finished_upload<D: StorageDriver + Clone + 'static>(inner: D) {
-    use wharf_storage::{Fault, FaultInjector, Operation};
-    let driver = FaultInjector::new(inner);
-    let registry = Registry::new(Arc::new(driver.clone()), RegistryOptions::default());
-    let name: RepositoryName = "team/app".parse().unwrap();
+    let (driver, registry, name) = with_faults(inner);
     let repository = registry.repository(&name);
     let data: &'static [u8] = b"a layer pushed in two requests";
     let digest = Digest::sha256(data);
@@ -244,13 +247,7 @@ async fn leftovers_of_a_finished_upload<D: StorageDriver + Clone + 'static>(inne
     let info = repository.finish_upload::<stream::Iter<std::vec::IntoIter<Result<Bytes>>>>(&upload.id, &digest, None);
     assert_eq!(info.await.unwrap().size, data.len() as u64);
     // The removal was tried, and failed.
-    for _ in 0..500 {
-        if driver.injected() > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(driver.injected() > 0, "the leftovers were not removed after the answer");
+    assert!(eventually(async || driver.injected() > 0).await, "the leftovers were not removed after the answer");
     let started_at = layout::upload_started_at(&name, &upload.id);
     assert!(driver.stat(&started_at).await.is_ok(), "the leftovers are gone: the test shows nothing");
 

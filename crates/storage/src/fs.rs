@@ -51,11 +51,11 @@ const READ_CHUNK: usize = 1 << 20;
 const READ_AHEAD: usize = 4;
 /// Writers gather this much before handing it to the blocking pool.
 const WRITE_BUFFER: usize = 1 << 20;
-/// A write of less than this is short: written on the calling thread (see the module's docs).
-const SHORT_WRITE: usize = 256 << 10;
 /// ...or this many chunks, so that a trickle of tiny writes does not pile up (and all fit in
 /// one vectored write: 1024 is Linux's limit).
 const MAX_PENDING_CHUNKS: usize = 1024;
+/// A write of less than this is short: written on the calling thread (see the module's docs).
+const SHORT_WRITE: usize = 256 << 10;
 /// Bulk calls hand this many paths to each blocking call...
 const BULK_BATCH: usize = 128;
 /// ...with this many such calls at once.
