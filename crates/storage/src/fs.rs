@@ -48,6 +48,12 @@ const READ_CHUNK: usize = 1 << 20;
 /// loopback bench (the reading one, the socket's and the client), and this much slack lets
 /// the reader run ahead while the others have the cores: a 1 GiB pull from the page cache
 /// took 0.25-0.27 s against 0.30-0.32 s with 2 (medians of 10-12 pulls, in turns).
+///
+/// Slower, in medians of 8-10 pulls taken in turns with these settings (0.25-0.27 s): chunks
+/// of 64-512 KiB (0.28-0.78 s) or 2-4 MiB (0.33-0.40 s) for about the same memory, several
+/// chunks per trip to the pool (0.28-0.32 s), reading on the socket's thread (0.35 s). No
+/// faster: two reads in flight at once, or one pool thread kept for the whole pull (which a
+/// slow client would then hold).
 const READ_AHEAD: usize = 4;
 /// Writers gather this much before handing it to the blocking pool.
 const WRITE_BUFFER: usize = 1 << 20;
