@@ -646,6 +646,8 @@ impl Repository {
     /// # Errors
     /// [`Error::UploadUnknown`] when there is no such upload.
     pub async fn cancel_upload(&self, id: &str) -> Result<()> {
+        // Checked first: a malformed id names no folder to clear up.
+        check_upload_id(&self.name, id)?;
         // An upload is known by its data: what is left of a finished one may outlive it for a
         // moment (see `discard_leftovers`).
         if let Err(e) = self.open_upload(id).await {

@@ -1,7 +1,7 @@
 //! Uploads at awkward moments: a push that finishes while a garbage collection takes the blob
 //! away (the collection's move played just as the push links the blob), on the memory and
-//! filesystem backends; an upload whose start fails halfway; a blob that cannot be placed; and
-//! a finished upload whose leftovers cannot be removed.
+//! filesystem backends; an upload whose start fails halfway; a blob that cannot be placed; a
+//! finished upload whose leftovers cannot be removed; and cancels of malformed upload ids.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -273,4 +273,17 @@ async fn leftovers_of_a_finished_upload_on_memory() {
 async fn leftovers_of_a_finished_upload_on_filesystem() {
     let dir = tempfile::tempdir().unwrap();
     leftovers_of_a_finished_upload(FilesystemDriver::new(dir.path()).unwrap()).await;
+}
+
+/// Cancelling a malformed upload id answers `UploadUnknown` without removing anything: no path
+/// is built from the id, so a driver that does not check its paths is safe too.
+#[tokio::test]
+async fn a_malformed_upload_id_is_cancelled_without_removals() {
+    let (driver, registry, name) = with_faults(MemoryDriver::new());
+    driver.inject(Fault::fail(Operation::Delete));
+    let repository = registry.repository(&name);
+    for id in ["..", "a/b", "", &"x".repeat(129)] {
+        assert!(matches!(repository.cancel_upload(id).await, Err(Error::UploadUnknown { .. })), "{id:?}");
+    }
+    assert_eq!(driver.injected(), 0, "a removal was tried");
 }
