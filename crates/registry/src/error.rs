@@ -32,6 +32,14 @@ pub enum Error {
         /// Where the chunk said it starts.
         offset: u64,
     },
+    /// Another request is writing to the upload, in this process or another that shares the
+    /// store: nothing was changed. The client asks for the upload's status and goes on from
+    /// there (`416 Range Not Satisfiable`).
+    #[error("upload {id} is being written by another request")]
+    UploadInUse {
+        /// The upload.
+        id: String,
+    },
     /// An upload whose saved hash state does not match its data (cut short by a crash): it
     /// cannot be resumed and should be restarted.
     #[error("upload {id} cannot be resumed at {size} bytes: {reason}")]

@@ -14,6 +14,7 @@
 //!     └── _uploads/<id>/
 //!         ├── data                                                 the upload's bytes
 //!         ├── startedat                                            RFC 3339 start time
+//!         ├── lease                                                who writes it now (Wharf's)
 //!         └── hashstates/<alg>/<offset>                            saved hash state at offset
 //! ```
 //!
@@ -119,6 +120,11 @@ pub fn upload_data(name: &RepositoryName, id: &str) -> String {
 /// When an upload started.
 pub fn upload_started_at(name: &RepositoryName, id: &str) -> String {
     format!("{}/startedat", upload_dir(name, id))
+}
+
+/// The lease that keeps one writer per upload (not in Distribution's layout, which ignores it).
+pub fn upload_lease(name: &RepositoryName, id: &str) -> String {
+    format!("{}/lease", upload_dir(name, id))
 }
 
 /// The hash state of an upload after `offset` bytes.

@@ -51,6 +51,7 @@ mod cache;
 mod error;
 pub mod gc;
 pub mod layout;
+mod lease;
 mod pulls;
 
 pub use crate::error::{Error, Result};
@@ -65,11 +66,28 @@ pub struct RegistryOptions {
     /// Track when manifests are pulled, writing each at most once per this interval; off
     /// (`None`) by default.
     pub pull_tracking_interval: Option<std::time::Duration>,
+    /// The term of the lease a request holds on an upload while it writes to it, renewed as
+    /// it goes: a request of a process that crashed blocks the upload for at most this long.
+    /// One minute by default.
+    pub upload_lease_term: std::time::Duration,
 }
 
 impl Default for RegistryOptions {
     fn default() -> Self {
-        RegistryOptions { max_manifest_bytes: MAX_MANIFEST_BYTES as u64, pull_tracking_interval: None }
+        RegistryOptions {
+            max_manifest_bytes: MAX_MANIFEST_BYTES as u64,
+            pull_tracking_interval: None,
+            upload_lease_term: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+impl RegistryOptions {
+    /// Sets [`RegistryOptions::upload_lease_term`].
+    #[must_use]
+    pub fn with_upload_lease_term(mut self, term: std::time::Duration) -> RegistryOptions {
+        self.upload_lease_term = term;
+        self
     }
 }
 
@@ -544,25 +562,55 @@ impl Repository {
     where
         S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
     {
-        let (mut writer, mut digester) = self.resume_upload(id, offset).await?;
-        let received = self.receive(writer.as_mut(), &mut digester, chunk).await;
-        // Keep what arrived, failure or not: the state first, so a state exists for every
-        // size the data can be found at.
-        let state_path = layout::upload_hash_state(&self.name, id, Algorithm::Sha256, digester.len());
-        self.driver().put_scratch(&state_path, Bytes::from(digester.save_state())).await?;
-        let size = writer.size();
-        writer.close().await?;
-        received?;
-        Ok(UploadStatus { id: id.to_owned(), size })
+        let mut lease = self.lease_upload(id).await?;
+        let appended = async {
+            let (mut writer, mut digester) = self.resume_upload(id, offset).await?;
+            let received = self.receive(id, writer.as_mut(), &mut digester, chunk, &mut lease).await;
+            // What arrived is kept, failure or not, unless another request may have the upload
+            // now: then this writer is dropped, and what it wrote since it opened with it.
+            self.confirm(id, &mut lease).await?;
+            // The state first, so that a state exists for every size the data can be found at.
+            let state_path = layout::upload_hash_state(&self.name, id, Algorithm::Sha256, digester.len());
+            self.driver().put_scratch(&state_path, Bytes::from(digester.save_state())).await?;
+            let size = writer.size();
+            writer.close().await?;
+            received?;
+            Ok(UploadStatus { id: id.to_owned(), size })
+        }
+        .await;
+        self.release_upload(id, lease, &appended).await;
+        appended
     }
 
     /// Completes an upload with its last chunk (if any): the content is verified against
     /// `expected`, and becomes the blob in this repository.
     ///
+    /// The content's digest comes from the hash state the upload's requests kept, which only
+    /// one request at a time writes (through the upload's lease). When the lease was ever
+    /// taken from a request that did not finish (its process crashed or stalled, its future was
+    /// dropped), the state may not describe the stored bytes: the bytes are then read back
+    /// and hashed before anything is published.
+    ///
     /// # Errors
-    /// [`Error::DigestMismatch`] (the upload is discarded), [`Error::UploadUnknown`], or the
-    /// stream's or the store's error.
+    /// [`Error::DigestMismatch`] (the upload is discarded), [`Error::UploadUnknown`],
+    /// [`Error::UploadInUse`], or the stream's or the store's error.
     pub async fn finish_upload<S>(&self, id: &str, expected: &Digest, last_chunk: Option<S>) -> Result<BlobInfo>
+    where
+        S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
+    {
+        let mut lease = self.lease_upload(id).await?;
+        let finished = self.finish_leased(id, expected, last_chunk, &mut lease).await;
+        self.release_upload(id, lease, &finished).await;
+        finished
+    }
+
+    async fn finish_leased<S>(
+        &self,
+        id: &str,
+        expected: &Digest,
+        last_chunk: Option<S>,
+        lease: &mut lease::Lease,
+    ) -> Result<BlobInfo>
     where
         S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
     {
@@ -572,23 +620,29 @@ impl Repository {
         let (mut writer, mut digester) = resumed?;
         let existing = existing?.is_some();
         if let Some(chunk) = last_chunk
-            && let Err(e) = self.receive(writer.as_mut(), &mut digester, chunk).await
+            && let Err(e) = self.receive(id, writer.as_mut(), &mut digester, chunk, lease).await
         {
-            let _ = writer.cancel().await;
-            let _ = self.discard_upload(id).await;
+            if !matches!(e, Error::UploadInUse { .. }) {
+                lease.abandon();
+                let _ = writer.cancel().await;
+                let _ = self.discard_upload(id).await;
+            }
             return Err(e);
         }
+        self.confirm(id, lease).await?;
         let size = writer.size();
-        let content = if expected.algorithm() == Algorithm::Sha256 {
+        let content = if expected.algorithm() == Algorithm::Sha256 && !lease.was_taken_over() {
             let actual = digester.finalize();
             if actual != *expected {
+                lease.abandon();
                 let _ = writer.cancel().await;
                 let _ = self.discard_upload(id).await;
                 return Err(Error::DigestMismatch { expected: expected.clone(), actual });
             }
             Verified::Staged(writer)
         } else {
-            // The saved state is sha256's; other algorithms read the published data once more.
+            // The saved state is sha256's, or may not describe the stored bytes: hash what was
+            // published at the upload's own path, before it becomes the blob.
             writer.commit().await?;
             let mut other = Digester::new(expected.algorithm());
             let mut stream = self.driver().reader(&layout::upload_data(&self.name, id), 0).await?;
@@ -596,6 +650,7 @@ impl Repository {
                 other.update(&chunk);
             }
             if let Err(wharf_oci::Error::DigestMismatch { actual, .. }) = other.verify(expected) {
+                lease.abandon();
                 let _ = self.discard_upload(id).await;
                 return Err(Error::DigestMismatch { expected: expected.clone(), actual });
             }
@@ -613,6 +668,7 @@ impl Repository {
             } else if let Verified::Staged(writer) = content {
                 writer.cancel().await?;
             }
+            lease.abandon();
             self.driver().delete(&upload_dir).await?;
         } else {
             // The blob and its link are written at once, so that their disk flushes overlap.
@@ -631,7 +687,8 @@ impl Repository {
             }
             linked?;
             // The upload's data is the blob now, so the upload reads as unknown already; its
-            // start time and hash states go after the answer.
+            // start time, lease and hash states go after the answer.
+            lease.abandon();
             self.discard_leftovers(upload_dir).await;
             if self.registry.blob_size(expected).await?.is_none() {
                 // Ours was taken: the client uploads again.
@@ -639,6 +696,45 @@ impl Repository {
             }
         }
         Ok(BlobInfo { digest: expected.clone(), size })
+    }
+
+    /// Takes the upload's lease: one request at a time writes to an upload.
+    async fn lease_upload(&self, id: &str) -> Result<lease::Lease> {
+        check_upload_id(&self.name, id)?;
+        let path = layout::upload_lease(&self.name, id);
+        let term = self.registry.inner.options.upload_lease_term;
+        match lease::Lease::acquire(self.driver().clone(), path, term).await {
+            Ok(lease) => Ok(lease),
+            // The lease of an upload that finished a moment ago may outlive it: the upload is
+            // unknown then, not busy.
+            Err(lease::LeaseError::Held) => match self.open_upload(id).await {
+                Ok(_) => Err(Error::UploadInUse { id: id.to_owned() }),
+                Err(e) => Err(e),
+            },
+            Err(lease::LeaseError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Confirms the upload's lease is still this request's (renewing it as it goes).
+    async fn confirm(&self, id: &str, lease: &mut lease::Lease) -> Result<()> {
+        match lease.confirm().await {
+            Ok(()) => Ok(()),
+            Err(lease::LeaseError::Held) => Err(Error::UploadInUse { id: id.to_owned() }),
+            Err(lease::LeaseError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Gives the upload's lease up after a request. When the upload turned out not to exist,
+    /// the lease's file goes, so that it leaves no folder behind.
+    async fn release_upload<T>(&self, id: &str, lease: lease::Lease, outcome: &Result<T>) {
+        if matches!(outcome, Err(Error::UploadUnknown { .. })) {
+            let mut lease = lease;
+            lease.abandon();
+            let _ = self.driver().delete(&layout::upload_lease(&self.name, id)).await;
+            return;
+        }
+        // A lease that cannot be released ends with its term.
+        let _ = lease.release().await;
     }
 
     /// Abandons an upload and everything it received.
@@ -710,13 +806,16 @@ impl Repository {
         }
     }
 
-    /// Reopens an upload's data and its hash state at the data's size.
+    /// Reopens an upload's data and its hash state at the data's size. When no state was saved
+    /// at that size (a request was stopped midway, after some of its bytes reached the store),
+    /// the largest saved state below it is taken, and the bytes after it are read back from
+    /// the store and hashed, as Distribution does.
     async fn resume_upload(
         &self,
         id: &str,
         offset: Option<u64>,
     ) -> Result<(Box<dyn wharf_storage::FileWriter>, Digester)> {
-        let writer = self.open_upload(id).await?;
+        let mut writer = self.open_upload(id).await?;
         let size = writer.size();
         if let Some(offset) = offset.filter(|&offset| offset != size) {
             // Dropping the writer unused leaves the upload as it was.
@@ -725,33 +824,73 @@ impl Repository {
         if size == 0 {
             return Ok((writer, Digester::new(Algorithm::Sha256)));
         }
-        let state_path = layout::upload_hash_state(&self.name, id, Algorithm::Sha256, size);
         let abandoned = |reason: String| Error::UploadAbandoned { id: id.to_owned(), size, reason };
-        let state = match self.driver().get_content(&state_path).await {
-            Ok(state) => state,
-            Err(e) if e.is_not_found() => {
-                return Err(abandoned(format!("no hash state at {size} bytes")));
-            }
+        let state_path = layout::upload_hash_state(&self.name, id, Algorithm::Sha256, size);
+        let (mut digester, from) = match self.driver().get_content(&state_path).await {
+            Ok(state) => (Digester::restore_state(&state).map_err(|e| abandoned(e.to_string()))?, size),
+            Err(e) if e.is_not_found() => match self.saved_state_below(id, size).await? {
+                Some((at, state)) => (Digester::restore_state(&state).map_err(|e| abandoned(e.to_string()))?, at),
+                None => (Digester::new(Algorithm::Sha256), 0),
+            },
             Err(e) => return Err(e.into()),
         };
-        let digester = Digester::restore_state(&state).map_err(|e| abandoned(e.to_string()))?;
-        if digester.len() != size {
-            return Err(abandoned(format!("the hash state covers {} bytes", digester.len())));
+        if digester.len() != from {
+            return Err(abandoned(format!("the hash state saved at {from} bytes covers {}", digester.len())));
+        }
+        if from < size {
+            let mut gap = writer
+                .read_back(from)
+                .await
+                .map_err(|e| abandoned(format!("no hash state at {size} bytes, and the bytes after {from}: {e}")))?;
+            while let Some(chunk) = gap.try_next().await? {
+                digester.update(&chunk);
+            }
+            if digester.len() != size {
+                return Err(abandoned(format!("read back {} of {size} bytes", digester.len())));
+            }
         }
         Ok((writer, digester))
     }
 
+    /// The largest hash state saved below `size` bytes, with its offset.
+    async fn saved_state_below(&self, id: &str, size: u64) -> Result<Option<(u64, Bytes)>> {
+        let dir = layout::upload_hash_states(&self.name, id, Algorithm::Sha256);
+        let saved = match self.driver().list(&dir).await {
+            Ok(paths) => paths,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut offsets: Vec<u64> = saved
+            .iter()
+            .filter_map(|path| path.rsplit('/').next()?.parse().ok())
+            .filter(|&offset| offset < size)
+            .collect();
+        offsets.sort_unstable();
+        while let Some(offset) = offsets.pop() {
+            match self.driver().get_content(&layout::upload_hash_state(&self.name, id, Algorithm::Sha256, offset)).await
+            {
+                Ok(state) => return Ok(Some((offset, state))),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
     async fn receive<S>(
         &self,
+        id: &str,
         writer: &mut dyn wharf_storage::FileWriter,
         digester: &mut Digester,
         mut chunk: S,
+        lease: &mut lease::Lease,
     ) -> Result<()>
     where
         S: Stream<Item = wharf_storage::Result<Bytes>> + Send + Unpin,
     {
         while let Some(bytes) = chunk.next().await {
             let bytes = bytes?;
+            self.confirm(id, lease).await?;
             writer.write(bytes.clone()).await?;
             digester.update(&bytes);
         }

@@ -10,10 +10,14 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use wharf_oci::{Digest, RepositoryName};
 
 use crate::error::Result;
 use crate::{Registry, Repository, layout};
+
+/// How many pull times a flush writes at once.
+const FLUSH_CONCURRENCY: usize = 16;
 
 /// The pull times not yet written, and when each was last written.
 #[derive(Debug, Default)]
@@ -66,33 +70,45 @@ impl Repository {
 }
 
 impl Registry {
-    /// Writes the pull times noted since the last flush; returns how many were written.
+    /// Writes the pull times noted since the last flush, several at once; returns how many
+    /// were written. A pull time is soft state (a crash may lose the latest without harm), so
+    /// each is written as scratch, without a disk flush of its own.
     ///
     /// # Errors
-    /// Storage errors; what could not be written is kept for the next flush.
+    /// The first storage error, after every other time was tried; each time that could not
+    /// be written is kept for the next flush.
     pub async fn flush_pulls(&self) -> Result<usize> {
         let due: Vec<((RepositoryName, Digest), SystemTime)> = {
             let mut entries = self.inner.pulls.entries.lock().unwrap_or_else(PoisonError::into_inner);
             entries.iter_mut().filter_map(|(key, entry)| entry.pending.take().map(|time| (key.clone(), time))).collect()
         };
-        let mut written = 0;
-        for ((name, digest), time) in due {
+        let writes = futures::stream::iter(due).map(|((name, digest), time)| async move {
             let text = humantime::format_rfc3339_seconds(time).to_string();
-            let result = self.inner.driver.put_content(&pull_path(&name, &digest), Bytes::from(text)).await;
-            let mut entries = self.inner.pulls.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            let entry = entries.entry((name, digest)).or_default();
+            let result = self.inner.driver.put_scratch(&pull_path(&name, &digest), Bytes::from(text)).await;
+            ((name, digest), time, result)
+        });
+        let results: Vec<_> = writes.buffer_unordered(FLUSH_CONCURRENCY).collect().await;
+        let mut written = 0;
+        let mut first_error = None;
+        let mut entries = self.inner.pulls.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        for (key, time, result) in results {
+            let entry = entries.entry(key).or_default();
             match result {
                 Ok(()) => {
                     entry.written = Some(time);
                     written += 1;
                 }
                 Err(e) => {
+                    // A pull noted meanwhile is newer: keep that one.
                     entry.pending = entry.pending.or(Some(time));
-                    return Err(e.into());
+                    first_error.get_or_insert(e);
                 }
             }
         }
-        Ok(written)
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(written),
+        }
     }
 
     /// Flushes pull times every `every` on the current tokio runtime until the returned

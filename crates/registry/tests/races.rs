@@ -12,8 +12,8 @@ use futures::stream::{self, BoxStream};
 use wharf_oci::{Digest, RepositoryName};
 use wharf_registry::{Error, Registry, RegistryOptions, layout};
 use wharf_storage::{
-    ByteStream, Fault, FaultInjector, FileInfo, FileWriter, FilesystemDriver, MemoryDriver, Operation, RedirectMethod,
-    Result, StorageDriver, StorageDriverExt,
+    ByteStream, Durability, Fault, FaultInjector, FileInfo, FileWriter, FilesystemDriver, MemoryDriver, Operation,
+    Precondition, RedirectMethod, Result, StorageDriver, StorageDriverExt, Version,
 };
 
 /// A driver that, when the link `armed` names is written, moves the blob away as a collection
@@ -61,6 +61,20 @@ impl StorageDriver for TakesTheBlob {
 
     async fn put_scratch(&self, path: &str, content: Bytes) -> Result<()> {
         self.inner.put_scratch(path, content).await
+    }
+
+    async fn get_versioned(&self, path: &str) -> Result<(Bytes, Version)> {
+        self.inner.get_versioned(path).await
+    }
+
+    async fn put_if(
+        &self,
+        path: &str,
+        content: Bytes,
+        precondition: Precondition,
+        durability: Durability,
+    ) -> Result<Version> {
+        self.inner.put_if(path, content, precondition, durability).await
     }
 
     async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {
@@ -286,4 +300,31 @@ async fn a_malformed_upload_id_is_cancelled_without_removals() {
         assert!(matches!(repository.cancel_upload(id).await, Err(Error::UploadUnknown { .. })), "{id:?}");
     }
     assert_eq!(driver.injected(), 0, "a removal was tried");
+}
+
+/// A flush of pull times that fails for one of them writes all the others, and keeps the one
+/// that failed for the next flush.
+#[tokio::test]
+async fn a_failed_pull_time_loses_no_other() {
+    let driver = FaultInjector::new(MemoryDriver::new());
+    let mut options = RegistryOptions::default();
+    options.pull_tracking_interval = Some(std::time::Duration::from_secs(60));
+    let registry = Registry::new(Arc::new(driver.clone()), options);
+    let name: RepositoryName = "team/app".parse().unwrap();
+    let repository = registry.repository(&name);
+    let digests: Vec<Digest> = (0..8).map(|i| Digest::sha256(format!("manifest {i}").as_bytes())).collect();
+    for digest in &digests {
+        repository.record_pull(digest);
+    }
+    driver.inject(Fault::fail(Operation::PutContent).on_paths_containing(digests[3].hex()).times(1));
+    assert!(registry.flush_pulls().await.is_err(), "the failed write went unreported");
+
+    // What the store has, as a registry that starts now reads it.
+    let reader = Registry::new(Arc::new(driver.clone()), RegistryOptions::default());
+    let stored = async |digest: &Digest| reader.repository(&name).last_pulled(digest).await.unwrap().is_some();
+    for (i, digest) in digests.iter().enumerate() {
+        assert_eq!(stored(digest).await, i != 3, "pull time {i} after the failed flush");
+    }
+    assert_eq!(registry.flush_pulls().await.unwrap(), 1, "the failed one is written at the next flush");
+    assert!(stored(&digests[3]).await);
 }

@@ -167,6 +167,7 @@ impl From<RegistryError> for ApiError {
                 );
             }
             RegistryError::UploadAbandoned { .. } => ErrorCode::BlobUploadInvalid,
+            RegistryError::UploadInUse { .. } => ErrorCode::RangeInvalid,
             RegistryError::DigestMismatch { .. } => ErrorCode::DigestInvalid,
             RegistryError::ManifestUnknown { .. } => ErrorCode::ManifestUnknown,
             RegistryError::ManifestInvalid(_) | RegistryError::CorruptLink { .. } => ErrorCode::ManifestInvalid,

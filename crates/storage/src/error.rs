@@ -45,6 +45,25 @@ pub enum Error {
         /// What was asked.
         operation: String,
     },
+    /// A create-only write ([`Precondition::Absent`](crate::Precondition::Absent)) found a
+    /// file already there; nothing was written.
+    #[error("{driver}: {path} already exists")]
+    AlreadyExists {
+        /// The driver's name.
+        driver: &'static str,
+        /// The path written to.
+        path: String,
+    },
+    /// An update-if-unchanged write
+    /// ([`Precondition::Matches`](crate::Precondition::Matches)) found the file changed or
+    /// gone; nothing was written.
+    #[error("{driver}: {path} changed since it was read")]
+    Precondition {
+        /// The driver's name.
+        driver: &'static str,
+        /// The path written to.
+        path: String,
+    },
     /// The configuration is wrong; the message names the key.
     #[error("storage configuration: {0}")]
     Config(String),
@@ -77,6 +96,11 @@ impl Error {
     /// Whether this is [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+
+    /// Whether a conditional write lost: [`Error::AlreadyExists`] or [`Error::Precondition`].
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::AlreadyExists { .. } | Error::Precondition { .. })
     }
 
     pub(crate) fn not_found(driver: &'static str, path: &str) -> Error {

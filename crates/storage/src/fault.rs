@@ -9,14 +9,16 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::error::{Error, Result};
-use crate::{ByteStream, FileInfo, FileWriter, RedirectMethod, StorageDriver};
+use crate::{ByteStream, Durability, FileInfo, FileWriter, Precondition, RedirectMethod, StorageDriver, Version};
 
 /// The operations a [`Fault`] can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Operation {
-    /// [`StorageDriver::get_content`].
+    /// [`StorageDriver::get_content`] and [`StorageDriver::get_versioned`].
     GetContent,
+    /// [`StorageDriver::put_if`].
+    PutIf,
     /// [`StorageDriver::put_content`] and [`StorageDriver::put_scratch`].
     PutContent,
     /// [`StorageDriver::reader`].
@@ -201,6 +203,22 @@ impl<D: StorageDriver> StorageDriver for FaultInjector<D> {
         self.inner.put_scratch(path, content).await
     }
 
+    async fn get_versioned(&self, path: &str) -> Result<(Bytes, Version)> {
+        check(&self.schedule, self.name(), Operation::GetContent, path).await?;
+        self.inner.get_versioned(path).await
+    }
+
+    async fn put_if(
+        &self,
+        path: &str,
+        content: Bytes,
+        precondition: Precondition,
+        durability: Durability,
+    ) -> Result<Version> {
+        check(&self.schedule, self.name(), Operation::PutIf, path).await?;
+        self.inner.put_if(path, content, precondition, durability).await
+    }
+
     async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {
         check(&self.schedule, self.name(), Operation::Reader, path).await?;
         self.inner.reader(path, offset).await
@@ -287,6 +305,11 @@ impl FileWriter for FaultyWriter {
 
     fn size(&self) -> u64 {
         self.inner.size()
+    }
+
+    async fn read_back(&mut self, offset: u64) -> Result<ByteStream> {
+        check(&self.schedule, self.driver, Operation::Reader, &self.path).await?;
+        self.inner.read_back(offset).await
     }
 
     async fn close(self: Box<Self>) -> Result<()> {

@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 use crate::config::DEFAULT_MAX_THREADS;
 use crate::error::{Error, Result};
 use crate::path::{dir_prefix, validate_dir_path, validate_path};
-use crate::{ByteStream, FileInfo, FileWriter, StorageDriver};
+use crate::{ByteStream, Durability, FileInfo, FileWriter, Precondition, StorageDriver, Version};
 
 const NAME: &str = "filesystem";
 const STAGING_DIR: &str = ".wharf+staging";
@@ -331,6 +331,73 @@ impl Inner {
         }
     }
 
+    /// Places `temp` at `to` only when nothing is there, through a hard link (which never
+    /// replaces), creating `to`'s folder; `temp` is removed either way.
+    fn link_into_place(&self, temp: &Path, to: &Path, durable: bool) -> io::Result<()> {
+        let dir = to.parent().unwrap_or(&self.root);
+        let mut attempts = 0;
+        let linked = loop {
+            match fs::hard_link(temp, to) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 10 => {
+                    attempts += 1;
+                    match fs::create_dir_all(dir) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => break Err(e),
+                        _ => {}
+                    }
+                }
+                result => break result,
+            }
+        };
+        let _ = fs::remove_file(temp);
+        linked?;
+        if durable { sync_dir(dir) } else { Ok(()) }
+    }
+
+    /// Replaces the file at `target` with `content` if its content still has version
+    /// `expected`. Writers of one path take turns through an exclusive lock on the file they
+    /// found there; one that finds the path replaced while it waited looks again.
+    fn replace_if_matches(
+        &self,
+        target: &Path,
+        content: &[u8],
+        expected: &Version,
+        durable: bool,
+    ) -> io::Result<Option<Version>> {
+        use std::os::unix::fs::MetadataExt;
+        loop {
+            let mut file = match File::open(target) {
+                Ok(file) => file,
+                Err(e) if is_missing(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            file.lock()?;
+            let held = file.metadata()?;
+            match fs::metadata(target) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {}
+                Ok(_) => continue,
+                Err(e) if is_missing(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            let mut current = Vec::new();
+            file.read_to_end(&mut current)?;
+            if content_version(&current) != *expected {
+                return Ok(None);
+            }
+            let (temp, mut out) = self.temp_file()?;
+            let written = out.write_all(content).and_then(|()| if durable { out.sync_all() } else { Ok(()) });
+            drop(out);
+            let placed = written.and_then(|()| {
+                if durable { self.rename_into_place(&temp, target) } else { self.move_into_place(&temp, target) }
+            });
+            if placed.is_err() {
+                let _ = fs::remove_file(&temp);
+            }
+            placed?;
+            // The lock goes with `file`, now that the new content is in place.
+            return Ok(Some(content_version(content)));
+        }
+    }
+
     /// Deletes a file or folder, and what is staged under its path; whether anything was
     /// there. Not synced: a deletion undone by a crash loses nothing (Distribution does not
     /// sync deletions either), and a sync would cost a disk flush each.
@@ -435,6 +502,14 @@ fn holds_files(dir: &Path) -> io::Result<bool> {
     Ok(false)
 }
 
+/// The version of a file's content: a digest of it, so that it differs whenever the content
+/// does, in every process.
+fn content_version(content: &[u8]) -> Version {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(content);
+    Version::new(digest[..16].iter().map(|byte| format!("{byte:02x}")).collect::<String>())
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -470,6 +545,53 @@ impl StorageDriver for FilesystemDriver {
 
     async fn put_scratch(&self, path: &str, content: Bytes) -> Result<()> {
         self.write_whole(path, content, false).await
+    }
+
+    async fn get_versioned(&self, path: &str) -> Result<(Bytes, Version)> {
+        let content = self.get_content(path).await?;
+        let version = content_version(&content);
+        Ok((content, version))
+    }
+
+    async fn put_if(
+        &self,
+        path: &str,
+        content: Bytes,
+        precondition: Precondition,
+        durability: Durability,
+    ) -> Result<Version> {
+        validate_path(NAME, path)?;
+        let owned = path.to_owned();
+        let durable = durability == Durability::Durable;
+        let work = move |inner: &Inner| match precondition {
+            Precondition::Absent => {
+                let (temp, mut file) = inner.temp_file()?;
+                let written = file.write_all(&content).and_then(|()| if durable { file.sync_all() } else { Ok(()) });
+                drop(file);
+                if let Err(e) = written {
+                    let _ = fs::remove_file(&temp);
+                    return Err(e);
+                }
+                match inner.link_into_place(&temp, &inner.full(&owned), durable) {
+                    Ok(()) => Ok(Ok(content_version(&content))),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        Ok(Err(Error::AlreadyExists { driver: NAME, path: owned }))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Precondition::Matches(expected) => {
+                let replaced = inner.replace_if_matches(&inner.full(&owned), &content, &expected, durable)?;
+                Ok(replaced.ok_or(Error::Precondition { driver: NAME, path: owned }))
+            }
+        };
+        // A durable write waits for the disk: on the pool, as for put_content. A scratch one is
+        // short (another writer holds a path's lock only while it replaces the file).
+        if durable {
+            self.blocking("conditional write", path, work).await?
+        } else {
+            self.short("conditional write", path, work).await?
+        }
     }
 
     async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {
@@ -874,6 +996,38 @@ impl FileWriter for FsWriter {
 
     fn size(&self) -> u64 {
         self.flushed + self.pending_len as u64
+    }
+
+    async fn read_back(&mut self, offset: u64) -> Result<ByteStream> {
+        let size = self.size();
+        if offset > size {
+            return Err(Error::InvalidOffset { driver: NAME, path: self.path.clone(), offset, size });
+        }
+        self.flush().await?;
+        let staged = self.driver.inner.staged(&self.path);
+        let driver = self.driver.clone();
+        let path = self.path.clone();
+        // Chunk by chunk up to the writer's size, on the pool, each from a fresh handle.
+        let chunks = stream::try_unfold(offset, move |at| {
+            let (driver, path, staged) = (driver.clone(), path.clone(), staged.clone());
+            async move {
+                if at >= size {
+                    return Ok(None);
+                }
+                let len = usize::try_from(size - at).unwrap_or(usize::MAX).min(READ_CHUNK);
+                let chunk = driver
+                    .blocking("read back", &path, move |_| {
+                        let mut file = File::open(&staged)?;
+                        file.seek(SeekFrom::Start(at))?;
+                        let mut buffer = vec![0; len];
+                        file.read_exact(&mut buffer)?;
+                        Ok(Bytes::from(buffer))
+                    })
+                    .await?;
+                Ok(Some((chunk, at + len as u64)))
+            }
+        });
+        Ok(chunks.boxed())
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {

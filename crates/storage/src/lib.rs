@@ -55,6 +55,13 @@
 //!   give each concurrent write a path of its own, as a registry does with upload ids.
 //! - **`delete`** is recursive and also discards writes staged under the path; `/a` never
 //!   touches `/ab`. A missing path is [`Error::NotFound`].
+//! - **Conditional writes** ([`put_if`](StorageDriver::put_if)) are atomic against every
+//!   other conditional write of the same path, from this process or another: of two
+//!   create-only writes one wins and the other is [`Error::AlreadyExists`]; of two
+//!   update-if-unchanged writes against the same [`Version`] one wins and the other is
+//!   [`Error::Precondition`]. A file's version changes whenever its content does. They are
+//!   what several processes on one store coordinate through (leases), never a service
+//!   beside it.
 //! - **`walk`** yields the files (not directories) below a path in byte-wise lexical order of
 //!   their paths, starting after `start_after` when given, so a listing can be paged without
 //!   reading what came before.
@@ -115,6 +122,51 @@ pub struct FileInfo {
     pub is_dir: bool,
 }
 
+/// A version of a file's content, as [`StorageDriver::get_versioned`] reads it and
+/// [`Precondition::Matches`] compares it: an opaque tag that differs whenever the content
+/// does (S3's ETag; a digest of the content on the filesystem; a generation in memory).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Version(String);
+
+impl Version {
+    /// Wraps a backend's tag.
+    pub fn new(tag: impl Into<String>) -> Version {
+        Version(tag.into())
+    }
+
+    /// The backend's tag.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a conditional write ([`StorageDriver::put_if`]) requires of the file it replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Precondition {
+    /// No file is at the path (create-only; `If-None-Match: *` on S3).
+    Absent,
+    /// The file is there with this version (update-if-unchanged; `If-Match` on S3).
+    Matches(Version),
+}
+
+/// How durable a write must be when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// As [`StorageDriver::put_content`]: on disk when the call returns.
+    Durable,
+    /// As [`StorageDriver::put_scratch`]: a crash may leave the old content, the new, an
+    /// empty file or none, never a mix. For state a crash may lose harmlessly (a lease).
+    Scratch,
+}
+
 /// The HTTP method a redirect URL is signed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -160,6 +212,29 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     async fn put_scratch(&self, path: &str, content: Bytes) -> Result<()> {
         self.put_content(path, content).await
     }
+
+    /// Reads a whole file with the version of the content read, for a later
+    /// [`put_if`](Self::put_if) with [`Precondition::Matches`].
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when there is no file at `path`.
+    async fn get_versioned(&self, path: &str) -> Result<(Bytes, Version)>;
+
+    /// Writes a whole file if `precondition` holds, atomically against every other
+    /// conditional write of the path (see the crate's [contract](crate#contract)); answers
+    /// the new content's version.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] for [`Precondition::Absent`] when a file is there;
+    /// [`Error::Precondition`] for [`Precondition::Matches`] when the file changed or is
+    /// gone. Nothing is written then.
+    async fn put_if(
+        &self,
+        path: &str,
+        content: Bytes,
+        precondition: Precondition,
+        durability: Durability,
+    ) -> Result<Version>;
 
     /// Streams a file's content from `offset`. An offset equal to the size gives an empty
     /// stream.
@@ -283,6 +358,18 @@ pub trait FileWriter: Send + fmt::Debug {
 
     /// The size of everything written so far, staged content included.
     fn size(&self) -> u64;
+
+    /// Streams the writer's content from `offset` to [`size`](Self::size), staged content
+    /// included, where the backend can read back what it has not published (the filesystem
+    /// and memory backends can; S3 cannot read the parts of an unfinished upload).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOffset`] past the size; [`Error::Backend`] when the store fails or
+    /// cannot read staged content back.
+    async fn read_back(&mut self, offset: u64) -> Result<ByteStream> {
+        let _ = offset;
+        Err(Error::backend("writer", "read back", "", "staged content cannot be read back"))
+    }
 
     /// Keeps what was written, out of sight, for a later `writer(path, true)`, from this
     /// process or another. It need not be durable: after a crash the staged content may be

@@ -11,7 +11,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::error::{Error, Result};
 use crate::path::{dir_prefix, validate_dir_path, validate_path};
-use crate::{ByteStream, FileInfo, FileWriter, StorageDriver};
+use crate::{ByteStream, Durability, FileInfo, FileWriter, Precondition, StorageDriver, Version};
 
 const NAME: &str = "inmemory";
 /// Reads are handed out in slices of this size (the data is not copied).
@@ -30,12 +30,22 @@ pub struct MemoryDriver {
 struct State {
     files: BTreeMap<String, File>,
     staged: HashMap<String, Bytes>,
+    /// The generation the next write gets: every file written has one of its own.
+    next_generation: u64,
 }
 
 #[derive(Debug, Clone)]
 struct File {
     data: Bytes,
     modified: SystemTime,
+    /// Tells this write's content from every other's at the path, as its [`Version`].
+    generation: u64,
+}
+
+impl File {
+    fn version(&self) -> Version {
+        Version::new(self.generation.to_string())
+    }
 }
 
 impl MemoryDriver {
@@ -54,6 +64,14 @@ impl MemoryDriver {
 }
 
 impl State {
+    /// Writes a file, with a generation of its own.
+    fn insert(&mut self, path: String, data: Bytes) -> &File {
+        self.next_generation += 1;
+        let file = File { data, modified: SystemTime::now(), generation: self.next_generation };
+        self.files.insert(path.clone(), file);
+        &self.files[&path]
+    }
+
     fn has_children(&self, dir: &str) -> bool {
         let prefix = dir_prefix(dir);
         self.files
@@ -76,9 +94,38 @@ impl StorageDriver for MemoryDriver {
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<()> {
         validate_path(NAME, path)?;
-        let file = File { data: content, modified: SystemTime::now() };
-        self.write(|s| s.files.insert(path.to_owned(), file));
+        self.write(|s| s.insert(path.to_owned(), content).generation);
         Ok(())
+    }
+
+    async fn get_versioned(&self, path: &str) -> Result<(Bytes, Version)> {
+        validate_path(NAME, path)?;
+        self.read(|s| s.files.get(path).map(|f| (f.data.clone(), f.version())))
+            .ok_or_else(|| Error::not_found(NAME, path))
+    }
+
+    async fn put_if(
+        &self,
+        path: &str,
+        content: Bytes,
+        precondition: Precondition,
+        _durability: Durability,
+    ) -> Result<Version> {
+        validate_path(NAME, path)?;
+        self.write(|s| {
+            let current = s.files.get(path).map(File::version);
+            match (&precondition, current) {
+                (Precondition::Absent, None) => {}
+                (Precondition::Absent, Some(_)) => {
+                    return Err(Error::AlreadyExists { driver: NAME, path: path.to_owned() });
+                }
+                (Precondition::Matches(expected), Some(current)) if *expected == current => {}
+                (Precondition::Matches(_), _) => {
+                    return Err(Error::Precondition { driver: NAME, path: path.to_owned() });
+                }
+            }
+            Ok(s.insert(path.to_owned(), content).version())
+        })
     }
 
     async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {
@@ -154,9 +201,8 @@ impl StorageDriver for MemoryDriver {
         validate_path(NAME, from)?;
         validate_path(NAME, to)?;
         self.write(|s| {
-            let mut file = s.files.remove(from).ok_or_else(|| Error::not_found(NAME, from))?;
-            file.modified = SystemTime::now();
-            s.files.insert(to.to_owned(), file);
+            let file = s.files.remove(from).ok_or_else(|| Error::not_found(NAME, from))?;
+            s.insert(to.to_owned(), file.data);
             Ok(())
         })
     }
@@ -262,6 +308,23 @@ impl FileWriter for MemoryWriter {
         self.len as u64
     }
 
+    async fn read_back(&mut self, offset: u64) -> Result<ByteStream> {
+        if offset > self.size() {
+            return Err(Error::InvalidOffset { driver: NAME, path: self.path.clone(), offset, size: self.size() });
+        }
+        let mut skip = offset as usize;
+        let mut chunks = Vec::with_capacity(self.parts.len());
+        for part in &self.parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            chunks.push(Ok(part.slice(skip..)));
+            skip = 0;
+        }
+        Ok(stream::iter(chunks).boxed())
+    }
+
     async fn close(self: Box<Self>) -> Result<()> {
         let MemoryWriter { driver, path, parts, len } = *self;
         let staged = MemoryWriter::joined(parts, len);
@@ -277,10 +340,10 @@ impl FileWriter for MemoryWriter {
     async fn commit_to(self: Box<Self>, to: &str) -> Result<bool> {
         validate_path(NAME, to)?;
         let MemoryWriter { driver, path, parts, len } = *self;
-        let file = File { data: MemoryWriter::joined(parts, len), modified: SystemTime::now() };
+        let data = MemoryWriter::joined(parts, len);
         driver.write(|s| {
             s.staged.remove(&path);
-            s.files.insert(to.to_owned(), file);
+            s.insert(to.to_owned(), data);
         });
         Ok(true)
     }

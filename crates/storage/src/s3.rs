@@ -31,7 +31,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use crate::config::S3Config;
 use crate::error::{Error, Result};
 use crate::path::{dir_prefix, validate_dir_path, validate_path};
-use crate::{ByteStream, FileInfo, FileWriter, RedirectMethod, StorageDriver};
+use crate::{ByteStream, Durability, FileInfo, FileWriter, Precondition, RedirectMethod, StorageDriver, Version};
 
 const NAME: &str = "s3";
 const STAGING: &str = ".wharf+staging/tails";
@@ -218,6 +218,16 @@ impl Inner {
     }
 
     async fn put(&self, path: &str, key: &str, content: Bytes, metadata: &[(&str, String)]) -> Result<()> {
+        self.put_object(key, content, metadata).send().await.map_err(|e| backend("put", path, e))?;
+        Ok(())
+    }
+
+    fn put_object(
+        &self,
+        key: &str,
+        content: Bytes,
+        metadata: &[(&str, String)],
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
         let mut request = self
             .client
             .put_object()
@@ -234,8 +244,7 @@ impl Inner {
         for (name, value) in metadata {
             request = request.metadata(*name, value);
         }
-        request.send().await.map_err(|e| backend("put", path, e))?;
-        Ok(())
+        request
     }
 
     /// Multipart uploads whose key is `path`'s, or below it when `scope` is `"/"`-terminated.
@@ -555,6 +564,58 @@ impl StorageDriver for S3Driver {
     async fn put_content(&self, path: &str, content: Bytes) -> Result<()> {
         validate_path(NAME, path)?;
         self.inner.put(path, &self.inner.key(path), content, &[]).await
+    }
+
+    async fn get_versioned(&self, path: &str) -> Result<(Bytes, Version)> {
+        validate_path(NAME, path)?;
+        let inner = &self.inner;
+        match inner.client.get_object().bucket(&inner.config.bucket).key(inner.key(path)).send().await {
+            Ok(object) => {
+                let version = object
+                    .e_tag()
+                    .map(Version::new)
+                    .ok_or_else(|| Error::backend(NAME, "read", path, "the object has no ETag"))?;
+                let content = object.body.collect().await.map_err(|e| Error::backend(NAME, "read", path, e))?;
+                Ok((content.into_bytes(), version))
+            }
+            Err(e) if is_not_found(&e) => Err(Error::not_found(NAME, path)),
+            Err(e) => Err(backend("read", path, e)),
+        }
+    }
+
+    /// `If-None-Match: *` or `If-Match: <ETag>` on PutObject, which S3 checks atomically
+    /// (412 when the condition fails, 409 when another conditional write of the key is in
+    /// flight). Every S3 write is durable.
+    async fn put_if(
+        &self,
+        path: &str,
+        content: Bytes,
+        precondition: Precondition,
+        _durability: Durability,
+    ) -> Result<Version> {
+        validate_path(NAME, path)?;
+        let inner = &self.inner;
+        let request = inner.put_object(&inner.key(path), content, &[]);
+        let request = match &precondition {
+            Precondition::Absent => request.if_none_match("*"),
+            Precondition::Matches(version) => request.if_match(version.as_str()),
+        };
+        match request.send().await {
+            Ok(output) => output
+                .e_tag()
+                .map(Version::new)
+                .ok_or_else(|| Error::backend(NAME, "conditional put", path, "the answer has no ETag")),
+            Err(e)
+                if matches!(status(&e), Some(409 | 412))
+                    || (matches!(precondition, Precondition::Matches(_)) && is_not_found(&e)) =>
+            {
+                Err(match precondition {
+                    Precondition::Absent => Error::AlreadyExists { driver: NAME, path: path.to_owned() },
+                    Precondition::Matches(_) => Error::Precondition { driver: NAME, path: path.to_owned() },
+                })
+            }
+            Err(e) => Err(backend("conditional put", path, e)),
+        }
     }
 
     async fn reader(&self, path: &str, offset: u64) -> Result<ByteStream> {

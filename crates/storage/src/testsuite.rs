@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use crate::{Error, FileInfo, RedirectMethod, StorageDriver, StorageDriverExt};
+use crate::{Durability, Error, FileInfo, Precondition, RedirectMethod, StorageDriver, StorageDriverExt};
 
 const MIB: usize = 1 << 20;
 
@@ -92,6 +92,9 @@ pub async fn run_all_with(driver: &dyn StorageDriver, options: &SuiteOptions) {
     concurrent_readers(driver, options.concurrency).await;
     concurrent_writers(driver, options.concurrency).await;
     concurrent_create_and_delete(driver, options.concurrency).await;
+    conditional_writes(driver).await;
+    conditional_races(driver, options.concurrency).await;
+    conditional_counter(driver, options.concurrency.min(8)).await;
     walk_order(driver).await;
     walk_start_after(driver).await;
     walk_many(driver).await;
@@ -784,6 +787,121 @@ pub async fn concurrent_create_and_delete(driver: &dyn StorageDriver, tasks: usi
         case.ok("create and delete", result);
     }
     case.expect_not_found("the emptied folder", driver.stat(&case.path("shared")).await);
+    case.finish().await;
+}
+
+/// Create-only and update-if-unchanged writes: each applies only when its condition holds,
+/// the version follows the content, and a failed condition writes nothing.
+pub async fn conditional_writes(driver: &dyn StorageDriver) {
+    let case = Case::start(driver, "conditional_writes").await;
+    for (file, durability) in [("durable", Durability::Durable), ("scratch", Durability::Scratch)] {
+        let path = case.path(file);
+        let put = |content: &'static [u8], precondition| {
+            driver.put_if(&path, Bytes::from_static(content), precondition, durability)
+        };
+        let first = case.ok("create-only on a missing file", put(b"one", Precondition::Absent).await);
+        match put(b"two", Precondition::Absent).await {
+            Err(Error::AlreadyExists { .. }) => {}
+            other => case.fail(format!("a second create-only write: expected AlreadyExists, got {other:?}")),
+        }
+        case.expect_content(file, b"one").await;
+        let (content, version) = case.ok("get_versioned", driver.get_versioned(&path).await);
+        if content != "one" || version != first {
+            case.fail(format!("get_versioned read {content:?} at {version}, after writing \"one\" at {first}"));
+        }
+        let second = case.ok("update-if-unchanged", put(b"two", Precondition::Matches(first.clone())).await);
+        if second == first {
+            case.fail(format!("the version stayed {first} when the content changed"));
+        }
+        match put(b"three", Precondition::Matches(first.clone())).await {
+            Err(Error::Precondition { .. }) => {}
+            other => case.fail(format!("an update against a stale version: expected Precondition, got {other:?}")),
+        }
+        case.expect_content(file, b"two").await;
+        case.ok("put_content", driver.put_content(&path, Bytes::from_static(b"plain")).await);
+        match put(b"four", Precondition::Matches(second)).await {
+            Err(Error::Precondition { .. }) => {}
+            other => case.fail(format!("an update after a plain write: expected Precondition, got {other:?}")),
+        }
+        case.ok("delete", driver.delete(&path).await);
+        match put(b"five", Precondition::Matches(first)).await {
+            Err(Error::Precondition { .. }) => {}
+            other => case.fail(format!("an update of a deleted file: expected Precondition, got {other:?}")),
+        }
+        case.expect_not_found("the file an update did not write", driver.stat(&path).await);
+    }
+    case.finish().await;
+}
+
+/// Many conditional writes of one path at once: exactly one create-only write wins, and of
+/// the updates made against the same version exactly one wins, whole.
+pub async fn conditional_races(driver: &dyn StorageDriver, writers: usize) {
+    let case = Case::start(driver, "conditional_races").await;
+    let path = case.path("contended");
+    let content = |w: usize| Bytes::from(format!("writer {w}"));
+    let creates = (0..writers).map(|w| driver.put_if(&path, content(w), Precondition::Absent, Durability::Scratch));
+    let created = futures::future::join_all(creates).await;
+    let winners: Vec<usize> = (0..writers).filter(|&w| created[w].is_ok()).collect();
+    for result in &created {
+        if let Err(e) = result
+            && !matches!(e, Error::AlreadyExists { .. })
+        {
+            case.fail(format!("a losing create-only write: expected AlreadyExists, got {e}"));
+        }
+    }
+    if winners.len() != 1 {
+        case.fail(format!("{} of {writers} racing create-only writes won", winners.len()));
+    }
+    let (_, version) = case.ok("get_versioned", driver.get_versioned(&path).await);
+    let updates = (0..writers).map(|w| {
+        let precondition = Precondition::Matches(version.clone());
+        driver.put_if(&path, content(100 + w), precondition, Durability::Durable)
+    });
+    let updated = futures::future::join_all(updates).await;
+    let winners: Vec<usize> = (0..writers).filter(|&w| updated[w].is_ok()).collect();
+    for result in &updated {
+        if let Err(e) = result
+            && !matches!(e, Error::Precondition { .. })
+        {
+            case.fail(format!("a losing update: expected Precondition, got {e}"));
+        }
+    }
+    if winners.len() != 1 {
+        case.fail(format!("{} of {writers} racing updates against one version won", winners.len()));
+    }
+    case.expect_content("contended", &content(100 + winners[0])).await;
+    case.finish().await;
+}
+
+/// A counter that `tasks` tasks each raise `ROUNDS` times by read, update-if-unchanged and
+/// retry ends at `tasks * ROUNDS`: no update is lost, as none would be across processes.
+pub async fn conditional_counter(driver: &dyn StorageDriver, tasks: usize) {
+    const ROUNDS: usize = 4;
+    let case = Case::start(driver, "conditional_counter").await;
+    let path = case.path("counter");
+    case.ok("create", driver.put_if(&path, Bytes::from_static(b"0"), Precondition::Absent, Durability::Scratch).await);
+    let raise = (0..tasks).map(|_| {
+        let path = path.clone();
+        async move {
+            let mut raised = 0;
+            while raised < ROUNDS {
+                let (content, version) = driver.get_versioned(&path).await?;
+                let count: usize =
+                    std::str::from_utf8(&content).ok().and_then(|c| c.parse().ok()).unwrap_or(usize::MAX);
+                let next = Bytes::from((count.saturating_add(1)).to_string());
+                match driver.put_if(&path, next, Precondition::Matches(version), Durability::Scratch).await {
+                    Ok(_) => raised += 1,
+                    Err(e) if e.is_conflict() => tokio::task::yield_now().await,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok::<(), Error>(())
+        }
+    });
+    for result in futures::future::join_all(raise).await {
+        case.ok("raise the counter", result);
+    }
+    case.expect_content("counter", (tasks * ROUNDS).to_string().as_bytes()).await;
     case.finish().await;
 }
 

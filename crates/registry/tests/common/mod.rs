@@ -42,7 +42,13 @@ pub(crate) fn image_manifest(config: &Digest, config_size: usize, layers: &[(&Di
 
 /// The S3 test server from `scripts/test`, under a root of the test's own; `None` (after saying
 /// so) without one, a failure under `WHARF_REQUIRE_PEERS=1`.
+#[allow(dead_code, reason = "not every test file wraps the driver")]
 pub(crate) async fn s3_driver(test: &str) -> Option<Arc<dyn StorageDriver>> {
+    Some(Arc::new(s3(test).await?))
+}
+
+/// [`s3_driver`], as the driver's own type (to wrap it in a `FaultInjector`).
+pub(crate) async fn s3(test: &str) -> Option<wharf_storage::S3Driver> {
     let Ok(endpoint) = std::env::var("WHARF_S3_ENDPOINT") else {
         assert!(
             std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
@@ -67,5 +73,5 @@ pub(crate) async fn s3_driver(test: &str) -> Option<Arc<dyn StorageDriver>> {
     config.root_directory = format!("registry-{test}-{nanos}");
     let driver = wharf_storage::S3Driver::new(config.clone()).await.unwrap();
     let _ = driver.client().create_bucket().bucket(&config.bucket).send().await;
-    Some(Arc::new(driver))
+    Some(driver)
 }
