@@ -711,7 +711,9 @@ impl StorageDriver for S3Driver {
             let files = page.contents().iter().filter_map(|o| o.key());
             let dirs = page.common_prefixes().iter().filter_map(|p| p.prefix()).map(|p| p.trim_end_matches('/'));
             for key in files.chain(dirs) {
-                let name = &key[prefix.len()..];
+                // A key with an empty segment (`<dir>//x`) lists as a prefix shorter than the
+                // folder's: it names no path.
+                let Some(name) = key.strip_prefix(prefix.as_str()).filter(|name| !name.is_empty()) else { continue };
                 let child = format!("{parent}{name}");
                 if validate_path(NAME, &child).is_ok() {
                     children.insert(child);

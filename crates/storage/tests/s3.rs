@@ -75,6 +75,37 @@ mod s3 {
         assert!(driver.abandoned_uploads(SystemTime::now() + Duration::from_secs(3600)).await.unwrap().is_empty());
     }
 
+    /// A key with an empty segment, written by another tool, is passed over by listings and
+    /// walks instead of breaking them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_with_empty_segments_are_passed_over() {
+        let Some(config) = config("empty-segments").await else {
+            return;
+        };
+        let driver = S3Driver::new(config.clone()).await.unwrap();
+        driver.put_content("/dir/file", Bytes::from_static(b"kept")).await.unwrap();
+        let odd = format!("{}/dir//x", config.root_directory.trim_matches('/'));
+        driver
+            .client()
+            .put_object()
+            .bucket(&config.bucket)
+            .key(&odd)
+            .body(Vec::from(&b"odd"[..]).into())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(driver.list("/dir").await.unwrap(), ["/dir/file"]);
+        let walked: Vec<String> = futures::TryStreamExt::try_collect::<Vec<_>>(driver.walk("/dir", None))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        assert_eq!(walked, ["/dir/file"]);
+        driver.delete("/dir").await.unwrap();
+        let _ = driver.client().delete_object().bucket(&config.bucket).key(&odd).send().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn resumes_after_restart_from_config() {
         let Some(s3) = config("restart").await else {

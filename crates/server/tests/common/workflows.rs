@@ -357,7 +357,10 @@ pub async fn bad_input(target: &Target) {
         (Method::GET, "/v2/ok/blobs/sha256:short".into(), vec![], vec![], StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
         (Method::GET, "/v2/ok/blobs/md5:d41d8cd98f00b204e9800998ecf8427e".into(), vec![], vec![], StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
         (Method::GET, "/v2/ok/manifests/bad:digest".into(), vec![], vec![], StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
-        (Method::GET, "/v2/ok/manifests/-bad-tag".into(), vec![], vec![], StatusCode::BAD_REQUEST, "TAG_INVALID"),
+        (Method::GET, "/v2/ok/manifests/-bad-tag".into(), vec![], vec![], StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+        (Method::GET, "/v2/ok/manifests/.INVALID_MANIFEST_NAME".into(), vec![], vec![], StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+        (Method::PUT, "/v2/ok/manifests/-bad-tag".into(), vec![("content-type", "application/vnd.oci.image.manifest.v1+json")], manifest.clone(), StatusCode::BAD_REQUEST, "TAG_INVALID"),
+        (Method::GET, "/v2/ok/tags/list?n=18446744073709551616".into(), vec![], vec![], StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
         (Method::POST, "/v2/ok/blobs/uploads/?digest=sha256:zz".into(), vec![], b"x".to_vec(), StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
         (Method::PUT, "/v2/ok/manifests/v1".into(), vec![("content-type", "application/vnd.oci.image.manifest.v1+json")], b"{not json".to_vec(), StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
         (Method::PUT, "/v2/ok/manifests/v1".into(), vec![("content-type", "application/vnd.oci.image.manifest.v1+json")], br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:00","size":1,"mediaType":"x/y"},"layers":[]}"#.to_vec(), StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
@@ -382,6 +385,8 @@ pub async fn bad_input(target: &Target) {
         ("four-five", StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
         ("9-4", StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
         ("4-9", StatusCode::BAD_REQUEST, "SIZE_INVALID"),
+        // A span of every u64: its length fits none, and is refused, not wrapped.
+        ("0-18446744073709551615", StatusCode::BAD_REQUEST, "SIZE_INVALID"),
     ] {
         let reply = target.send(Method::PATCH, &at, &[("content-range", range)], b"ef".to_vec()).await;
         assert_eq!((reply.status, reply.error_code().as_str()), (status, code), "Content-Range {range}");
@@ -389,6 +394,13 @@ pub async fn bad_input(target: &Target) {
     assert_eq!(target.get(&at).await.header("range"), Some("0-3"));
     let done = target.send(Method::PUT, &format!("{at}?digest={}", sha256(b"abcdef")), &[], b"ef".to_vec()).await;
     assert_eq!(done.status, StatusCode::CREATED);
+
+    // HEAD of a name that is no tag is unknown too; the largest page size lists everything.
+    let head = target.send(Method::HEAD, "/v2/ok/manifests/.INVALID_MANIFEST_NAME", &[], Bytes::new()).await;
+    assert_eq!(head.status, StatusCode::NOT_FOUND);
+    let all = target.get(&format!("/v2/ok/tags/list?n={}", u64::MAX)).await;
+    assert_eq!((all.status, all.json()["tags"].clone()), (StatusCode::OK, serde_json::json!(["v1"])));
+    assert_eq!(all.header("link"), None);
 
     // Nothing stored changed.
     assert_eq!(target.get("/v2/_catalog").await.body, catalog_before);
