@@ -51,6 +51,10 @@ pub enum Error {
         /// What is missing.
         reason: String,
     },
+    /// Another garbage collection is running on the store, in this process or another; or
+    /// this one lost its lease midway and stopped before its next change.
+    #[error("another garbage collection is running on this store")]
+    CollectionInProgress,
     /// Content does not hash to the digest it was sent with (`DIGEST_INVALID`).
     #[error("digest mismatch: expected {expected}, content hashes to {actual}")]
     DigestMismatch {

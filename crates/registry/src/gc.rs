@@ -39,7 +39,8 @@ use futures::{StreamExt, TryStreamExt};
 use wharf_oci::{Digest, Manifest, RepositoryName};
 use wharf_storage::{FileInfo, StorageDriver};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::lease::{Lease, LeaseError};
 use crate::{Registry, layout};
 
 /// What [`Registry::collect_garbage`] may delete.
@@ -61,6 +62,10 @@ pub struct GcOptions {
     /// this process's: the re-check looks at everything written this long before the run
     /// started. Default one minute.
     pub clock_slack: Duration,
+    /// The term of the lease in the store that keeps one collection at a time, whichever
+    /// process runs it; renewed every third of it while the run goes on, and taken over after
+    /// it ends when the process holding it stopped. Default one minute.
+    pub lease_term: Duration,
 }
 
 impl Default for GcOptions {
@@ -72,6 +77,7 @@ impl Default for GcOptions {
             grace_period: Duration::from_secs(3600),
             concurrency: 16,
             clock_slack: Duration::from_secs(60),
+            lease_term: Duration::from_secs(60),
         }
     }
 }
@@ -108,6 +114,18 @@ struct RepositoryScan {
     revisions: HashSet<Digest>,
 }
 
+/// The lease that keeps one collection at a time (not in Distribution's layout).
+fn gc_lease() -> String {
+    format!("{}/_wharf/gc/lease", layout::ROOT)
+}
+
+fn lease_error(e: LeaseError) -> Error {
+    match e {
+        LeaseError::Held => Error::CollectionInProgress,
+        LeaseError::Storage(e) => e.into(),
+    }
+}
+
 /// Where a blob's data waits between set-aside and deletion: sharded like the blob store,
 /// so that moves and deletions in parallel do not all queue on one folder.
 fn trash(digest: &Digest) -> String {
@@ -122,7 +140,39 @@ impl Registry {
     /// # Errors
     /// Storage errors; what was set aside before an error stays in the trash and is put back
     /// or deleted by the next run.
+    /// Only one collection runs at a time across every process sharing the store (through a
+    /// lease at `_wharf/gc/lease`): a run that finds another going on ends at once with
+    /// [`Error::CollectionInProgress`](crate::Error::CollectionInProgress), and a run that
+    /// loses its lease (it could not renew it in time) stops before its next change.
     pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
+        let lease = match Lease::acquire(self.inner.driver.clone(), gc_lease(), options.lease_term).await {
+            Ok(lease) => futures::lock::Mutex::new(lease),
+            Err(LeaseError::Held) => return Err(Error::CollectionInProgress),
+            Err(LeaseError::Storage(e)) => return Err(e.into()),
+        };
+        let outcome = {
+            let renewing = async {
+                loop {
+                    tokio::time::sleep(options.lease_term / 3).await;
+                    if let Err(e) = lease.lock().await.renew().await {
+                        return lease_error(e);
+                    }
+                }
+            };
+            let run = std::pin::pin!(self.collect_leased(options, &lease));
+            match futures::future::select(run, std::pin::pin!(renewing)).await {
+                futures::future::Either::Left((outcome, _)) => outcome,
+                // What was set aside stays in the trash, for the next run to put back.
+                futures::future::Either::Right((lost, _)) => Err(lost),
+            }
+        };
+        let _ = lease.into_inner().release().await;
+        outcome
+    }
+
+    async fn collect_leased(&self, options: &GcOptions, lease: &futures::lock::Mutex<Lease>) -> Result<GcReport> {
+        let confirm = async || lease.lock().await.confirm().await.map_err(lease_error);
+        confirm().await?;
         let started = SystemTime::now();
         let since = started.checked_sub(options.grace_period).unwrap_or(SystemTime::UNIX_EPOCH);
         let mut report = GcReport { dry_run: options.dry_run, ..GcReport::default() };
@@ -172,6 +222,7 @@ impl Registry {
         }
 
         // 2. Set aside.
+        confirm().await?;
         for (name, digest) in &report.manifests_deleted {
             self.remove_revision(name, digest).await?;
         }
@@ -196,6 +247,7 @@ impl Registry {
         // Owned digests keep the future `Send` for any caller.
         let put_back: Vec<Digest> = aside.iter().filter(|d| needed.blobs.contains(*d)).cloned().collect();
         // One by one, durably: a push is waiting for these.
+        confirm().await?;
         futures::stream::iter(put_back.clone())
             .map(|digest| async move { self.inner.driver.rename(&trash(&digest), &layout::blob_data(&digest)).await })
             .buffer_unordered(options.concurrency.max(1))
@@ -210,6 +262,7 @@ impl Registry {
         // to no data is no blob (every read checks the data), and a link written meanwhile by
         // a push must not be taken away.
         let doomed_paths: Vec<String> = aside.iter().filter(|d| candidates.contains_key(*d)).map(trash).collect();
+        confirm().await?;
         self.inner.driver.delete_many(doomed_paths).await?;
         let deleted: BTreeMap<Digest, u64> = candidates.into_iter().filter(|(d, _)| aside_set.contains(d)).collect();
         report.bytes_freed = deleted.values().sum();

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::stream;
 use wharf_oci::{Digest, RepositoryName, media_type};
 use wharf_registry::{GcOptions, ManifestReference, Registry, RegistryOptions, Repository, layout};
-use wharf_storage::{FilesystemDriver, MemoryDriver, StorageDriver};
+use wharf_storage::{Fault, FaultInjector, FilesystemDriver, MemoryDriver, Operation, StorageDriver, StorageDriverExt};
 
 mod common;
 
@@ -240,6 +240,64 @@ async fn safe_while_pushing(driver: Arc<dyn StorageDriver>) {
             }
         }
     }
+}
+
+/// Two registries (two processes) on one store: while one collects, slowed to outlast its
+/// lease's term several times (so it renews), the other's collection is refused; once it is
+/// done, the other's runs. A lease its holder never gave up is taken over once it ended.
+async fn one_collector_at_a_time<D: StorageDriver + Clone>(inner: D) {
+    let slow = FaultInjector::new(inner.clone());
+    let first = Registry::new(Arc::new(slow.clone()), RegistryOptions::default());
+    let second = Registry::new(Arc::new(inner.clone()), RegistryOptions::default());
+    let repository = second.repository(&name("team/app"));
+    let (_, config, layer, _) = push_image(&repository, Some("v1"), "kept").await;
+    let orphan = push_blob(&repository, b"an orphan").await;
+    let mut options = options();
+    options.lease_term = Duration::from_millis(300);
+
+    slow.inject(Fault::delay(Operation::List, Duration::from_millis(150)));
+    let running = first.collect_garbage(&options);
+    let refused = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        second.collect_garbage(&options).await
+    };
+    let (ran, refused) = futures::join!(running, refused);
+    slow.clear();
+    let report = ran.unwrap();
+    assert!(
+        matches!(refused, Err(wharf_registry::Error::CollectionInProgress)),
+        "a second collection during the first: {refused:?}"
+    );
+    assert_eq!(report.blobs_deleted, [orphan.clone()]);
+    assert!(blob_exists(&second, &config).await && blob_exists(&second, &layer).await);
+    second.collect_garbage(&options).await.unwrap();
+
+    // A lease whose holder crashed: held until its end, then taken over.
+    let lease = format!("{}/_wharf/gc/lease", layout::ROOT);
+    let record = |expires_ms: u128| Bytes::from(format!(r#"{{"holder":"crashed","expires_ms":{expires_ms}}}"#));
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    inner.put_content(&lease, record(now_ms + 60_000)).await.unwrap();
+    assert!(matches!(second.collect_garbage(&options).await, Err(wharf_registry::Error::CollectionInProgress)));
+    inner.put_content(&lease, record(now_ms - 1)).await.unwrap();
+    second.collect_garbage(&options).await.unwrap();
+    assert!(blob_exists(&second, &config).await && blob_exists(&second, &layer).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_collector_at_a_time_on_memory() {
+    one_collector_at_a_time(MemoryDriver::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_collector_at_a_time_on_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    one_collector_at_a_time(FilesystemDriver::new(dir.path()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_collector_at_a_time_on_s3() {
+    let Some(driver) = common::s3("gc-lease").await else { return };
+    one_collector_at_a_time(driver).await;
 }
 
 async fn run_all(make: impl Fn() -> Arc<dyn StorageDriver>) {

@@ -171,8 +171,17 @@ impl Server {
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     every.tick().await;
-                    // A failed run is logged and counted; the next one tries again.
-                    let _ = collect_garbage(&registry, metrics.as_ref(), &options).await;
+                    // A failed run is logged and counted, and so is a run that panicked: the
+                    // next one tries again.
+                    let run = std::panic::AssertUnwindSafe(collect_garbage(&registry, metrics.as_ref(), &options));
+                    if let Err(panic) = futures::FutureExt::catch_unwind(run).await {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        tracing::error!(panic = %message, "garbage collection panicked; the schedule goes on");
+                    }
                 }
             })
         });
@@ -245,6 +254,9 @@ async fn collect_garbage(
             took = ?took,
             "garbage collection finished"
         ),
+        Err(wharf_registry::Error::CollectionInProgress) => {
+            tracing::info!(took = ?took, "garbage collection skipped: another is running on this storage");
+        }
         Err(e) => tracing::warn!(error = %e, took = ?took, "garbage collection failed"),
     }
     outcome
