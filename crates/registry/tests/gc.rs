@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::stream;
 use wharf_oci::{Digest, RepositoryName, media_type};
 use wharf_registry::{GcOptions, ManifestReference, Registry, RegistryOptions, Repository, layout};
-use wharf_storage::{Fault, FaultInjector, FilesystemDriver, MemoryDriver, Operation, StorageDriver, StorageDriverExt};
+use wharf_storage::{Fault, FaultInjector, FilesystemDriver, MemoryDriver, Operation, StorageDriver};
 
 mod common;
 
@@ -268,7 +268,7 @@ async fn one_collector_at_a_time<D: StorageDriver + Clone>(inner: D) {
         matches!(refused, Err(wharf_registry::Error::CollectionInProgress)),
         "a second collection during the first: {refused:?}"
     );
-    assert_eq!(report.blobs_deleted, [orphan.clone()]);
+    assert_eq!(report.blobs_deleted, [orphan]);
     assert!(blob_exists(&second, &config).await && blob_exists(&second, &layer).await);
     second.collect_garbage(&options).await.unwrap();
 
