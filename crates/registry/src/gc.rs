@@ -142,7 +142,7 @@ impl Registry {
     /// or deleted by the next run.
     /// Only one collection runs at a time across every process sharing the store (through a
     /// lease at `_wharf/gc/lease`): a run that finds another going on ends at once with
-    /// [`Error::CollectionInProgress`](crate::Error::CollectionInProgress), and a run that
+    /// [`Error::CollectionInProgress`], and a run that
     /// loses its lease (it could not renew it in time) stops before its next change.
     pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
         let lease = match Lease::acquire(self.inner.driver.clone(), gc_lease(), options.lease_term).await {
