@@ -241,12 +241,7 @@ impl Api {
                     metrics.received(chunk.len() as u64);
                 }
             })
-            .map_err(|e| wharf_storage::Error::Backend {
-                driver: "http",
-                operation: "receive the request body",
-                path: String::new(),
-                source: Box::new(e),
-            })
+            .map_err(|e| wharf_storage::Error::ContentFailed { source: Box::new(e) })
     }
 
     fn repository(&self, name: &RepositoryName) -> Repository {

@@ -4,6 +4,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use wharf_registry::Error as RegistryError;
 
+/// The header that carries the id under which a server-side failure was logged.
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
 /// An error code of the distribution spec (and the few Distribution adds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -170,16 +173,37 @@ impl From<RegistryError> for ApiError {
             RegistryError::UploadInUse { .. } => ErrorCode::RangeInvalid,
             RegistryError::DigestMismatch { .. } => ErrorCode::DigestInvalid,
             RegistryError::ManifestUnknown { .. } => ErrorCode::ManifestUnknown,
-            RegistryError::ManifestInvalid(_) | RegistryError::CorruptLink { .. } => ErrorCode::ManifestInvalid,
+            RegistryError::ManifestInvalid(_) => ErrorCode::ManifestInvalid,
+            RegistryError::Storage(wharf_storage::Error::ContentFailed { .. }) => {
+                // The client went away or sent a broken body: its fault, and no failure of ours.
+                tracing::debug!(error = %e, "request body ended early");
+                return ApiError::new(ErrorCode::BlobUploadInvalid, "the request body ended before its end");
+            }
             RegistryError::ManifestBlobUnknown { .. } => ErrorCode::ManifestBlobUnknown,
             RegistryError::ManifestTooLarge { .. } => ErrorCode::ManifestTooLarge,
             RegistryError::TagInvalid(_) => ErrorCode::TagInvalid,
-            RegistryError::Storage(storage) if storage.is_not_found() => ErrorCode::BlobUnknown,
-            RegistryError::Storage(wharf_storage::Error::InvalidOffset { .. }) => ErrorCode::RangeInvalid,
+            // Content gone between a check and its read: said without the store's paths.
+            RegistryError::Storage(storage) if storage.is_not_found() => {
+                return ApiError::new(ErrorCode::BlobUnknown, "the content was removed while the request read it");
+            }
+            RegistryError::Storage(wharf_storage::Error::InvalidOffset { offset, size, .. }) => {
+                return ApiError::new(
+                    ErrorCode::RangeInvalid,
+                    format!("offset {offset} is past the end ({size} bytes)"),
+                );
+            }
             _ => ErrorCode::Unknown,
         };
         if code == ErrorCode::Unknown {
-            tracing::error!(error = %e, "storage failure");
+            // What failed inside (paths, the store's own words) goes to the log only; the client
+            // gets an id to quote.
+            let request_id = uuid::Uuid::new_v4().simple().to_string();
+            tracing::error!(error = %e, request_id, "storage failure");
+            return ApiError::new(
+                code,
+                format!("the registry could not complete the request (request id {request_id})"),
+            )
+            .with_header(REQUEST_ID, HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("-")));
         }
         ApiError::new(code, e.to_string())
     }

@@ -326,3 +326,40 @@ async fn scheduled_gc_and_upload_figures_in_metrics() {
     assert_eq!(target.get("/v2/team/app/manifests/stable").await.body, manifest);
     running.stop().await;
 }
+
+/// What a client is told when things go wrong that are not its request's fault: a body cut
+/// short is the client's (400, nothing logged as a failure); a damaged store is the server's
+/// (500), told with an id to quote and without the store's paths or words.
+#[tokio::test]
+async fn failures_are_told_without_internals() {
+    use tower::ServiceExt as _;
+    let registry = Registry::new(Arc::new(MemoryDriver::new()), RegistryOptions::default());
+    let app = router(registry.clone(), ServerOptions::default());
+    let target = Target::in_process(app.clone());
+
+    let start = target.send(Method::POST, "/v2/team/app/blobs/uploads/", &[], Bytes::new()).await;
+    let at = common::location(&start);
+    let body = futures::stream::iter(vec![
+        Ok(Bytes::from_static(b"a first chunk")),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "the client went away")),
+    ]);
+    let request = axum::http::Request::builder()
+        .method(Method::PATCH)
+        .uri(&at)
+        .body(axum::body::Body::from_stream(body))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // What arrived is kept, for the client to go on from.
+    assert_eq!(target.get(&at).await.header("range"), Some("0-12"));
+
+    push_image(&target, "team/app", "v1", 3).await;
+    let link = wharf_registry::layout::tag_current(&"team/app".parse().unwrap(), "v1");
+    registry.driver().put_content(&link, Bytes::from_static(b"not a digest")).await.unwrap();
+    let reply = target.get("/v2/team/app/manifests/v1").await;
+    assert_eq!((reply.status, reply.error_code().as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"));
+    let id = reply.header("x-request-id").expect("a request id").to_owned();
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(text.contains(&id), "{text}");
+    assert!(!text.contains("/docker/registry") && !text.contains("not a digest"), "internals told: {text}");
+}

@@ -77,6 +77,14 @@ pub enum Error {
         /// The path it was given.
         path: String,
     },
+    /// The content handed to a write failed before its end (a client's request body cut
+    /// short); the store itself did not fail.
+    #[error("the content being written ended early: {source}")]
+    ContentFailed {
+        /// What the content's source said.
+        #[source]
+        source: BoxError,
+    },
     /// The backend failed.
     #[error("{driver}: {operation} {path}: {source}")]
     Backend {
