@@ -79,7 +79,12 @@ struct Inner {
     permits: Semaphore,
     max_threads: usize,
     buffers: Arc<BufferPool>,
+    /// Folders scratch writes created and nothing has synced the entry of yet.
+    unsynced: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
+
+/// How many unsynced folders [`Inner::note_unsynced`] keeps note of.
+const MAX_UNSYNCED: usize = 1024;
 
 /// How many spare read buffers the driver keeps.
 const SPARE_BUFFERS: usize = 4;
@@ -149,7 +154,13 @@ impl FilesystemDriver {
         let root = root.into();
         fs::create_dir_all(&root).map_err(|e| Error::backend(NAME, "create root", &root.display().to_string(), e))?;
         Ok(FilesystemDriver {
-            inner: Arc::new(Inner { root, permits: Semaphore::new(max_threads), max_threads, buffers: Arc::default() }),
+            inner: Arc::new(Inner {
+                root,
+                permits: Semaphore::new(max_threads),
+                max_threads,
+                buffers: Arc::default(),
+                unsynced: std::sync::Mutex::default(),
+            }),
         })
     }
 
@@ -304,24 +315,79 @@ impl Inner {
 
     /// Renames `from` to `to`, creating `to`'s directory; retried when a concurrent removal of
     /// an emptied directory takes that directory away in between.
+    ///
+    /// Durable when it returns: the target's folder is synced, and so is the folder holding
+    /// each folder the rename created (a new `blobs/sha256/ab/<hex>/` is an entry in `ab/`,
+    /// which a power loss could otherwise lose with the blob in it).
     fn rename_into_place(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.move_into_place(from, to)?;
-        sync_dir(to.parent().unwrap_or(&self.root))
+        let created = self.place(from, to)?;
+        self.make_durable(to, created)
     }
 
     /// Renames `from` to `to`, creating the target's folder when missing, without waiting for
-    /// the rename to be durable.
+    /// the rename to be durable. The folders it created are noted, for the first durable
+    /// write below them to sync.
     fn move_into_place(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let created = self.place(from, to)?;
+        self.note_unsynced(created);
+        Ok(())
+    }
+
+    /// Syncs the folder of `to`, which a rename or link just wrote, and the folders holding
+    /// each folder on its way that is not durable yet: those `created` for it, and those a
+    /// scratch write created before (a durable file is no more durable than its path).
+    fn make_durable(&self, to: &Path, created: Vec<PathBuf>) -> io::Result<()> {
         let dir = to.parent().unwrap_or(&self.root);
+        sync_dir(dir)?;
+        let mut pending = created;
+        {
+            let mut unsynced = self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !unsynced.is_empty() {
+                for ancestor in dir.ancestors().take_while(|a| *a != self.root && a.starts_with(&self.root)) {
+                    if unsynced.remove(ancestor) && !pending.iter().any(|p| p == ancestor) {
+                        pending.push(ancestor.to_path_buf());
+                    }
+                }
+            }
+        }
+        for folder in &pending {
+            sync_dir(folder.parent().unwrap_or(&self.root))?;
+        }
+        Ok(())
+    }
+
+    /// Notes folders a scratch write created, for [`make_durable`](Self::make_durable). Past
+    /// [`MAX_UNSYNCED`] (folders of finished uploads are never written below again) the
+    /// oldest notes are synced and dropped, so the notes stay small.
+    fn note_unsynced(&self, created: Vec<PathBuf>) {
+        if created.is_empty() {
+            return;
+        }
+        let staging = self.root.join(STAGING_DIR);
+        let mut unsynced = self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        unsynced.extend(created.into_iter().filter(|dir| !dir.starts_with(&staging)));
+        if unsynced.len() > MAX_UNSYNCED {
+            for folder in unsynced.drain() {
+                // A folder removed since needs nothing.
+                let _ = sync_dir(folder.parent().unwrap_or(&self.root));
+            }
+        }
+    }
+
+    /// Renames `from` to `to`, creating the target's folder when missing; the folders it
+    /// created, outermost first.
+    fn place(&self, from: &Path, to: &Path) -> io::Result<Vec<PathBuf>> {
+        let dir = to.parent().unwrap_or(&self.root);
+        let mut created = Vec::new();
         let mut attempts = 0;
         loop {
             match fs::rename(from, to) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(created),
                 // The target's folder is missing, or a task removing it emptied took it away
                 // (even from under create_dir_all): create it and try again.
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 10 && from.exists() => {
                     attempts += 1;
-                    match fs::create_dir_all(dir) {
+                    match create_dirs(dir, &self.root, &mut created) {
                         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                         _ => {}
                     }
@@ -335,12 +401,13 @@ impl Inner {
     /// replaces), creating `to`'s folder; `temp` is removed either way.
     fn link_into_place(&self, temp: &Path, to: &Path, durable: bool) -> io::Result<()> {
         let dir = to.parent().unwrap_or(&self.root);
+        let mut created = Vec::new();
         let mut attempts = 0;
         let linked = loop {
             match fs::hard_link(temp, to) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 10 => {
                     attempts += 1;
-                    match fs::create_dir_all(dir) {
+                    match create_dirs(dir, &self.root, &mut created) {
                         Err(e) if e.kind() != io::ErrorKind::NotFound => break Err(e),
                         _ => {}
                     }
@@ -350,7 +417,12 @@ impl Inner {
         };
         let _ = fs::remove_file(temp);
         linked?;
-        if durable { sync_dir(dir) } else { Ok(()) }
+        if durable {
+            self.make_durable(to, created)
+        } else {
+            self.note_unsynced(created);
+            Ok(())
+        }
     }
 
     /// Replaces the file at `target` with `content` if its content still has version
@@ -510,6 +582,28 @@ fn content_version(content: &[u8]) -> Version {
     Version::new(digest[..16].iter().map(|byte| format!("{byte:02x}")).collect::<String>())
 }
 
+/// Creates `dir` and its missing parents up to `root`, noting each folder it created
+/// (outermost first) in `created`.
+fn create_dirs(dir: &Path, root: &Path, created: &mut Vec<PathBuf>) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while at != root && !at.exists() {
+        missing.push(at.to_path_buf());
+        match at.parent() {
+            Some(up) => at = up,
+            None => break,
+        }
+    }
+    for folder in missing.into_iter().rev() {
+        match fs::create_dir(&folder) {
+            Ok(()) => created.push(folder),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -647,8 +741,13 @@ impl StorageDriver for FilesystemDriver {
                         return;
                     }
                 };
-                // The file shrank under us: stop at what there is.
+                // The file shrank under us: a reader must not take what there is for the whole.
                 if chunk.is_empty() {
+                    let shrank = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the file ended {remaining} bytes short of the {size} it had when opened"),
+                    );
+                    let _ = sender.send(Err(Error::backend(NAME, "read", &path, shrank))).await;
                     return;
                 }
                 remaining -= chunk.len() as u64;
@@ -741,7 +840,8 @@ impl StorageDriver for FilesystemDriver {
             }
             inner.rename_into_place(&source, &inner.full(&to_owned))?;
             if let Some(dir) = source.parent() {
-                let _ = sync_dir(dir);
+                // The move is durable once the source's folder no longer names the file either.
+                sync_dir(dir)?;
                 inner.prune(dir);
             }
             Ok(())

@@ -192,3 +192,26 @@ async fn a_root_that_cannot_be_created_is_an_error() {
     assert!(matches!(err, Error::Backend { .. }), "{err}");
     assert!(FilesystemDriver::with_max_threads(dir.path(), 0).is_err());
 }
+
+/// A file that shrinks while it is read (another tool truncates it) ends its stream with an
+/// error, not early as if it were whole: a reader never takes part of a file for all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_shrinks_mid_read_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = FilesystemDriver::new(dir.path()).unwrap();
+    driver.put_content("/big", testsuite::test_data(9, 16 << 20)).await.unwrap();
+    let mut stream = driver.reader("/big", 0).await.unwrap();
+    let first = stream.try_next().await.unwrap().expect("a first chunk");
+    std::fs::OpenOptions::new().write(true).open(dir.path().join("big")).unwrap().set_len(2 << 20).unwrap();
+    let mut read = first.len();
+    let ended = loop {
+        match stream.try_next().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    let err = ended.expect_err("the stream ended quietly");
+    assert!(read < 16 << 20, "read the whole file although it shrank");
+    assert!(err.to_string().contains("short"), "{err}");
+}
