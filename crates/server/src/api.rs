@@ -25,6 +25,7 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
 type ApiResult = Result<Response, ApiError>;
@@ -442,6 +443,12 @@ impl Api {
 
     async fn put_manifest(&self, urls: &Urls, name: &RepositoryName, reference: &str, request: Request) -> ApiResult {
         let reference = parse_reference(reference)?;
+        // The spec's tag parameters (`?tag=a&tag=b`): tags the manifest gets once stored,
+        // each checked before anything is.
+        let tags: Vec<String> = Query::parse(request.uri().query()).all("tag").map(str::to_owned).collect();
+        for tag in &tags {
+            wharf_oci::validate_tag(tag).map_err(|e| ApiError::new(ErrorCode::TagInvalid, e.to_string()))?;
+        }
         let limit = self.registry.options().max_manifest_bytes;
         let too_large = |size: String| {
             ApiError::new(ErrorCode::ManifestTooLarge, format!("manifest of {size} bytes is over the limit of {limit}"))
@@ -463,10 +470,17 @@ impl Api {
         if let Some(metrics) = &self.options.metrics {
             metrics.received(content.len() as u64);
         }
-        let digest = self.repository(name).put_manifest(&reference, content, content_type.as_deref()).await?;
+        let repository = self.repository(name);
+        let digest = repository.put_manifest(&reference, content, content_type.as_deref()).await?;
+        for tag in &tags {
+            repository.tag(tag, &digest).await?;
+        }
         self.count(Metrics::manifest_pushed);
         let mut response = empty(StatusCode::CREATED);
         let out = response.headers_mut();
+        for tag in &tags {
+            out.append(OCI_TAG, header_value(tag)?);
+        }
         out.insert(header::LOCATION, header_value(&urls.url(&format!("/v2/{name}/manifests/{digest}")))?);
         out.insert(CONTENT_DIGEST, header_value(digest.as_str())?);
         if let Some(subject) = subject {
@@ -597,6 +611,11 @@ impl Query {
 
     fn get(&self, key: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> {
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// `n`, the page size: a non-negative number.

@@ -840,8 +840,12 @@ impl StorageDriver for FilesystemDriver {
             }
             inner.rename_into_place(&source, &inner.full(&to_owned))?;
             if let Some(dir) = source.parent() {
-                // The move is durable once the source's folder no longer names the file either.
-                sync_dir(dir)?;
+                // The move is durable once the source's folder no longer names the file
+                // either; a folder another call emptied and removed meanwhile names nothing.
+                match sync_dir(dir) {
+                    Err(e) if !is_missing(&e) => return Err(e),
+                    _ => {}
+                }
                 inner.prune(dir);
             }
             Ok(())

@@ -190,6 +190,22 @@ pub async fn push(target: &Target) {
         assert_eq!(reply.status, StatusCode::CREATED, "{digest}: {:?}", reply.body);
         assert_eq!(target.get(&format!("/v2/p/manifests/{digest}")).await.body, manifest);
     }
+    // Pushed by digest with the spec's tag parameters: tagged at once, one OCI-Tag each; a
+    // bad tag among them stores nothing.
+    let tagged = image_manifest((&config, 2), &[(&config, 2)], None);
+    let by_digest = format!("/v2/p/manifests/{}", sha256(&tagged));
+    let content_type = [("content-type", "application/vnd.oci.image.manifest.v1+json")];
+    let refused =
+        target.send(Method::PUT, &format!("{by_digest}?tag=ok&tag=-bad"), &content_type, tagged.clone()).await;
+    assert_eq!((refused.status, refused.error_code().as_str()), (StatusCode::BAD_REQUEST, "TAG_INVALID"));
+    assert_eq!(target.get(&by_digest).await.status, StatusCode::NOT_FOUND);
+    let reply = target.send(Method::PUT, &format!("{by_digest}?tag=one&tag=two"), &content_type, tagged.clone()).await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let announced: Vec<&str> = reply.headers.get_all("oci-tag").iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(announced, ["one", "two"]);
+    for tag in ["one", "two"] {
+        assert_eq!(target.get(&format!("/v2/p/manifests/{tag}")).await.body, tagged, "tag {tag}");
+    }
     let dangling = image_manifest((&config, 2), &[(&sha256(b"never pushed"), 12)], None);
     let reply = target
         .send(
