@@ -4,7 +4,9 @@
 //! upload either resumes to the right blob or is reported as abandoned.
 //!
 //! The test binary is its own writer: run with `WHARF_CRASH_WRITER_ROOT` set, it writes until
-//! killed.
+//! killed. Every size, chunk and kill delay comes from one seed, printed at the start;
+//! `WHARF_SEED=<seed>` runs the same ones again (where the kills land still depends on the
+//! machine's timing).
 #![allow(clippy::print_stdout, reason = "a test without the harness reports its own result")]
 
 use std::io::Write;
@@ -20,26 +22,33 @@ use wharf_registry::{Error, ManifestReference, Registry, RegistryOptions, layout
 use wharf_storage::{FileInfo, FilesystemDriver};
 
 const WRITER_ROOT: &str = "WHARF_CRASH_WRITER_ROOT";
+const SEED: &str = "WHARF_SEED";
 const REPOSITORY: &str = "crash/app";
 const ROUNDS: usize = 10;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let seed = match std::env::var(SEED) {
+        Ok(text) => text.parse().unwrap_or_else(|_| panic!("{SEED}={text:?} is not a number")),
+        Err(_) => SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    };
     if let Ok(root) = std::env::var(WRITER_ROOT) {
-        runtime.block_on(write_until_killed(PathBuf::from(root)));
+        runtime.block_on(write_until_killed(PathBuf::from(root), seed));
         return;
     }
+    println!("crash test with {SEED}={seed}");
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
     let mut totals = Totals::default();
     for round in 0..ROUNDS {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .env(WRITER_ROOT, &root)
+            .env(SEED, random(seed, round as u64).to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let delay = Duration::from_millis(30 + random(round as u64) % 400);
+        let delay = Duration::from_millis(30 + random(seed, ROUNDS as u64 + round as u64) % 400);
         std::thread::sleep(delay);
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -50,12 +59,11 @@ fn main() {
         "crash safety after {ROUNDS} kills: {} blobs and {} manifests intact, {} uploads resumed, {} abandoned",
         totals.blobs, totals.manifests, totals.resumed, totals.abandoned
     );
-    println!("1 passed, 0 failed");
 }
 
-fn random(seed: u64) -> u64 {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos();
-    let mut state = u64::from(nanos) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+/// The `n`th number drawn from `seed`.
+fn random(seed: u64, n: u64) -> u64 {
+    let mut state = seed ^ n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     state ^= state << 13;
     state ^= state >> 7;
     state ^= state << 17;
@@ -81,12 +89,12 @@ fn journal(root: &Path) -> PathBuf {
 
 /// The writer: uploads blobs in chunks, pushes manifests, forever. Before an upload receives
 /// anything, its id and content seed go to a journal, so the checker can resume it.
-async fn write_until_killed(root: PathBuf) {
+async fn write_until_killed(root: PathBuf, seed: u64) {
     let registry = registry(&root);
     let repository = registry.repository(&REPOSITORY.parse().unwrap());
     let mut journal = std::fs::OpenOptions::new().create(true).append(true).open(journal(&root)).unwrap();
     for i in 0u64.. {
-        let seed = random(i);
+        let seed = random(seed, i);
         let len = (seed % (3 << 20)) as usize + 1;
         let data = content(seed, len);
         let digest = Digest::sha256(&data);
@@ -95,7 +103,7 @@ async fn write_until_killed(root: PathBuf) {
         journal.sync_all().unwrap();
         let mut at = 0;
         while at < len {
-            let end = (at + 200_000 + (random(at as u64) % 800_000) as usize).min(len);
+            let end = (at + 200_000 + (random(seed, at as u64) % 800_000) as usize).min(len);
             if end == len {
                 let last = stream::iter(vec![Ok(data.slice(at..end))]);
                 repository.finish_upload(&upload.id, &digest, Some(last)).await.unwrap();
