@@ -338,6 +338,12 @@ impl Inner {
     /// scratch write created before (a durable file is no more durable than its path).
     fn make_durable(&self, to: &Path, created: Vec<PathBuf>) -> io::Result<()> {
         let dir = to.parent().unwrap_or(&self.root);
+        // A folder another call emptied and removed meanwhile (a collection took the file away
+        // as soon as it was in place) has nothing left to make durable.
+        let sync_dir = |dir: &Path| match sync_dir(dir) {
+            Err(e) if is_missing(&e) => Ok(()),
+            other => other,
+        };
         sync_dir(dir)?;
         let mut pending = created;
         {
