@@ -67,6 +67,12 @@ fn millis(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// When a lease taken or renewed at `now` for `term` ends, in milliseconds since the epoch
+/// (the farthest time there is, for a term too long to add).
+fn expiry(now: SystemTime, term: Duration) -> u64 {
+    now.checked_add(term).map_or(u64::MAX, millis)
+}
+
 fn from_millis(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)).unwrap_or(SystemTime::UNIX_EPOCH)
 }
@@ -85,33 +91,36 @@ impl Lease {
         term: Duration,
     ) -> Result<Lease, LeaseError> {
         let holder = uuid::Uuid::new_v4().to_string();
+        // Most leases are free: the first try creates one without reading what is there.
+        let (mut precondition, mut taken_over) = (Precondition::Absent, false);
         for _ in 0..ATTEMPTS {
             let now = SystemTime::now();
-            let mut record =
-                Record { holder: holder.clone(), expires_ms: millis(now + term), released: false, taken_over: false };
-            let precondition = match driver.get_versioned(&path).await {
-                Ok((content, version)) => {
-                    match serde_json::from_slice::<Record>(&content) {
-                        Ok(current) if !current.released && from_millis(current.expires_ms) > now => {
-                            return Err(LeaseError::Held);
-                        }
-                        Ok(current) => record.taken_over = current.taken_over || !current.released,
-                        // A record a crash left torn: its holder is gone.
-                        Err(_) => record.taken_over = true,
-                    }
-                    Precondition::Matches(version)
-                }
-                Err(e) if e.is_not_found() => Precondition::Absent,
-                Err(e) => return Err(e.into()),
-            };
+            let record = Record { holder: holder.clone(), expires_ms: expiry(now, term), released: false, taken_over };
             match driver.put_if(&path, record.encode(), precondition, Durability::Scratch).await {
                 Ok(version) => return Ok(Lease { driver, path, term, record, version, settled: false }),
-                // Another taker won this round: look again.
+                // It is there, or another taker won this round: look at what it says.
                 Err(e) if e.is_conflict() => {}
                 Err(e) => return Err(e.into()),
             }
+            (precondition, taken_over) = match driver.get_versioned(&path).await {
+                Ok((content, version)) => match serde_json::from_slice::<Record>(&content) {
+                    Ok(current) if !current.released && from_millis(current.expires_ms) > SystemTime::now() => {
+                        return Err(LeaseError::Held);
+                    }
+                    Ok(current) => (Precondition::Matches(version), current.taken_over || !current.released),
+                    // A record a crash left torn: its holder is gone.
+                    Err(_) => (Precondition::Matches(version), true),
+                },
+                Err(e) if e.is_not_found() => (Precondition::Absent, false),
+                Err(e) => return Err(e.into()),
+            };
         }
         Err(LeaseError::Held)
+    }
+
+    /// How long until the lease ends, by this process's clock.
+    fn time_left(&self) -> Duration {
+        from_millis(self.record.expires_ms).duration_since(SystemTime::now()).unwrap_or_default()
     }
 
     /// Whether the lease was ever taken from a holder that had not given it up.
@@ -122,8 +131,7 @@ impl Lease {
     /// Confirms the lease is still this holder's, renewing it once half its term is gone.
     /// Called before each step that must not happen once another holder may have it.
     pub(crate) async fn confirm(&mut self) -> Result<(), LeaseError> {
-        let left = from_millis(self.record.expires_ms).duration_since(SystemTime::now()).unwrap_or_default();
-        if left > self.term / 2 {
+        if self.time_left() > self.term / 2 {
             return Ok(());
         }
         self.renew().await
@@ -138,7 +146,7 @@ impl Lease {
     /// Extends the lease by its term from now, if no one took it meanwhile.
     pub(crate) async fn renew(&mut self) -> Result<(), LeaseError> {
         let mut record = self.record.clone();
-        record.expires_ms = millis(SystemTime::now() + self.term);
+        record.expires_ms = expiry(SystemTime::now(), self.term);
         self.write(record).await
     }
 
@@ -149,8 +157,7 @@ impl Lease {
         }
         // Well inside its term no one else can have taken it: removing the file frees it in
         // one cheap call. A lease that was ever taken over keeps its record, which says so.
-        let left = from_millis(self.record.expires_ms).duration_since(SystemTime::now()).unwrap_or_default();
-        if !self.record.taken_over && left > self.term / 2 {
+        if !self.record.taken_over && self.time_left() > self.term / 2 {
             match self.driver.delete(&self.path).await {
                 Ok(()) => {
                     self.settled = true;
