@@ -3,17 +3,30 @@
 //! Collects garbage in the registry that Distribution's `config.yml` describes (its
 //! `storage:` section, with `REGISTRY_*` overrides, as the registry example reads it), and
 //! prints what was deleted. Unlike `registry garbage-collect`, it may run while the
-//! registry serves pushes.
+//! registry serves pushes, and several may be started at once (from cron on each host, say):
+//! one collects, the others exit with status 75 (`EX_TEMPFAIL`) saying another collection
+//! is running.
 
-#![allow(clippy::print_stdout, reason = "an example prints its report")]
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints its report")]
 
 use std::time::Duration;
 
-use wharf::registry::{GcOptions, Registry, RegistryOptions};
+use wharf::registry::{GcOptions, Registry};
 use wharf::server::Config;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    match collect().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gc: {e}");
+            let busy = matches!(e.downcast_ref(), Some(wharf::registry::Error::CollectionInProgress));
+            std::process::ExitCode::from(if busy { 75 } else { 1 })
+        }
+    }
+}
+
+async fn collect() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut path = None;
     let mut options = GcOptions::default();
@@ -37,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let path = path.ok_or("usage: gc config.yml [--dry-run] [--delete-untagged] [--grace 1h]")?;
     let config = Config::from_file(&path)?;
-    let registry = Registry::new(config.storage.build().await?, RegistryOptions::default());
+    let registry = Registry::new(config.storage.build().await?, config.registry.clone());
 
     let started = std::time::Instant::now();
     let report = registry.collect_garbage(&options).await?;

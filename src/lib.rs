@@ -11,6 +11,7 @@
 //! # Ok::<(), wharf::oci::Error>(())
 //! ```
 
+pub use wharf_client as client;
 pub use wharf_oci as oci;
 pub use wharf_registry as registry;
 pub use wharf_server as server;

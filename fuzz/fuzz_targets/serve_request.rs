@@ -1,7 +1,8 @@
 //! Whole requests against the router over an in-memory registry: whatever the method, path,
-//! range headers and body, the answer is never a server error, and every error carries the
-//! spec's JSON body. Each input is several requests against one registry, so later ones
-//! meet what earlier ones stored.
+//! headers and body, the answer is never a server error, and every error carries the spec's
+//! JSON body. Each input is several requests against one registry, so later ones meet what
+//! earlier ones stored, and `{u}` in a path stands for the upload the last POST opened: its
+//! PATCHes and PUTs reach `Content-Range` against `Content-Length` on a real upload.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -21,35 +22,44 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 const METHODS: [Method; 6] = [Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::PUT, Method::DELETE];
 
+/// The header lines of a request, in order.
+const HEADERS: [&str; 4] = ["range", "content-range", "content-length", "forwarded"];
+
 fuzz_target!(|data: &[u8]| {
     let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), RegistryOptions::default());
-    let app = router(registry, ServerOptions::default().with_delete_enabled(true).with_relative_urls(true));
-    // Requests are separated by 0xff; each is `method byte, path \n, range \n, content-range \n, body`.
+    let app = router(registry, ServerOptions::default().with_delete_enabled(true));
+    let mut upload = String::from("a/blobs/uploads/none");
+    // Requests are separated by 0xff; each is `method byte, path \n`, a line for each of
+    // HEADERS (empty for none), then the body.
     for request in data.split(|b| *b == 0xff).take(8) {
         let Some((&method, rest)) = request.split_first() else { continue };
-        let mut parts = rest.splitn(4, |b| *b == b'\n');
-        let (Some(path), range, content_range, body) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let Ok(path) = std::str::from_utf8(path) else { continue };
+        let mut parts = rest.splitn(HEADERS.len() + 2, |b| *b == b'\n');
+        let Some(Ok(path)) = parts.next().map(std::str::from_utf8) else { continue };
+        let path = path.replace("{u}", &upload);
         let mut builder =
             Request::builder().method(METHODS[usize::from(method) % METHODS.len()].clone()).uri(format!("/v2/{path}"));
-        if let Some(range) = range.filter(|r| !r.is_empty()) {
-            builder = builder.header("range", range);
+        for name in HEADERS {
+            if let Some(value) = parts.next().filter(|v| !v.is_empty()) {
+                builder = builder.header(name, value);
+            }
         }
-        if let Some(content_range) = content_range.filter(|r| !r.is_empty()) {
-            builder = builder.header("content-range", content_range);
-        }
-        let Ok(request) = builder.body(Body::from(body.unwrap_or_default().to_vec())) else { continue };
-        let (status, body) = runtime().block_on(async {
+        let body = parts.next().unwrap_or_default().to_vec();
+        let Ok(request) = builder.body(Body::from(body)) else { continue };
+        let (status, location, body) = runtime().block_on(async {
             let response = app.clone().oneshot(request).await.unwrap();
             let status = response.status();
-            (status, response.into_body().collect().await.unwrap().to_bytes())
+            let location = response.headers().get("location").and_then(|l| l.to_str().ok()).map(str::to_owned);
+            (status, location, response.into_body().collect().await.unwrap().to_bytes())
         });
         assert!(!status.is_server_error(), "{status}: {}", String::from_utf8_lossy(&body));
         if status.is_client_error() && !body.is_empty() {
             let json: serde_json::Value = serde_json::from_slice(&body).expect("error bodies are JSON");
             assert!(json["errors"][0]["code"].is_string(), "{json}");
+        }
+        if let Some(opened) =
+            location.as_deref().and_then(|l| l.strip_prefix("/v2/")).filter(|l| l.contains("/uploads/"))
+        {
+            upload = opened.split('?').next().unwrap_or(opened).to_owned();
         }
     }
 });

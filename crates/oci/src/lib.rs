@@ -33,8 +33,13 @@ pub use crate::error::{DigestError, Error, Result};
 pub use crate::manifest::{Descriptor, MAX_MANIFEST_BYTES, Manifest, ManifestKind, Platform};
 pub use crate::reference::{
     DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY, MAX_REPOSITORY_LEN, MAX_TAG_LEN, OFFICIAL_NAMESPACE, Reference,
-    RepositoryName, validate_tag,
+    RepositoryName, Tag, validate_tag,
 };
 
 /// The `oci-spec` crate this one builds on, for its image types (`Platform`, `ImageConfiguration`…).
 pub use oci_spec;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -109,6 +109,81 @@ impl<'de> serde::Deserialize<'de> for RepositoryName {
     }
 }
 
+/// A tag, checked: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. It reads as the text it holds.
+///
+/// ```
+/// use wharf_oci::Tag;
+///
+/// let tag: Tag = "v1.2-alpine".parse()?;
+/// assert_eq!(tag, "v1.2-alpine");
+/// assert!(".hidden".parse::<Tag>().is_err());
+/// # Ok::<(), wharf_oci::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tag(Box<str>);
+
+impl Tag {
+    /// The tag as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Tag {
+    type Err = Error;
+
+    fn from_str(input: &str) -> Result<Self> {
+        validate_tag(input)?;
+        Ok(Tag(input.into()))
+    }
+}
+
+impl TryFrom<&str> for Tag {
+    type Error = Error;
+
+    fn try_from(value: &str) -> Result<Self> {
+        value.parse()
+    }
+}
+
+impl std::ops::Deref for Tag {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Tag {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Tag {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Tag {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
 /// Checks a tag against `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 ///
 /// # Errors

@@ -132,6 +132,16 @@ proptest! {
     })]
 
     #[test]
+    fn tags_parse_as_the_grammar_says(text in "[A-Za-z0-9_.\\-]{0,130}|\\PC{0,8}") {
+        let parsed = text.parse::<wharf_oci::Tag>();
+        prop_assert_eq!(parsed.is_ok(), wharf_oci::validate_tag(&text).is_ok());
+        if let Ok(tag) = parsed {
+            prop_assert_eq!(tag.to_string(), text.as_str());
+            prop_assert!(tag == text.as_str() && tag.len() <= 128);
+        }
+    }
+
+    #[test]
     fn digest_display_then_parse_is_identity(digest in digest()) {
         let text = digest.to_string();
         prop_assert_eq!(&text.parse::<Digest>().unwrap(), &digest);

@@ -93,6 +93,9 @@ pub enum Error {
     /// A tag breaks the tag grammar (`TAG_INVALID`).
     #[error("{0}")]
     TagInvalid(#[source] wharf_oci::Error),
+    /// A reference that reads as a digest (it has a `:`) is not one (`DIGEST_INVALID`).
+    #[error("{0}")]
+    DigestInvalid(#[source] wharf_oci::Error),
     /// The store failed, or holds something this registry cannot read.
     #[error(transparent)]
     Storage(#[from] wharf_storage::Error),

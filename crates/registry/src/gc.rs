@@ -151,19 +151,31 @@ impl Registry {
             Err(LeaseError::Storage(e)) => return Err(e.into()),
         };
         let outcome = {
+            use futures::future::{Either, select};
+            let done = tokio::sync::Notify::new();
             let renewing = async {
                 loop {
-                    tokio::time::sleep(options.lease_term / 3).await;
+                    let wait = std::pin::pin!(tokio::time::sleep(options.lease_term / 3));
+                    if let Either::Right(_) = select(wait, std::pin::pin!(done.notified())).await {
+                        return Ok(());
+                    }
                     if let Err(e) = lease.lock().await.renew().await {
-                        return lease_error(e);
+                        return Err(lease_error(e));
                     }
                 }
             };
             let run = std::pin::pin!(self.collect_leased(options, &lease));
-            match futures::future::select(run, std::pin::pin!(renewing)).await {
-                futures::future::Either::Left((outcome, _)) => outcome,
+            match select(run, std::pin::pin!(renewing)).await {
+                // A renewal under way is let finish: dropped, its request could still reach
+                // the store after the release and hold the lease for another term.
+                Either::Left((outcome, renewing)) => {
+                    done.notify_one();
+                    let _ = renewing.await;
+                    outcome
+                }
                 // What was set aside stays in the trash, for the next run to put back.
-                futures::future::Either::Right((lost, _)) => Err(lost),
+                Either::Right((Err(lost), _)) => Err(lost),
+                Either::Right((Ok(()), run)) => run.await,
             }
         };
         let _ = lease.into_inner().release().await;
@@ -195,21 +207,16 @@ impl Registry {
         report.blobs_marked = marked.len();
 
         // Blobs nobody uses, written before the grace period. (Those linked to a repository
-        // since are put back by the re-check.) Only the unused ones are looked at closer.
-        let unused: Vec<Digest> = self
-            .digest_folders(&layout::blobs(), true)
-            .await?
-            .into_iter()
-            .filter(|digest| !marked.contains(digest))
-            .collect();
-        let found = self.inner.driver.stat_many(unused.iter().map(layout::blob_data).collect()).await?;
+        // since are put back by the re-check.) One walk of the blob store tells each blob's
+        // size and time: a thousand blobs a request on S3.
         let mut candidates: BTreeMap<Digest, u64> = BTreeMap::new();
-        for (digest, info) in unused.into_iter().zip(found) {
-            if let Some(info) = info
-                && !info.is_dir
-                && info.modified < since
+        let mut blobs = self.inner.driver.walk(&layout::blobs(), None);
+        while let Some(file) = blobs.try_next().await? {
+            if let Some(digest) = layout::blob_of_data_path(&file.path)
+                && !marked.contains(&digest)
+                && file.modified < since
             {
-                candidates.insert(digest, info.size);
+                candidates.insert(digest, file.size);
             }
         }
         for scan in &scans {
@@ -263,7 +270,7 @@ impl Registry {
         // a push must not be taken away.
         let doomed_paths: Vec<String> = aside.iter().filter(|d| candidates.contains_key(*d)).map(trash).collect();
         confirm().await?;
-        self.inner.driver.delete_many(doomed_paths).await?;
+        self.inner.driver.delete_files(doomed_paths).await?;
         let deleted: BTreeMap<Digest, u64> = candidates.into_iter().filter(|(d, _)| aside_set.contains(d)).collect();
         report.bytes_freed = deleted.values().sum();
         report.blobs_deleted = deleted.into_keys().collect();

@@ -42,6 +42,18 @@ pub fn blob_data(digest: &Digest) -> String {
     format!("{}/data", blob_dir(digest))
 }
 
+/// The blob whose data file `path` is (`blobs/<alg>/<xx>/<hex>/data`), if it is one.
+pub fn blob_of_data_path(path: &str) -> Option<Digest> {
+    let rest = path.strip_prefix(ROOT)?.strip_prefix("/blobs/")?.strip_suffix("/data")?;
+    let mut parts = rest.split('/');
+    let (Some(algorithm), Some(_prefix), Some(hex), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let digest: Digest = format!("{algorithm}:{hex}").parse().ok()?;
+    (blob_data(&digest) == path).then_some(digest)
+}
+
 /// The folder of all repositories.
 pub fn repositories() -> String {
     format!("{ROOT}/repositories")
@@ -186,6 +198,23 @@ mod tests {
         for path in [blob_data(&digest), layer_link(&name, &digest), tag_current(&name, "x"), upload_data(&name, "u1")]
         {
             wharf_storage::validate_path("test", &path).unwrap();
+        }
+    }
+
+    #[test]
+    fn blob_data_paths_read_back() {
+        let digest: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
+        assert_eq!(blob_of_data_path(&blob_data(&digest)), Some(digest.clone()));
+        let hex = digest.hex();
+        for other in [
+            format!("/docker/registry/v2/blobs/sha256/ff/{hex}/data"),
+            format!("/docker/registry/v2/blobs/sha256/e3/{hex}/data/x"),
+            format!("/docker/registry/v2/blobs/sha256/e3/{hex}/other"),
+            format!("/docker/registry/v2/blobs/sha256/{hex}/data"),
+            "/docker/registry/v2/blobs/sha256/e3/e3b0/data".to_owned(),
+            format!("/elsewhere/blobs/sha256/e3/{hex}/data"),
+        ] {
+            assert_eq!(blob_of_data_path(&other), None, "{other}");
         }
     }
 }

@@ -38,7 +38,7 @@ async fn thirty_two_pushers(driver: Arc<dyn StorageDriver>) {
             let manifest = common::image_manifest(&Digest::sha256(&config), config.len(), &layers);
             let tag = if task % 4 == 0 { "shared".to_owned() } else { format!("task-{task}") };
             let digest = repository
-                .put_manifest(&ManifestReference::Tag(tag.clone()), Bytes::from(manifest), None)
+                .put_manifest(&ManifestReference::Tag(tag.parse().unwrap()), Bytes::from(manifest), None)
                 .await
                 .unwrap();
             (task, tag, digest)
@@ -47,7 +47,7 @@ async fn thirty_two_pushers(driver: Arc<dyn StorageDriver>) {
     let results: Vec<_> = futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
     for (task, tag, digest) in results {
         let repository = registry.repository(&format!("concurrent/{}", task % 2).parse().unwrap());
-        let stored = repository.get_manifest(&ManifestReference::Tag(tag)).await.unwrap();
+        let stored = repository.get_manifest(&ManifestReference::Tag(tag.parse().unwrap())).await.unwrap();
         assert_eq!(stored.digest, digest);
         let manifest = wharf_oci::Manifest::parse(stored.content, None).unwrap();
         for reference in manifest.references() {

@@ -124,7 +124,7 @@ async fn write_until_killed(root: PathBuf, seed: u64) {
             media_type::OCI_LAYER_TAR
         );
         repository
-            .put_manifest(&ManifestReference::Tag(format!("t{seed}")), Bytes::from(manifest), None)
+            .put_manifest(&ManifestReference::Tag(format!("t{seed}").parse().unwrap()), Bytes::from(manifest), None)
             .await
             .unwrap();
     }
@@ -197,7 +197,7 @@ async fn check(root: &Path, totals: &mut Totals) {
     // Every visible manifest is whole and has what it references.
     let tags = repository.tags(None, None).await.unwrap();
     for tag in &tags {
-        let stored = repository.get_manifest(&ManifestReference::Tag(tag.clone())).await.unwrap();
+        let stored = repository.get_manifest(&ManifestReference::Tag(tag.parse().unwrap())).await.unwrap();
         assert_eq!(Digest::sha256(&stored.content), stored.digest);
         let manifest = Manifest::parse(stored.content, None).unwrap();
         for reference in manifest.references() {

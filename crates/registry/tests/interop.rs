@@ -3,10 +3,8 @@
 //! serves, byte for byte.
 #![allow(clippy::print_stderr, reason = "a skipped test says so, and why")]
 
-#[path = "../../../testing/images.rs"]
-mod images;
-#[path = "../../../testing/peers.rs"]
-mod peers;
+use wharf_testing::images;
+use wharf_testing::peers;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -103,7 +101,7 @@ async fn reads_what_distribution_stored() {
     tags.sort();
     assert_eq!(tags, images.tags.keys().cloned().collect::<Vec<_>>());
     for (tag, raw) in &images.tags {
-        let stored = repository.get_manifest(&ManifestReference::Tag(tag.clone())).await.unwrap();
+        let stored = repository.get_manifest(&ManifestReference::Tag(tag.parse().unwrap())).await.unwrap();
         assert_eq!(stored.content, raw[..], "manifest of {tag} differs");
         assert_eq!(stored.digest, Digest::sha256(raw));
         let manifest = Manifest::parse(stored.content.clone(), None).unwrap();
@@ -156,7 +154,10 @@ async fn distribution_serves_what_wharf_stored() {
         repository.put_manifest(&ManifestReference::Digest(child.digest.clone()), raw, None).await.unwrap();
     }
     for (tag, raw) in &images.tags {
-        repository.put_manifest(&ManifestReference::Tag(tag.clone()), Bytes::from(raw.clone()), None).await.unwrap();
+        repository
+            .put_manifest(&ManifestReference::Tag(tag.parse().unwrap()), Bytes::from(raw.clone()), None)
+            .await
+            .unwrap();
     }
 
     let distribution = Distribution::serve(&root);

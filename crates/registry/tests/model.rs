@@ -207,11 +207,11 @@ async fn run(registry: &Registry, op: &Op) -> Result<Outcome, String> {
             outcome(result, |_| Outcome::Done)
         }
         Op::PushManifest { repository: r, layers, tag } => {
-            let reference = ManifestReference::Tag(TAGS[*tag].to_owned());
+            let reference = ManifestReference::Tag(TAGS[*tag].parse().unwrap());
             outcome(repository(r).put_manifest(&reference, manifest(layers), None).await, Outcome::Digest)
         }
         Op::DeleteManifestOfTag { repository: r, tag } => {
-            let digest = match repository(r).resolve(&ManifestReference::Tag(TAGS[*tag].to_owned())).await {
+            let digest = match repository(r).resolve(&ManifestReference::Tag(TAGS[*tag].parse().unwrap())).await {
                 Ok(digest) => digest,
                 Err(e) => return outcome(Err::<(), _>(e), |()| Outcome::Done),
             };

@@ -114,22 +114,14 @@ fn chunk(data: &'static [u8]) -> stream::Iter<std::vec::IntoIter<Result<Bytes>>>
     stream::iter(vec![Ok(Bytes::from_static(data))])
 }
 
-/// Waits up to 5 s for `done`; whether it came.
-async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if done().await {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    false
-}
-
 /// Waits for what is left of a repository's finished uploads to be removed, which happens
 /// after the push has its answer.
 async fn assert_uploads_gone(driver: &dyn StorageDriver, name: &RepositoryName) {
-    let gone = eventually(async || driver.walk(&layout::uploads(name), None).count().await == 0).await;
-    assert!(gone, "files of {name}'s uploads are left");
+    let what = format!("the removal of {name}'s finished uploads");
+    wharf_testing::eventually(&what, std::time::Duration::from_secs(5), async || {
+        driver.walk(&layout::uploads(name), None).count().await == 0
+    })
+    .await;
 }
 
 /// A registry over `inner` with faults to inject, and its repository `team/app`.
@@ -261,7 +253,12 @@ async fn leftovers_of_a_finished_upload<D: StorageDriver + Clone + 'static>(inne
     let info = repository.finish_upload::<stream::Iter<std::vec::IntoIter<Result<Bytes>>>>(&upload.id, &digest, None);
     assert_eq!(info.await.unwrap().size, data.len() as u64);
     // The removal was tried, and failed.
-    assert!(eventually(async || driver.injected() > 0).await, "the leftovers were not removed after the answer");
+    wharf_testing::eventually(
+        "the removal of the leftovers after the answer",
+        std::time::Duration::from_secs(5),
+        async || driver.injected() > 0,
+    )
+    .await;
     let started_at = layout::upload_started_at(&name, &upload.id);
     assert!(driver.stat(&started_at).await.is_ok(), "the leftovers are gone: the test shows nothing");
 
@@ -327,4 +324,38 @@ async fn a_failed_pull_time_loses_no_other() {
     }
     assert_eq!(registry.flush_pulls().await.unwrap(), 1, "the failed one is written at the next flush");
     assert!(stored(&digests[3]).await);
+}
+
+/// A manifest push that found the manifest's bytes already stored, and lost them while it
+/// wrote its links (a collection that took the manifest for untagged set them aside and
+/// deleted them), writes them again before it answers: what it acknowledges is readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_push_keeps_bytes_that_vanish_meanwhile() {
+    let faults = FaultInjector::new(MemoryDriver::new());
+    let registry = Registry::new(Arc::new(faults.clone()), RegistryOptions::default());
+    let repository = registry.repository(&"team/app".parse().unwrap());
+    let config = Bytes::from_static(br#"{"architecture":"amd64","os":"linux"}"#);
+    let config_digest = Digest::sha256(&config);
+    repository.put_blob(&config_digest, stream::iter(vec![Ok(config.clone())])).await.unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    let digest = Digest::sha256(manifest.as_bytes());
+    // An earlier push stored the bytes; the collector will take them as this one goes on.
+    faults.put_content(&layout::blob_data(&digest), Bytes::from(manifest.clone())).await.unwrap();
+    faults.inject(
+        Fault::delay(Operation::PutContent, std::time::Duration::from_millis(300)).on_paths_containing("/_manifests/"),
+    );
+    let push = {
+        let repository = repository.clone();
+        let manifest = Bytes::from(manifest.clone());
+        tokio::spawn(async move { repository.put_manifest(&"v1".parse().unwrap(), manifest, None).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    faults.inner().delete(&layout::blob_data(&digest)).await.unwrap();
+    assert_eq!(push.await.unwrap().unwrap(), digest);
+    faults.clear();
+    let stored = repository.get_manifest(&"v1".parse().unwrap()).await.expect("the acknowledged manifest");
+    assert_eq!(stored.content, Bytes::from(manifest));
 }

@@ -111,7 +111,7 @@ async fn mount_and_delete_blobs(registry: &Registry) {
 async fn manifests_by_tag_and_digest(registry: &Registry) {
     let repository = registry.repository(&name("library/app"));
     let digest = push_image(&repository, "v1", "one").await;
-    let by_tag = repository.get_manifest(&ManifestReference::Tag("v1".into())).await.unwrap();
+    let by_tag = repository.get_manifest(&ManifestReference::Tag("v1".parse().unwrap())).await.unwrap();
     let by_digest = repository.get_manifest(&ManifestReference::Digest(digest.clone())).await.unwrap();
     assert_eq!(by_tag, by_digest);
     assert_eq!(by_tag.digest, digest);
@@ -218,7 +218,12 @@ async fn failed_chunk_keeps_what_arrived(registry: &Registry) {
     let upload = repository.start_upload().await.unwrap();
     let broken = stream::iter(vec![
         Ok(Bytes::from_static(b"first part ")),
-        Err(wharf_storage::Error::Unsupported { driver: "test", operation: "connection reset".into() }),
+        Err(wharf_storage::Error::Backend {
+            driver: "test",
+            operation: "read the body",
+            path: "/".into(),
+            source: "connection reset".into(),
+        }),
     ]);
     assert!(repository.append_upload(&upload.id, Some(0), broken).await.is_err());
     let status = repository.upload_status(&upload.id).await.unwrap();
@@ -471,10 +476,110 @@ async fn pull_flusher_writes_in_the_background() {
     let flusher = registry.spawn_pull_flusher(std::time::Duration::from_millis(20));
     repository.record_pull(&digest);
     let reader = Registry::new(driver, RegistryOptions::default()).repository(&name("flushed"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while reader.last_pulled(&digest).await.unwrap().is_none() {
-        assert!(std::time::Instant::now() < deadline, "the flusher did not write within 10 s");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wharf_testing::eventually("the flusher writing the pull time", std::time::Duration::from_secs(10), async || {
+        reader.last_pulled(&digest).await.unwrap().is_some()
+    })
+    .await;
     flusher.abort();
+}
+
+/// An index over children given as (digest, size, "os/architecture").
+fn platform_index(children: &[(&Digest, usize, &str)]) -> Bytes {
+    let entries: Vec<serde_json::Value> = children
+        .iter()
+        .map(|(digest, size, platform)| {
+            let (os, architecture) = platform.split_once('/').unwrap();
+            serde_json::json!({"mediaType": media_type::OCI_IMAGE_MANIFEST, "digest": digest.to_string(), "size": size,
+                               "platform": {"os": os, "architecture": architecture}})
+        })
+        .collect();
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_IMAGE_INDEX, "manifests": entries});
+    Bytes::from(serde_json::to_vec(&index).unwrap())
+}
+
+/// Sparse manifests, as options: an index whose children are only partly pushed, under each
+/// of `all`, `none` and `list`; an image whose blobs were never pushed; both kept whole by a
+/// collection, and their absent parts told apart from present ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_manifests() {
+    use wharf_registry::IndexChildren;
+    let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
+    let strict = Registry::new(driver.clone(), RegistryOptions::default());
+    let repository = strict.repository(&name("sparse"));
+    let amd64 = push_image(&repository, "amd64", "amd64").await;
+    let amd64_size = repository.get_manifest(&ManifestReference::Digest(amd64.clone())).await.unwrap().content.len();
+    let arm64 = Digest::sha256(b"an arm64 image never pushed here");
+    let index = platform_index(&[(&amd64, amd64_size, "linux/amd64"), (&arm64, 500, "linux/arm64")]);
+    let refused = |result: wharf_registry::Result<Digest>, missing: &Digest| match result {
+        Err(Error::ManifestBlobUnknown { digest, .. }) => assert_eq!(&digest, missing),
+        other => panic!("expected MANIFEST_BLOB_UNKNOWN for {missing}, got {other:?}"),
+    };
+    refused(repository.put_manifest(&"all".parse().unwrap(), index.clone(), None).await, &arm64);
+
+    let open = |children: IndexChildren, blobs: bool| {
+        Registry::new(
+            driver.clone(),
+            RegistryOptions::default().with_index_children(children).with_require_image_blobs(blobs),
+        )
+        .repository(&name("sparse"))
+    };
+    let none = open(IndexChildren::None, true);
+    let sparse_index = none.put_manifest(&"none".parse().unwrap(), index.clone(), None).await.unwrap();
+    let amd64_only = open(IndexChildren::Platforms(vec![("linux".into(), "amd64".into())]), true);
+    amd64_only.put_manifest(&"list".parse().unwrap(), index.clone(), None).await.unwrap();
+    let arm64_only = open(IndexChildren::Platforms(vec![("linux".into(), "arm64".into())]), true);
+    refused(arm64_only.put_manifest(&"list2".parse().unwrap(), index.clone(), None).await, &arm64);
+    // Every child still refused when the present one is dropped from the list.
+    let lone = platform_index(&[(&Digest::sha256(b"absent amd64"), 10, "linux/amd64")]);
+    refused(amd64_only.put_manifest(&"list3".parse().unwrap(), lone, None).await, &Digest::sha256(b"absent amd64"));
+
+    // An image whose config and layer were never pushed.
+    let (config, layer) = (Digest::sha256(b"absent config"), Digest::sha256(b"absent layer"));
+    let image = image_manifest(&config, 13, &[(&layer, 12)]);
+    refused(repository.put_manifest(&"image".parse().unwrap(), Bytes::from(image.clone()), None).await, &config);
+    let blobless = open(IndexChildren::All, false);
+    let sparse_image = blobless.put_manifest(&"image".parse().unwrap(), Bytes::from(image), None).await.unwrap();
+    assert!(blobless.stat_blob(&layer).await.is_err(), "an absent blob stays absent");
+
+    let mut options = wharf_registry::GcOptions::default();
+    options.grace_period = std::time::Duration::ZERO;
+    options.clock_slack = std::time::Duration::ZERO;
+    options.delete_untagged = true;
+    strict.collect_garbage(&options).await.unwrap();
+    for (tag, digest) in [("none", &sparse_index), ("image", &sparse_image), ("amd64", &amd64)] {
+        assert_eq!(&repository.get_manifest(&tag.parse().unwrap()).await.unwrap().digest, digest, "{tag}");
+    }
+    assert!(repository.get_manifest(&ManifestReference::Digest(arm64)).await.is_err());
+}
+
+/// A tag moved through another registry on the same store (another process) is seen by the
+/// next read, however often the manifest it pointed at was read before; and a tag deleted
+/// there is gone here.
+async fn tags_moved_elsewhere_are_seen_at_once(first: Arc<dyn StorageDriver>, second: Arc<dyn StorageDriver>) {
+    let (here, there) =
+        (Registry::new(first, RegistryOptions::default()), Registry::new(second, RegistryOptions::default()));
+    let (mine, theirs) = (here.repository(&name("moved")), there.repository(&name("moved")));
+    let old = push_image(&theirs, "latest", "old").await;
+    for _ in 0..3 {
+        assert_eq!(mine.get_manifest(&"latest".parse().unwrap()).await.unwrap().digest, old);
+    }
+    let new = push_image(&theirs, "latest", "new").await;
+    assert_eq!(mine.get_manifest(&"latest".parse().unwrap()).await.unwrap().digest, new);
+    assert_eq!(mine.get_manifest(&ManifestReference::Digest(old.clone())).await.unwrap().digest, old);
+    theirs.untag("latest").await.unwrap();
+    assert!(matches!(mine.get_manifest(&"latest".parse().unwrap()).await, Err(Error::ManifestUnknown { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_moved_elsewhere_on_filesystem_and_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    tags_moved_elsewhere_are_seen_at_once(
+        Arc::new(FilesystemDriver::new(dir.path()).unwrap()),
+        Arc::new(FilesystemDriver::new(dir.path()).unwrap()),
+    )
+    .await;
+    let Some(config) = wharf_testing::peers::s3_config("tags-moved") else { return };
+    let first = wharf_testing::peers::s3_driver(config.clone()).await;
+    let second = wharf_storage::S3Driver::new(config).await.unwrap();
+    tags_moved_elsewhere_are_seen_at_once(Arc::new(first), Arc::new(second)).await;
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use wharf_registry::{IndexChildren, RegistryOptions};
 use wharf_storage::StorageConfig;
 
 use crate::ServerOptions;
@@ -150,6 +151,8 @@ pub struct Config {
     pub debug: Option<DebugConfig>,
     /// `health.storagedriver`, when enabled.
     pub storage_health: Option<StorageHealth>,
+    /// What the registry takes from the file: `validation.manifests`.
+    pub registry: RegistryOptions,
     /// What the API router takes from the file.
     pub server: ServerOptions,
     /// Keys found and not acted on, by path.
@@ -193,149 +196,260 @@ impl Config {
         let mut warnings = Vec::new();
         let mut root = Section::new("", root)?;
         root.take("version");
-
-        let mut log = root.section("log")?;
-        let level = log.string("level")?.unwrap_or_else(|| "info".to_owned()).to_ascii_lowercase();
-        if !["error", "warn", "info", "debug"].contains(&level.as_str()) {
-            return Err(invalid("log.level", format!("expected error, warn, info or debug, found {level:?}")));
-        }
-        let json = match log.string("formatter")?.as_deref() {
-            None | Some("text") => false,
-            Some("json") => true,
-            Some(other) => return Err(invalid("log.formatter", format!("expected text or json, found {other:?}"))),
-        };
-        let fields = log.section("fields")?.into_strings()?;
-        let access_log =
-            !log.section("accesslog")?.finish_with(|s| s.boolean("disabled"), &mut warnings)?.unwrap_or(false);
-        log.finish(&mut warnings);
-        let log = LogConfig { level, json, fields, access_log };
-
-        // The registry's own keys of `storage:` are read here; the rest is the driver's.
-        let mut storage_section = Section::new("storage", root.take("storage").unwrap_or(Value::Null))?;
-        let delete_enabled =
-            storage_section.section("delete")?.finish_with(|s| s.boolean("enabled"), &mut warnings)?.unwrap_or(false);
-        let redirect_disabled =
-            storage_section.section("redirect")?.finish_with(|s| s.boolean("disable"), &mut warnings)?.unwrap_or(false);
-        let mut maintenance = storage_section.section("maintenance")?;
-        let mut purging = maintenance.section("uploadpurging")?;
-        let upload_purging = if purging.boolean("enabled")?.unwrap_or(!purging.is_empty()) {
-            Some(UploadPurging {
-                age: purging.duration("age")?.unwrap_or(Duration::from_secs(168 * 3600)),
-                interval: purging.period("interval")?.unwrap_or(Duration::from_secs(24 * 3600)),
-                dry_run: purging.boolean("dryrun")?.unwrap_or(false),
-            })
-        } else {
-            None
-        };
-        purging.finish(&mut warnings);
-        let mut collecting = maintenance.section("garbagecollect")?;
-        let garbage_collection = if collecting.boolean("enabled")?.unwrap_or(!collecting.is_empty()) {
-            Some(GarbageCollection {
-                interval: collecting.period("interval")?.unwrap_or(Duration::from_secs(24 * 3600)),
-                dry_run: collecting.boolean("dryrun")?.unwrap_or(false),
-                delete_untagged: collecting.boolean("deleteuntagged")?.unwrap_or(false),
-                grace_period: collecting.duration("grace")?.unwrap_or(Duration::from_secs(3600)),
-            })
-        } else {
-            None
-        };
-        collecting.finish(&mut warnings);
-        let read_only =
-            maintenance.section("readonly")?.finish_with(|s| s.boolean("enabled"), &mut warnings)?.unwrap_or(false);
-        maintenance.finish(&mut warnings);
-        if let Some(cache) = storage_section.take("cache") {
-            warnings.push(format!("storage.cache ({cache}): Wharf keeps no blob descriptor cache; ignored"));
-        }
-        let storage_value = Value::Object(storage_section.rest());
-        let storage = if storage_value.as_object().is_some_and(Map::is_empty) {
-            return Err(invalid("storage", "no storage driver is configured (filesystem, inmemory or s3)"));
-        } else {
-            StorageConfig::deserialize(storage_value).map_err(|e| invalid("storage", e.to_string()))?
-        };
-
-        let mut http = root.section("http")?;
-        let addr = parse_addr(&http.string("addr")?.unwrap_or_else(|| ":5000".to_owned()))?;
-        if let Some(net) = http.string("net")?
-            && net != "tcp"
-        {
-            return Err(invalid("http.net", format!("only tcp is supported, found {net:?}")));
-        }
-        let prefix = http.string("prefix")?.unwrap_or_default();
-        let host = http.string("host")?;
-        let relative_urls = http.boolean("relativeurls")?.unwrap_or(false);
-        let drain_timeout = http.duration("draintimeout")?.unwrap_or(Duration::from_secs(10));
-        // The secret signs Distribution's upload state; Wharf keeps that state in the store.
-        http.take("secret");
-        let headers = http.headers()?;
-        let tls = http.section("tls")?.finish_with(tls_config, &mut warnings)?;
-        let debug = http.section("debug")?.finish_with(debug_config, &mut warnings)?;
-        http.finish(&mut warnings);
-
-        let mut health = root.section("health")?;
-        let mut driver_health = health.section("storagedriver")?;
-        let storage_health = if driver_health.boolean("enabled")?.unwrap_or(false) {
-            Some(StorageHealth {
-                interval: driver_health.period("interval")?.unwrap_or(Duration::from_secs(10)),
-                threshold: u32::try_from(driver_health.number("threshold")?.unwrap_or(1))
-                    .map_err(|_| invalid("health.storagedriver.threshold", "too large"))?,
-            })
-        } else {
-            None
-        };
-        driver_health.finish(&mut warnings);
-        health.finish(&mut warnings);
-
+        let log = root.read("log", &mut warnings, log_config)?;
+        let storage = storage_config(&mut root, &mut warnings)?;
+        let http = root.read("http", &mut warnings, http_config)?;
+        let storage_health = root.read("health", &mut warnings, health_config)?;
+        let registry = root.section("validation")?.finish_with(validation_config, &mut warnings)?;
         let max_catalog_entries =
             root.section("catalog")?.finish_with(|s| s.number("maxentries"), &mut warnings)?.unwrap_or(1000);
         let max_tags = root.section("tags")?.finish_with(|s| s.number("maxtags"), &mut warnings)?;
-
-        let mut auth = root.section("auth")?;
-        let mut htpasswd_section = auth.section("htpasswd")?;
-        let configured = !htpasswd_section.is_empty();
-        let htpasswd = match (htpasswd_section.string("realm")?, htpasswd_section.string("path")?) {
-            (_, None) if !configured => None,
-            (realm, Some(path)) => Some(
-                Htpasswd::from_file(realm.as_deref().unwrap_or("Registry Realm"), std::path::Path::new(&path))
-                    .map_err(|e| invalid("auth.htpasswd.path", e.to_string()))?,
-            ),
-            (_, None) => return Err(invalid("auth.htpasswd.path", "the htpasswd file is not given")),
-        };
-        htpasswd_section.finish(&mut warnings);
-        let mut token_section = auth.section("token")?;
-        let token = if token_section.is_empty() { None } else { Some(token_config(&mut token_section)?) };
-        token_section.finish(&mut warnings);
-        if htpasswd.is_some() && token.is_some() {
-            return Err(invalid("auth", "htpasswd and token cannot both be configured; choose one"));
-        }
-        auth.finish(&mut warnings);
+        let (htpasswd, token) = root.read("auth", &mut warnings, auth_config)?;
         root.finish(&mut warnings);
 
         let mut server = ServerOptions::default()
-            .with_delete_enabled(delete_enabled)
-            .with_read_only(read_only)
-            .with_relative_urls(relative_urls)
-            .with_prefix(&prefix)
+            .with_delete_enabled(storage.delete_enabled)
+            .with_read_only(storage.read_only)
+            .with_prefix(&http.prefix)
             .with_max_catalog_entries(usize::try_from(max_catalog_entries).unwrap_or(usize::MAX))
             .with_max_tags(max_tags.map(|n| usize::try_from(n).unwrap_or(usize::MAX)));
-        server.redirect = !redirect_disabled;
-        server.host = host;
-        server.headers = headers;
+        server.redirect = !storage.redirect_disabled;
+        server.relative_urls = http.relative_urls;
+        server.host = http.host;
+        server.headers = http.headers;
         server.htpasswd = htpasswd;
         server.token = token;
         Ok(Config {
             log,
-            storage,
-            upload_purging,
-            garbage_collection,
-            addr,
-            drain_timeout,
-            tls,
-            debug,
+            storage: storage.driver,
+            upload_purging: storage.upload_purging,
+            garbage_collection: storage.garbage_collection,
+            addr: http.addr,
+            drain_timeout: http.drain_timeout,
+            tls: http.tls,
+            debug: http.debug,
             storage_health,
+            registry,
             server,
             warnings,
         })
     }
+}
+
+/// `log`.
+fn log_config(log: &mut Section, warnings: &mut Vec<String>) -> Result<LogConfig, ConfigError> {
+    let level = log.string("level")?.unwrap_or_else(|| "info".to_owned()).to_ascii_lowercase();
+    if !["error", "warn", "info", "debug"].contains(&level.as_str()) {
+        return Err(invalid("log.level", format!("expected error, warn, info or debug, found {level:?}")));
+    }
+    let json = match log.string("formatter")?.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => return Err(invalid("log.formatter", format!("expected text or json, found {other:?}"))),
+    };
+    let fields = log.section("fields")?.into_strings()?;
+    let access_log = !log.section("accesslog")?.finish_with(|s| s.boolean("disabled"), warnings)?.unwrap_or(false);
+    Ok(LogConfig { level, json, fields, access_log })
+}
+
+/// What `storage` says: the driver and its parameters, and the registry's own keys.
+struct StorageSection {
+    driver: StorageConfig,
+    delete_enabled: bool,
+    redirect_disabled: bool,
+    read_only: bool,
+    upload_purging: Option<UploadPurging>,
+    garbage_collection: Option<GarbageCollection>,
+}
+
+/// `storage`: the registry's own keys are read here; the rest is the driver's.
+fn storage_config(root: &mut Section, warnings: &mut Vec<String>) -> Result<StorageSection, ConfigError> {
+    let mut storage = Section::new("storage", root.take("storage").unwrap_or(Value::Null))?;
+    let delete_enabled = storage.section("delete")?.finish_with(|s| s.boolean("enabled"), warnings)?.unwrap_or(false);
+    let redirect_disabled =
+        storage.section("redirect")?.finish_with(|s| s.boolean("disable"), warnings)?.unwrap_or(false);
+    let mut maintenance = storage.section("maintenance")?;
+    let upload_purging = maintenance.section("uploadpurging")?.finish_with(upload_purging_config, warnings)?;
+    let garbage_collection = maintenance.section("garbagecollect")?.finish_with(garbage_collection_config, warnings)?;
+    let read_only = maintenance.section("readonly")?.finish_with(|s| s.boolean("enabled"), warnings)?.unwrap_or(false);
+    maintenance.finish(warnings);
+    if let Some(cache) = storage.take("cache") {
+        warnings.push(format!("storage.cache ({cache}): Wharf keeps no blob descriptor cache; ignored"));
+    }
+    let driver = Value::Object(storage.rest());
+    if driver.as_object().is_some_and(Map::is_empty) {
+        return Err(invalid("storage", "no storage driver is configured (filesystem, inmemory or s3)"));
+    }
+    let driver = StorageConfig::deserialize(driver).map_err(|e| invalid("storage", e.to_string()))?;
+    Ok(StorageSection { driver, delete_enabled, redirect_disabled, read_only, upload_purging, garbage_collection })
+}
+
+/// `storage.maintenance.uploadpurging`, on when `enabled` or when anything is set.
+fn upload_purging_config(purging: &mut Section) -> Result<Option<UploadPurging>, ConfigError> {
+    if !purging.boolean("enabled")?.unwrap_or(!purging.is_empty()) {
+        return Ok(None);
+    }
+    Ok(Some(UploadPurging {
+        age: purging.duration("age")?.unwrap_or(Duration::from_secs(168 * 3600)),
+        interval: purging.period("interval")?.unwrap_or(Duration::from_secs(24 * 3600)),
+        dry_run: purging.boolean("dryrun")?.unwrap_or(false),
+    }))
+}
+
+/// `storage.maintenance.garbagecollect`, on when `enabled` or when anything is set.
+fn garbage_collection_config(collecting: &mut Section) -> Result<Option<GarbageCollection>, ConfigError> {
+    if !collecting.boolean("enabled")?.unwrap_or(!collecting.is_empty()) {
+        return Ok(None);
+    }
+    Ok(Some(GarbageCollection {
+        interval: collecting.period("interval")?.unwrap_or(Duration::from_secs(24 * 3600)),
+        dry_run: collecting.boolean("dryrun")?.unwrap_or(false),
+        delete_untagged: collecting.boolean("deleteuntagged")?.unwrap_or(false),
+        grace_period: collecting.duration("grace")?.unwrap_or(Duration::from_secs(3600)),
+    }))
+}
+
+/// What `http` says.
+struct HttpSection {
+    addr: SocketAddr,
+    prefix: String,
+    host: Option<String>,
+    relative_urls: Option<bool>,
+    drain_timeout: Duration,
+    headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
+    tls: Option<TlsConfig>,
+    debug: Option<DebugConfig>,
+}
+
+/// `http`.
+fn http_config(http: &mut Section, warnings: &mut Vec<String>) -> Result<HttpSection, ConfigError> {
+    let addr = parse_addr(&http.string("addr")?.unwrap_or_else(|| ":5000".to_owned()))?;
+    if let Some(net) = http.string("net")?
+        && net != "tcp"
+    {
+        return Err(invalid("http.net", format!("only tcp is supported, found {net:?}")));
+    }
+    let prefix = http.string("prefix")?.unwrap_or_default();
+    let host = http.string("host")?;
+    let relative_urls = http.boolean("relativeurls")?;
+    let drain_timeout = http.duration("draintimeout")?.unwrap_or(Duration::from_secs(10));
+    // The secret signs Distribution's upload state; Wharf keeps that state in the store.
+    http.take("secret");
+    let headers = http.headers()?;
+    let tls = http.section("tls")?.finish_with(tls_config, warnings)?;
+    let debug = http.section("debug")?.finish_with(debug_config, warnings)?;
+    Ok(HttpSection { addr, prefix, host, relative_urls, drain_timeout, headers, tls, debug })
+}
+
+/// `health.storagedriver`, when enabled.
+fn health_config(health: &mut Section, warnings: &mut Vec<String>) -> Result<Option<StorageHealth>, ConfigError> {
+    health.section("storagedriver")?.finish_with(
+        |driver| {
+            if !driver.boolean("enabled")?.unwrap_or(false) {
+                return Ok(None);
+            }
+            Ok(Some(StorageHealth {
+                interval: driver.period("interval")?.unwrap_or(Duration::from_secs(10)),
+                threshold: u32::try_from(driver.number("threshold")?.unwrap_or(1))
+                    .map_err(|_| invalid("health.storagedriver.threshold", "too large"))?,
+            }))
+        },
+        warnings,
+    )
+}
+
+/// `auth`: `htpasswd` or `token`, not both.
+fn auth_config(
+    auth: &mut Section,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<Htpasswd>, Option<TokenAuth>), ConfigError> {
+    let mut htpasswd_section = auth.section("htpasswd")?;
+    let configured = !htpasswd_section.is_empty();
+    let htpasswd = match (htpasswd_section.string("realm")?, htpasswd_section.string("path")?) {
+        (_, None) if !configured => None,
+        (realm, Some(path)) => Some(
+            Htpasswd::from_file(realm.as_deref().unwrap_or("Registry Realm"), std::path::Path::new(&path))
+                .map_err(|e| invalid("auth.htpasswd.path", e.to_string()))?,
+        ),
+        (_, None) => return Err(invalid("auth.htpasswd.path", "the htpasswd file is not given")),
+    };
+    htpasswd_section.finish(warnings);
+    let mut token_section = auth.section("token")?;
+    let token = if token_section.is_empty() { None } else { Some(token_config(&mut token_section)?) };
+    token_section.finish(warnings);
+    if htpasswd.is_some() && token.is_some() {
+        return Err(invalid("auth", "htpasswd and token cannot both be configured; choose one"));
+    }
+    Ok((htpasswd, token))
+}
+
+/// `validation`: which parts of a pushed manifest must be in the repository.
+/// `manifests.indexes.platforms` is Distribution's (`all`, `none`, or `list` with
+/// `platformlist: [{os, architecture}]`); `manifests.images.blobs` (`all` or `none`) is
+/// Wharf's, for image manifests whose config and layers are pushed later or never.
+fn validation_config(section: &mut Section) -> Result<RegistryOptions, ConfigError> {
+    let mut options = RegistryOptions::default();
+    let mut manifests = section.section("manifests")?;
+    let mut indexes = manifests.section("indexes")?;
+    let platforms = indexes.string("platforms")?;
+    let list = indexes.take("platformlist");
+    options.index_children = match (platforms.as_deref().map(str::to_ascii_lowercase).as_deref(), list) {
+        (None | Some("all"), None | Some(Value::Null)) => IndexChildren::All,
+        (Some("none"), None | Some(Value::Null)) => IndexChildren::None,
+        (Some("list"), Some(Value::Array(items))) => {
+            let mut platforms = Vec::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let mut platform = Section::new(&format!("validation.manifests.indexes.platformlist[{i}]"), item)?;
+                let pick = |platform: &mut Section, key: &str| {
+                    platform
+                        .string(key)?
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| invalid(&platform.key(key), "missing"))
+                };
+                let (os, architecture) = (pick(&mut platform, "os")?, pick(&mut platform, "architecture")?);
+                if let Some(other) = platform.map.keys().next() {
+                    return Err(invalid(&platform.key(other), "expected only os and architecture"));
+                }
+                platforms.push((os, architecture));
+            }
+            IndexChildren::Platforms(platforms)
+        }
+        (Some("list"), _) => {
+            return Err(invalid(
+                "validation.manifests.indexes.platformlist",
+                "platforms: list needs a list of {os, architecture}",
+            ));
+        }
+        (Some("all" | "none"), Some(_)) => {
+            return Err(invalid("validation.manifests.indexes.platformlist", "only used with platforms: list"));
+        }
+        (Some(other), _) => {
+            return Err(invalid(
+                "validation.manifests.indexes.platforms",
+                format!("expected all, none or list, found {other:?}"),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid("validation.manifests.indexes.platformlist", "only used with platforms: list"));
+        }
+    };
+    let mut images = manifests.section("images")?;
+    options.require_image_blobs = match images.string("blobs")?.as_deref() {
+        None | Some("all") => true,
+        Some("none") => false,
+        Some(other) => {
+            return Err(invalid("validation.manifests.images.blobs", format!("expected all or none, found {other:?}")));
+        }
+    };
+    // Checks Wharf does not make (`urls.allow`, say) are refused rather than ignored: a
+    // registry that accepts what its configuration says to refuse is worse than one that
+    // does not start.
+    for rest in [&indexes, &images, &manifests] {
+        if let Some(key) = rest.map.keys().next() {
+            return Err(invalid(&rest.key(key), "this check is not supported by Wharf"));
+        }
+    }
+    Ok(options)
 }
 
 fn tls_config(section: &mut Section) -> Result<Option<TlsConfig>, ConfigError> {
@@ -362,6 +476,9 @@ fn tls_config(section: &mut Section) -> Result<Option<TlsConfig>, ConfigError> {
     };
     match (certificate, key) {
         (None, None) => Ok(None),
+        (Some(_), Some(_)) if !cfg!(feature = "tls") => {
+            Err(invalid("http.tls", "wharf-server was built without its `tls` feature"))
+        }
         (Some(certificate), Some(key)) => {
             Ok(Some(TlsConfig { certificate: certificate.into(), key: key.into(), client_cas, minimum_tls13 }))
         }
@@ -401,6 +518,9 @@ fn debug_config(section: &mut Section) -> Result<Option<DebugConfig>, ConfigErro
     prometheus.finish(&mut ignored);
     if let Some(key) = ignored.first() {
         return Err(invalid("http.debug.prometheus", format!("unknown key {key}")));
+    }
+    if enabled && !cfg!(feature = "metrics") {
+        return Err(invalid("http.debug.prometheus.enabled", "wharf-server was built without its `metrics` feature"));
     }
     Ok(Some(DebugConfig {
         addr: parse_addr(&addr)
@@ -568,6 +688,20 @@ impl Section {
             .collect()
     }
 
+    /// Reads the section at `key` with `read` (which may warn of what it finds), then warns
+    /// about what is left.
+    fn read<T>(
+        &mut self,
+        key: &str,
+        warnings: &mut Vec<String>,
+        read: impl FnOnce(&mut Section, &mut Vec<String>) -> Result<T, ConfigError>,
+    ) -> Result<T, ConfigError> {
+        let mut section = self.section(key)?;
+        let value = read(&mut section, warnings)?;
+        section.finish(warnings);
+        Ok(value)
+    }
+
     /// Reads with `read`, then warns about what is left.
     fn finish_with<T>(
         mut self,
@@ -620,6 +754,26 @@ health:
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_yaml(text, "config.yml", env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    /// What a build without a feature cannot serve is refused by name, and loads with it.
+    #[test]
+    fn tls_and_metrics_need_their_features() {
+        let tls = "storage: {inmemory: {}}\nhttp:\n  tls:\n    certificate: /etc/registry/cert.pem\n    key: /etc/registry/key.pem\n";
+        let metrics = "storage: {inmemory: {}}\nhttp:\n  debug:\n    addr: 127.0.0.1:5001\n    prometheus:\n      enabled: true\n";
+        for (text, feature, key) in [
+            (tls, cfg!(feature = "tls"), "http.tls"),
+            (metrics, cfg!(feature = "metrics"), "http.debug.prometheus.enabled"),
+        ] {
+            match load(text, &[]) {
+                Ok(_) => assert!(feature, "{key} loaded without its feature"),
+                Err(e) => {
+                    assert!(!feature, "{key}: {e}");
+                    let text = e.to_string();
+                    assert!(text.contains(key) && text.contains("built without its"), "{text}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -677,6 +831,42 @@ health:
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         let config = load(text, &[("REGISTRY_STORAGE_MAINTENANCE_GARBAGECOLLECT_ENABLED", "false")]).unwrap();
         assert_eq!(config.garbage_collection, None);
+    }
+
+    #[test]
+    fn manifest_validation() {
+        let config = load("storage: {inmemory: {}}", &[]).unwrap();
+        assert_eq!(config.registry.index_children, IndexChildren::All);
+        assert!(config.registry.require_image_blobs);
+        let text = "storage: {inmemory: {}}\nvalidation:\n  manifests:\n    indexes:\n      platforms: list\n      platformlist:\n        - os: linux\n          architecture: amd64\n        - {os: windows, architecture: arm64}\n    images:\n      blobs: none\n";
+        let config = load(text, &[]).unwrap();
+        assert_eq!(
+            config.registry.index_children,
+            IndexChildren::Platforms(vec![("linux".into(), "amd64".into()), ("windows".into(), "arm64".into())])
+        );
+        assert!(!config.registry.require_image_blobs);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let none = load("storage: {inmemory: {}}\nvalidation: {manifests: {indexes: {platforms: none}}}", &[]).unwrap();
+        assert_eq!(none.registry.index_children, IndexChildren::None);
+        for (text, key) in [
+            ("validation: {manifests: {indexes: {platforms: some}}}", "validation.manifests.indexes.platforms"),
+            ("validation: {manifests: {indexes: {platforms: list}}}", "validation.manifests.indexes.platformlist"),
+            (
+                "validation: {manifests: {indexes: {platforms: all, platformlist: []}}}",
+                "validation.manifests.indexes.platformlist",
+            ),
+            (
+                "validation: {manifests: {indexes: {platforms: list, platformlist: [{os: linux}]}}}",
+                "validation.manifests.indexes.platformlist[0].architecture",
+            ),
+            ("validation: {manifests: {images: {blobs: some}}}", "validation.manifests.images.blobs"),
+            ("validation: {manifests: {urls: {allow: ['^https://']}}}", "validation.manifests.urls"),
+        ] {
+            match load(&format!("storage: {{inmemory: {{}}}}\n{text}"), &[]) {
+                Err(ConfigError::Invalid { key: found, .. }) => assert_eq!(found, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -19,6 +19,10 @@
 //! every error is answered with the spec's JSON body and status. Request bodies are streamed
 //! to the store as they arrive, and blobs are streamed back in the store's chunks.
 //!
+//! The default features, `daemon` (with `config`), `tls` and `metrics`, add `Server`,
+//! `Config`, TLS and `Metrics`: what a registry program needs and a service nesting the
+//! router may leave out.
+//!
 //! A mount with `from` needs the blob in that repository (and, under token authentication,
 //! pull access to it). A mount without `from` links any copy the registry holds, except under
 //! token authentication, whose scopes grant repositories one by one: there it becomes an
@@ -26,11 +30,22 @@
 
 mod api;
 mod auth;
+#[cfg(feature = "config")]
 mod config;
+mod count;
 mod error;
-mod observe;
+mod forwarded;
+mod health;
+mod layer;
+#[cfg(feature = "daemon")]
+mod logging;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod route;
+#[cfg(feature = "daemon")]
 mod serve;
+#[cfg(feature = "tls")]
+mod tls;
 mod token;
 
 use std::sync::Arc;
@@ -39,13 +54,19 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
 
 pub use crate::auth::{Htpasswd, HtpasswdError, Identity};
+#[cfg(feature = "config")]
 pub use crate::config::{
     Config, ConfigError, DebugConfig, GarbageCollection, LogConfig, StorageHealth, TlsConfig, UploadPurging,
 };
 pub use crate::error::{ApiError, ErrorCode};
-pub use crate::observe::{Health, Metrics};
+pub use crate::health::Health;
+#[cfg(feature = "daemon")]
+pub use crate::logging::{LogLines, init_logging};
+#[cfg(feature = "metrics")]
+pub use crate::metrics::Metrics;
 pub use crate::route::Route;
-pub use crate::serve::{LOCAL_CONFIG, LogLines, ServeError, Server, init_logging, shutdown_signal};
+#[cfg(feature = "daemon")]
+pub use crate::serve::{LOCAL_CONFIG, ServeError, Server, shutdown_signal};
 pub use crate::token::{Scope, TokenAuth};
 
 /// How the API behaves; the parts of Distribution's `config.yml` that shape it.
@@ -60,10 +81,13 @@ pub struct ServerOptions {
     /// Send clients to the store's own URLs for blobs where it has them
     /// (`storage.redirect.disable` turns this off).
     pub redirect: bool,
-    /// Answer `Location` with paths rather than absolute URLs (`http.relativeurls`).
-    pub relative_urls: bool,
-    /// The externally reachable base URL (`http.host`); else taken from the request's
-    /// `X-Forwarded-Proto`/`X-Forwarded-Host` or `Host`.
+    /// How `Location` and `Link` URLs are written (`http.relativeurls`): `Some(true)`, as
+    /// paths; `Some(false)`, absolute, on [`host`](Self::host), the host a proxy forwarded or
+    /// the request's `Host`; `None` (the default), absolute only on a configured or forwarded
+    /// host, as paths otherwise, which every client resolves against the URL it used.
+    pub relative_urls: Option<bool>,
+    /// The externally reachable base URL (`http.host`); else taken from what the proxy in
+    /// front forwarded (RFC 7239 `Forwarded`, or `X-Forwarded-Host` and `X-Forwarded-Proto`).
     pub host: Option<String>,
     /// The path the API is served below (`http.prefix`), without a trailing slash.
     pub prefix: String,
@@ -80,6 +104,7 @@ pub struct ServerOptions {
     /// Bearer tokens from a token server (`auth.token`); none needed when `None`.
     pub token: Option<TokenAuth>,
     /// Where requests are counted, when metrics are on.
+    #[cfg(feature = "metrics")]
     pub metrics: Option<Metrics>,
     /// The storage health check; while it fails, every request is answered 503.
     pub health: Option<Health>,
@@ -91,7 +116,7 @@ impl Default for ServerOptions {
             delete_enabled: false,
             read_only: false,
             redirect: true,
-            relative_urls: false,
+            relative_urls: None,
             host: None,
             prefix: String::new(),
             https: false,
@@ -100,6 +125,7 @@ impl Default for ServerOptions {
             headers: Vec::new(),
             htpasswd: None,
             token: None,
+            #[cfg(feature = "metrics")]
             metrics: None,
             health: None,
         }
@@ -121,10 +147,10 @@ impl ServerOptions {
         self
     }
 
-    /// Sets [`ServerOptions::relative_urls`].
+    /// Sets [`ServerOptions::relative_urls`]: always paths, or always absolute URLs.
     #[must_use]
     pub fn with_relative_urls(mut self, relative: bool) -> ServerOptions {
-        self.relative_urls = relative;
+        self.relative_urls = Some(relative);
         self
     }
 
@@ -167,6 +193,12 @@ impl ServerOptions {
 /// The distribution API over `registry`: a router that answers every path (paths outside
 /// the API get a `404` with the JSON error body).
 pub fn router(registry: wharf_registry::Registry, options: ServerOptions) -> Router {
+    let watch = layer::Watch { counter: count::Counter::new(&options) };
     let api = Arc::new(api::Api::new(registry, options));
-    Router::new().fallback(api::handle).with_state(api)
+    Router::new().fallback(api::handle).with_state(api).layer(watch)
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -13,14 +12,12 @@ use axum::response::Response;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use wharf_registry::{GcOptions, GcReport, Registry, RegistryOptions};
+use wharf_registry::{GcOptions, GcReport, Registry};
 
-use crate::observe::{Health, Metrics, health_answer};
-use crate::{Config, TlsConfig, router};
+use crate::count::{Count, Counter};
+use crate::health::{Health, health_answer};
+use crate::layer::ClientAddress;
+use crate::{Config, router};
 
 /// The configuration used when none is given: filesystem storage in `./registry-data`,
 /// listening on 127.0.0.1:5000. `REGISTRY_*` variables apply to it as to a file.
@@ -52,8 +49,9 @@ pub enum ServeError {
 pub struct Server {
     config: Config,
     registry: Registry,
-    tls: Option<TlsAcceptor>,
-    metrics: Option<Metrics>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Acceptor>,
+    counter: Counter,
     health: Option<Health>,
 }
 
@@ -63,12 +61,43 @@ impl Server {
     /// # Errors
     /// [`ServeError::Storage`] when the store cannot be opened.
     pub async fn new(config: Config) -> Result<Server, ServeError> {
-        let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
         let driver = config.storage.build().await?;
-        let registry = Registry::new(driver, RegistryOptions::default());
-        let metrics = config.debug.as_ref().and_then(|debug| debug.prometheus_path.as_ref()).map(|_| Metrics::new());
+        let options = config.registry.clone();
+        Server::with_registry(config, Registry::new(driver, options))
+    }
+
+    /// Serves `registry` (over a driver of the embedder's, say) with everything else from
+    /// `config`; its `storage` section is not opened.
+    ///
+    /// # Errors
+    /// [`ServeError::Tls`] when the TLS files cannot be loaded.
+    pub fn with_registry(config: Config, registry: Registry) -> Result<Server, ServeError> {
+        #[cfg(feature = "tls")]
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        #[cfg(not(feature = "tls"))]
+        if config.tls.is_some() {
+            // A `Config` read from text refuses `http.tls` already; this one was built in code.
+            return Err(ServeError::Tls("wharf-server was built without its `tls` feature".into()));
+        }
         let health = config.storage_health.as_ref().map(|check| Health::new(check.threshold));
-        Ok(Server { config, registry, tls, metrics, health })
+        let counter = Counter {
+            #[cfg(feature = "metrics")]
+            metrics: config.debug.as_ref().and_then(|debug| debug.prometheus_path.as_ref()).map(|_| {
+                let metrics = crate::Metrics::new();
+                if let Some(health) = &health {
+                    metrics.watch(health);
+                }
+                metrics
+            }),
+        };
+        Ok(Server {
+            config,
+            registry,
+            #[cfg(feature = "tls")]
+            tls,
+            counter,
+            health,
+        })
     }
 
     /// The registry it serves.
@@ -83,7 +112,7 @@ impl Server {
     /// # Errors
     /// What [`Registry::collect_garbage`] returns.
     pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport, wharf_registry::Error> {
-        collect_garbage(&self.registry, self.metrics.as_ref(), options).await
+        collect_garbage(&self.registry, &self.counter, options).await
     }
 
     /// The configuration it runs with.
@@ -95,7 +124,8 @@ impl Server {
     pub fn router(&self) -> Router {
         let mut options = self.config.server.clone();
         options.https = self.config.tls.is_some();
-        options.metrics.clone_from(&self.metrics);
+        #[cfg(feature = "metrics")]
+        options.metrics.clone_from(&self.counter.metrics);
         options.health.clone_from(&self.health);
         let app = router(self.registry.clone(), options);
         if self.config.log.access_log { app.layer(middleware::from_fn(access_log)) } else { app }
@@ -105,26 +135,24 @@ impl Server {
     fn debug_router(&self) -> Router {
         let health = self.health.clone();
         let driver = self.registry.driver().name();
-        let mut app = Router::new().route(
+        let app = Router::new().route(
             "/debug/health",
             axum::routing::get(move || {
                 let (status, report) = health_answer(health.as_ref(), driver);
                 async move { (status, axum::Json(report)) }
             }),
         );
+        #[cfg(feature = "metrics")]
         if let (Some(metrics), Some(path)) =
-            (self.metrics.clone(), self.config.debug.as_ref().and_then(|d| d.prometheus_path.clone()))
+            (self.counter.metrics.clone(), self.config.debug.as_ref().and_then(|d| d.prometheus_path.clone()))
         {
-            app =
-                app.route(
-                    &path,
-                    axum::routing::get(move || {
-                        let text = metrics.encode();
-                        async move {
-                            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
-                        }
-                    }),
-                );
+            return app.route(
+                &path,
+                axum::routing::get(move || {
+                    let text = metrics.encode();
+                    async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text) }
+                }),
+            );
         }
         app
     }
@@ -140,7 +168,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let purging = self.config.upload_purging.clone().map(|purging| {
-            let (registry, metrics) = (self.registry.clone(), self.metrics.clone());
+            let (registry, counter) = (self.registry.clone(), self.counter.clone());
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(purging.interval);
                 loop {
@@ -150,8 +178,8 @@ impl Server {
                             for upload in &purged {
                                 tracing::info!(repository = %upload.repository, id = %upload.id, dry_run = purging.dry_run, "purged an old upload");
                             }
-                            if let Some(metrics) = metrics.as_ref().filter(|_| !purging.dry_run) {
-                                metrics.uploads_purged(purged.len());
+                            if !purging.dry_run {
+                                counter.count(Count::UploadsPurged(purged.len()));
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "upload purging failed"),
@@ -160,7 +188,7 @@ impl Server {
             })
         });
         let collecting = self.config.garbage_collection.clone().map(|schedule| {
-            let (registry, metrics) = (self.registry.clone(), self.metrics.clone());
+            let (registry, counter) = (self.registry.clone(), self.counter.clone());
             let mut options = GcOptions::default();
             options.dry_run = schedule.dry_run;
             options.delete_untagged = schedule.delete_untagged;
@@ -173,7 +201,7 @@ impl Server {
                     every.tick().await;
                     // A failed run is logged and counted, and so is a run that panicked: the
                     // next one tries again.
-                    let run = std::panic::AssertUnwindSafe(collect_garbage(&registry, metrics.as_ref(), &options));
+                    let run = std::panic::AssertUnwindSafe(collect_garbage(&registry, &counter, &options));
                     if let Err(panic) = futures::FutureExt::catch_unwind(run).await {
                         let message = panic
                             .downcast_ref::<&str>()
@@ -186,9 +214,7 @@ impl Server {
             })
         });
         let checks = match (&self.health, &self.config.storage_health) {
-            (Some(health), Some(check)) => {
-                Some(health.spawn_checks(self.registry.clone(), check.interval, self.metrics.clone()))
-            }
+            (Some(health), Some(check)) => Some(health.spawn_checks(self.registry.clone(), check.interval)),
             _ => None,
         };
         let debug = match &self.config.debug {
@@ -210,7 +236,12 @@ impl Server {
         let drain = self.config.drain_timeout;
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = self.router().into_make_service_with_connect_info::<ClientAddress>();
-        let incoming = Incoming { tcp: listener, tls: self.tls.clone(), handshakes: JoinSet::new() };
+        let incoming = Incoming {
+            tcp: listener,
+            #[cfg(feature = "tls")]
+            tls: self.tls.clone(),
+            handshakes: JoinSet::new(),
+        };
         let serving = axum::serve(incoming, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!(drain_timeout = ?drain, "shutting down: no new connections, finishing requests in flight");
@@ -233,15 +264,13 @@ impl Server {
 
 async fn collect_garbage(
     registry: &Registry,
-    metrics: Option<&Metrics>,
+    counter: &Counter,
     options: &GcOptions,
 ) -> Result<GcReport, wharf_registry::Error> {
     let started = Instant::now();
     let outcome = registry.collect_garbage(options).await;
     let took = started.elapsed();
-    if let Some(metrics) = metrics {
-        metrics.gc_finished(outcome.as_ref(), options.dry_run, took);
-    }
+    counter.gc_finished(outcome.as_ref(), options.dry_run, took);
     match &outcome {
         Ok(report) => tracing::info!(
             dry_run = report.dry_run,
@@ -264,50 +293,8 @@ async fn collect_garbage(
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("config", &self.config).field("tls", &self.tls.is_some()).finish_non_exhaustive()
+        f.debug_struct("Server").field("config", &self.config).finish_non_exhaustive()
     }
-}
-
-/// The rustls side of `http.tls`: the certificate chain and key (PEM, as `openssl req`
-/// writes them), the minimum version, and client certificates when `clientcas` is set.
-fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ServeError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let read_certificates = |path: &std::path::Path| -> Result<Vec<CertificateDer<'static>>, ServeError> {
-        let certificates = CertificateDer::pem_file_iter(path)
-            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| ServeError::Tls(format!("{}: {e}", path.display())))?;
-        if certificates.is_empty() {
-            return Err(ServeError::Tls(format!("{}: no PEM certificate in it", path.display())));
-        }
-        Ok(certificates)
-    };
-    let chain = read_certificates(&tls.certificate)?;
-    let key =
-        PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| ServeError::Tls(format!("{}: {e}", tls.key.display())))?;
-    let versions: &[&rustls::SupportedProtocolVersion] =
-        if tls.minimum_tls13 { &[&rustls::version::TLS13] } else { rustls::ALL_VERSIONS };
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
-    let builder = if tls.client_cas.is_empty() {
-        builder.with_no_client_auth()
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        for path in &tls.client_cas {
-            for certificate in read_certificates(path)? {
-                roots.add(certificate).map_err(|e| ServeError::Tls(format!("{}: {e}", path.display())))?;
-            }
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .map_err(|e| ServeError::Tls(format!("clientcas: {e}")))?;
-        builder.with_client_cert_verifier(verifier)
-    };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| ServeError::Tls(format!("{} and {}: {e}", tls.certificate.display(), tls.key.display())))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A connection, plain or TLS.
@@ -318,22 +305,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
 /// a slow client does not hold up the others.
 struct Incoming {
     tcp: TcpListener,
-    tls: Option<TlsAcceptor>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Acceptor>,
     handshakes: JoinSet<Option<(Box<dyn Connection>, SocketAddr)>>,
 }
-
-/// The client's address, as the access log shows it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ClientAddress(pub(crate) SocketAddr);
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Incoming>> for ClientAddress {
     fn connect_info(stream: axum::serve::IncomingStream<'_, Incoming>) -> ClientAddress {
         ClientAddress(*stream.remote_addr())
     }
 }
-
-/// How long a client has to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl axum::serve::Listener for Incoming {
     type Io = Box<dyn Connection>;
@@ -353,19 +334,15 @@ impl axum::serve::Listener for Incoming {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let Some(acceptor) = self.tls.clone() else {
-                        return (Box::new(stream), address);
-                    };
-                    self.handshakes.spawn(async move {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => Some((Box::new(tls) as Box<dyn Connection>, address)),
-                            Ok(Err(e)) => {
-                                tracing::debug!(client = %address, error = %e, "TLS handshake failed");
-                                None
-                            }
-                            Err(_) => None,
-                        }
-                    });
+                    #[cfg(feature = "tls")]
+                    if let Some(acceptor) = self.tls.clone() {
+                        self.handshakes.spawn(async move {
+                            let tls = crate::tls::handshake(acceptor, stream, address).await?;
+                            Some((Box::new(tls) as Box<dyn Connection>, address))
+                        });
+                        continue;
+                    }
+                    return (Box::new(stream), address);
                 }
                 Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
                     if let Ok(Some(connection)) = done {
@@ -432,115 +409,4 @@ async fn access_log(request: Request, next: Next) -> Response {
         "request"
     );
     response
-}
-
-/// Sets up logging as `log:` says: the level, text or JSON lines, and `log.fields` on every
-/// line. JSON lines carry Distribution's keys (`time`, `level`, `msg`) with every field at the
-/// top level, so log pipelines built for Distribution keep working.
-pub fn init_logging(log: &crate::LogConfig) {
-    let level = match log.level.as_str() {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "debug" => tracing::Level::DEBUG,
-        _ => tracing::Level::INFO,
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .event_format(LogLines::new(log))
-        .try_init();
-}
-
-/// The format of log lines: `log.formatter` and `log.fields`.
-#[derive(Debug, Clone)]
-pub struct LogLines {
-    json: bool,
-    fields: serde_json::Map<String, serde_json::Value>,
-}
-
-impl LogLines {
-    /// The format `log:` asks for.
-    pub fn new(log: &crate::LogConfig) -> LogLines {
-        let fields = log.fields.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-        LogLines { json: log.json, fields }
-    }
-}
-
-impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LogLines
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        _context: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
-        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> std::fmt::Result {
-        let metadata = event.metadata();
-        let mut line = serde_json::Map::new();
-        line.insert("time".into(), humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string().into());
-        line.insert("level".into(), metadata.level().as_str().to_ascii_lowercase().into());
-        line.insert("target".into(), metadata.target().into());
-        let mut visitor = FieldVisitor(&mut line);
-        event.record(&mut visitor);
-        for (key, value) in &self.fields {
-            line.entry(key.clone()).or_insert_with(|| value.clone());
-        }
-        if self.json {
-            return writeln!(writer, "{}", serde_json::Value::Object(line));
-        }
-        let text = |value: &serde_json::Value| match value {
-            serde_json::Value::String(text) => text.clone(),
-            other => other.to_string(),
-        };
-        let (time, level, target) = (line.remove("time"), line.remove("level"), line.remove("target"));
-        let message = line.remove("msg").map(|m| text(&m)).unwrap_or_default();
-        write!(
-            writer,
-            "{} {:>5} {}: {message}",
-            time.as_ref().map(text).unwrap_or_default(),
-            level.as_ref().map(text).unwrap_or_default().to_ascii_uppercase(),
-            target.as_ref().map(text).unwrap_or_default()
-        )?;
-        for (key, value) in &line {
-            write!(writer, " {key}={}", text(value))?;
-        }
-        writeln!(writer)
-    }
-}
-
-/// Collects an event's fields into a JSON object, its message as `msg`.
-struct FieldVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
-
-impl FieldVisitor<'_> {
-    fn key(field: &tracing::field::Field) -> String {
-        if field.name() == "message" { "msg".to_owned() } else { field.name().to_owned() }
-    }
-}
-
-impl tracing::field::Visit for FieldVisitor<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(Self::key(field), format!("{value:?}").into());
-    }
-
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(Self::key(field), value.into());
-    }
-
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.0.insert(Self::key(field), value.into());
-    }
-
-    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        self.0.insert(Self::key(field), value.into());
-    }
-
-    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-        self.0.insert(Self::key(field), value.into());
-    }
-
-    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.0.insert(Self::key(field), value.into());
-    }
 }

@@ -2,12 +2,10 @@
 //! artifact with a subject to a Wharf server, pulls them back, and gets the same bytes.
 #![allow(clippy::print_stderr, reason = "a skipped test says so, and why")]
 
-#[path = "../../../testing/images.rs"]
-mod images;
-#[path = "../../../testing/peers.rs"]
-mod peers;
+use wharf_testing::images;
+use wharf_testing::peers;
 
-mod common;
+use wharf_testing::http as common;
 
 use bytes::Bytes;
 use common::RunningServer;
@@ -70,7 +68,7 @@ async fn skopeo_round_trip() {
     // What the server stored is what was pushed.
     let repository = running.registry.repository(&"team/app".parse().unwrap());
     for (tag, raw) in &images.tags {
-        let stored = repository.get_manifest(&ManifestReference::Tag(tag.clone())).await.unwrap();
+        let stored = repository.get_manifest(&ManifestReference::Tag(tag.parse().unwrap())).await.unwrap();
         assert_eq!(stored.content, Bytes::from(raw.clone()), "{tag}");
     }
     // The artifact is listed among its subject's referrers.
@@ -178,13 +176,9 @@ fn oras_python() -> Option<std::path::PathBuf> {
     if found {
         return Some(python);
     }
-    assert!(
-        std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
-        "oras_push_pull_and_referrers: WHARF_REQUIRE_PEERS=1 but the oras SDK is not in target/peers-venv (scripts/test installs it)"
-    );
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        b"skipped oras_push_pull_and_referrers: needs the PyPI oras SDK in target/peers-venv (scripts/test installs it)\n",
+    let _ = wharf_testing::skip(
+        "oras_push_pull_and_referrers",
+        "the PyPI oras SDK is not in target/peers-venv (scripts/test installs it)",
     );
     None
 }
@@ -209,7 +203,7 @@ async fn oras_push_pull_and_referrers() {
     assert_eq!(seen["referrers"], serde_json::json!([seen["referrer"].clone()]));
     // The server stored exactly the bytes it serves.
     let repository = running.registry.repository(&"oras/demo".parse().unwrap());
-    let stored = repository.get_manifest(&ManifestReference::Tag("v1".into())).await.unwrap();
+    let stored = repository.get_manifest(&ManifestReference::Tag("v1".parse().unwrap())).await.unwrap();
     assert_eq!(stored.digest.to_string(), seen["artifact"].as_str().unwrap());
     running.stop().await;
 }
@@ -266,7 +260,7 @@ async fn podman_push_and_pull() {
     // The image came back as itself: its id is its config's digest.
     assert_eq!(pulled_id, id);
     let repository = running.registry.repository(&"podman/app".parse().unwrap());
-    let stored = repository.get_manifest(&ManifestReference::Tag("v1".into())).await.unwrap();
+    let stored = repository.get_manifest(&ManifestReference::Tag("v1".parse().unwrap())).await.unwrap();
     let manifest = wharf_oci::Manifest::parse(stored.content, None).unwrap();
     let config = manifest.references().next().unwrap().digest.clone();
     assert_eq!(config.hex(), id, "the stored manifest's config is not the image podman pushed");
@@ -369,7 +363,7 @@ async fn client_certificates_and_minimum_tls() {
     assert!(!skopeo_succeeds(push(&anonymous)).await, "a client without a certificate got in");
     skopeo_async(push(&identified)).await;
     let repository = running.registry.repository(&"mtls/app".parse().unwrap());
-    assert!(repository.get_manifest(&ManifestReference::Tag("v1".into())).await.is_ok());
+    assert!(repository.get_manifest(&ManifestReference::Tag("v1".parse().unwrap())).await.is_ok());
 
     // A TLS 1.2 client is turned away at the handshake.
     let address = running.address.to_string();
@@ -388,4 +382,97 @@ async fn client_certificates_and_minimum_tls() {
     .unwrap();
     assert!(!tls12.status.success(), "a TLS 1.2 handshake succeeded: {}", String::from_utf8_lossy(&tls12.stdout));
     running.stop().await;
+}
+
+/// The README's nginx block, as written, in front of a server answering as it does by
+/// default: nginx (Debian's) terminates TLS on another port and sends `Host` without it;
+/// skopeo pushes through it, layers over nginx's default body limit included, and pulls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_through_nginx_terminating_tls() {
+    let test = "skopeo_through_nginx_terminating_tls";
+    if !has_peer("skopeo", test) || !has_peer("openssl", test) || !has_peer("nginx", test) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    self_signed(
+        dir,
+        "registry",
+        "rsa:2048",
+        "/CN=127.0.0.1",
+        &["-days", "1", "-addext", "subjectAltName=IP:127.0.0.1"],
+    );
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("registry.crt"), certs.join("ca.crt")).unwrap();
+    let running = start(&dir.join("root"), "", "").await;
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let block = readme.split("```nginx\n").nth(1).and_then(|rest| rest.split("```").next()).expect("an nginx block");
+    let port = peers::free_port();
+    let block = [
+        ("listen 8443 ssl;", format!("listen 127.0.0.1:{port} ssl;")),
+        ("http://127.0.0.1:5000", format!("http://{}", running.address)),
+        ("/etc/nginx/certs/registry.crt", dir.join("registry.crt").display().to_string()),
+        ("/etc/nginx/certs/registry.key", dir.join("registry.key").display().to_string()),
+    ]
+    .iter()
+    .fold(block.to_owned(), |block, (from, to)| {
+        assert!(block.contains(from), "the README's block has {from}");
+        block.replace(from, to)
+    });
+    // One process as the test's user, everything it writes in the test's folder.
+    let temp = dir.join("nginx");
+    std::fs::create_dir_all(&temp).unwrap();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\npid {t}/nginx.pid;\nerror_log {t}/error.log warn;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n{block}}}\n",
+        t = temp.display()
+    );
+    std::fs::write(temp.join("nginx.conf"), conf).unwrap();
+    let _nginx = KillOnDrop(
+        std::process::Command::new("nginx")
+            .arg("-p")
+            .arg(&temp)
+            .arg("-e")
+            .arg(temp.join("error.log"))
+            .arg("-c")
+            .arg(temp.join("nginx.conf"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx starts"),
+    );
+    peers::wait_for_port(port, "nginx");
+
+    let mut images = Images::standard();
+    let large = Images::large(3 << 20);
+    images.blobs.extend(large.blobs);
+    images.tags.extend(large.tags);
+    let layout = dir.join("layout");
+    images.write_layout(&layout);
+    let proxied = |tag: &str| format!("docker://127.0.0.1:{port}/team/proxied:{tag}");
+    let cert_dir = certs.display().to_string();
+    copy_tags(
+        &images,
+        &[format!("--dest-cert-dir={cert_dir}")],
+        |tag| format!("oci:{}:{tag}", layout.display()),
+        proxied,
+    )
+    .await;
+    let out = dir.join("pulled");
+    copy_tags(&images, &[format!("--src-cert-dir={cert_dir}")], proxied, |tag| format!("oci:{}:{tag}", out.display()))
+        .await;
+    running.stop().await;
+    images.check_layout(&out);
+}
+
+/// A child process, killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1,13 +1,12 @@
 //! What operators rely on: the storage health check, Prometheus metrics on the debug
 //! address, the audit log, and a graceful shutdown.
 
-mod common;
-#[path = "../../../testing/peers.rs"]
-mod peers;
+use wharf_testing::http as common;
+use wharf_testing::peers;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
@@ -17,12 +16,8 @@ use wharf_server::{Config, Health, Metrics, ServerOptions, router};
 use wharf_storage::{Fault, FaultInjector, MemoryDriver, Operation};
 
 /// Polls `check` until it holds, for at most 10 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} did not happen within 10 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    wharf_testing::eventually(what, Duration::from_secs(10), check).await;
 }
 
 #[tokio::test]
@@ -33,7 +28,7 @@ async fn failing_storage_makes_the_registry_unavailable_until_it_recovers() {
     let mut options = ServerOptions::default();
     options.health = Some(health.clone());
     let target = Target::in_process(router(registry.clone(), options));
-    let checks = health.spawn_checks(registry, Duration::from_millis(10), None);
+    let checks = health.spawn_checks(registry, Duration::from_millis(10));
     assert_eq!(target.get("/v2/").await.status, StatusCode::OK);
 
     driver.inject(Fault::fail(Operation::Stat));
@@ -362,4 +357,37 @@ async fn failures_are_told_without_internals() {
     let text = String::from_utf8_lossy(&reply.body).into_owned();
     assert!(text.contains(&id), "{text}");
     assert!(!text.contains("/docker/registry") && !text.contains("not a digest"), "internals told: {text}");
+}
+
+/// A scheduled collection that panics is logged, and the next one runs on time: an orphan is
+/// collected by a later run although the first panicked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_collection_that_panics_does_not_end_the_schedule() {
+    let driver = FaultInjector::new(MemoryDriver::new());
+    driver.inject(Fault::panic(Operation::PutIf).on_paths_containing("/_wharf/gc/").times(1));
+    let registry = Registry::new(Arc::new(driver.clone()), RegistryOptions::default());
+    let orphan = wharf_oci::Digest::sha256(b"orphan");
+    wharf_storage::StorageDriver::put_content(
+        &driver,
+        &wharf_registry::layout::blob_data(&orphan),
+        Bytes::from_static(b"orphan"),
+    )
+    .await
+    .unwrap();
+    let yaml =
+        "storage:\n  inmemory: {}\n  maintenance:\n    garbagecollect:\n      interval: 100ms\n      grace: 0s\n";
+    let config = Config::from_yaml(yaml, "test", Vec::new()).unwrap();
+    let server = wharf_server::Server::with_registry(config, registry.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    eventually("the first run's panic", async || driver.injected() == 1).await;
+    eventually("a later run collecting the orphan", async || {
+        registry.driver().stat(&wharf_registry::layout::blob_data(&orphan)).await.is_err()
+    })
+    .await;
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
 }

@@ -1,13 +1,13 @@
 //! The spec's workflows (pull, push, content discovery, content management) and bad input,
 //! written from the distribution spec's text, against the router in process and over TCP.
 
-mod common;
+use wharf_testing::http as common;
 
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use common::content::{blob_pushes, content_kinds};
 use common::workflows::{bad_input, deletes_refused, discovery, management, pull, push, read_only};
-use common::{Target, app, location, push_image, sha256};
+use common::{RunningServer, Target, app, location, push_image, sha256};
 use wharf_server::ServerOptions;
 
 /// Runs a workflow on a fresh registry, in process and over TCP.
@@ -96,8 +96,10 @@ async fn auth_matrix(target: &Target) {
     }
 }
 
-/// Behind a reverse proxy: `Location` follows `X-Forwarded-Proto` and `X-Forwarded-Host`;
-/// `http.host` wins over both; `http.prefix` moves the API; `http.headers` are sent.
+/// Behind a reverse proxy: `Location` follows RFC 7239 `Forwarded`, else `X-Forwarded-Proto`
+/// and `X-Forwarded-Host`; with nothing forwarded it is a path (which every client resolves
+/// against the URL it used), unless `http.relativeurls: false` asks for `Host`; `http.host`
+/// wins over all of them; `http.prefix` moves the API; `http.headers` are sent.
 #[tokio::test]
 async fn urls_prefix_and_headers() {
     let registry = wharf_registry::Registry::new(
@@ -105,21 +107,42 @@ async fn urls_prefix_and_headers() {
         wharf_registry::RegistryOptions::default(),
     );
     let target = Target::in_process(wharf_server::router(registry.clone(), ServerOptions::default()));
-    let proxied = target
-        .send(
-            Method::POST,
-            "/v2/p/blobs/uploads/",
-            &[("host", "10.0.0.5:5000"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "registry.example.com")],
-            Bytes::new(),
-        )
-        .await;
-    assert!(
-        location(&proxied).starts_with("https://registry.example.com/v2/p/blobs/uploads/"),
-        "{}",
-        location(&proxied)
-    );
-    let direct = target.send(Method::POST, "/v2/p/blobs/uploads/", &[("host", "10.0.0.5:5000")], Bytes::new()).await;
+    let post = async |headers: &[(&str, &str)]| {
+        let reply = target.send(Method::POST, "/v2/p/blobs/uploads/", headers, Bytes::new()).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+        location(&reply)
+    };
+    let proxied = post(&[
+        ("host", "10.0.0.5:5000"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "registry.example.com"),
+    ])
+    .await;
+    assert!(proxied.starts_with("https://registry.example.com/v2/p/blobs/uploads/"), "{proxied}");
+    let standard = post(&[
+        ("host", "10.0.0.5:5000"),
+        ("forwarded", "for=192.0.2.1;proto=https;host=\"registry.example.com:8443\", for=10.0.0.1"),
+        ("x-forwarded-host", "other.example.com"),
+    ])
+    .await;
+    assert!(standard.starts_with("https://registry.example.com:8443/v2/p/blobs/uploads/"), "{standard}");
+    // What nginx's `proxy_set_header Host $host` sends, with no port and no scheme: a path.
+    let plain = post(&[("host", "127.0.0.1"), ("x-forwarded-for", "127.0.0.1")]).await;
+    assert!(plain.starts_with("/v2/p/blobs/uploads/"), "{plain}");
+    // A forwarded host that is no bare authority is not taken.
+    let odd = post(&[("host", "10.0.0.5:5000"), ("x-forwarded-host", "evil.example.com/x?")]).await;
+    assert!(odd.starts_with("/v2/p/blobs/uploads/"), "{odd}");
+
+    let absolute =
+        Target::in_process(wharf_server::router(registry.clone(), ServerOptions::default().with_relative_urls(false)));
+    let direct = absolute.send(Method::POST, "/v2/p/blobs/uploads/", &[("host", "10.0.0.5:5000")], Bytes::new()).await;
     assert!(location(&direct).starts_with("http://10.0.0.5:5000/v2/p/blobs/uploads/"), "{}", location(&direct));
+    let relative =
+        Target::in_process(wharf_server::router(registry.clone(), ServerOptions::default().with_relative_urls(true)));
+    let reply = relative
+        .send(Method::POST, "/v2/p/blobs/uploads/", &[("x-forwarded-host", "registry.example.com")], Bytes::new())
+        .await;
+    assert!(location(&reply).starts_with("/v2/p/blobs/uploads/"), "{}", location(&reply));
 
     let mut options = ServerOptions::default().with_prefix("/registry/");
     options.host = Some("https://public.example.com".into());
@@ -162,4 +185,46 @@ async fn listing_limits() {
     let tags = target.get("/v2/a/tags/list").await;
     assert_eq!(tags.json()["tags"], serde_json::json!(["t1", "t2"]));
     assert_eq!(tags.header("link"), Some("</v2/a/tags/list?n=2&last=t2>; rel=\"next\""));
+}
+
+/// Sparse manifests over HTTP, as `validation.manifests` configures them: refused by default,
+/// accepted with `indexes.platforms: none` and `images.blobs: none`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_manifests_follow_the_configuration() {
+    let absent = sha256(b"never pushed");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": wharf_oci::media_type::OCI_IMAGE_INDEX,
+        "manifests": [{"mediaType": wharf_oci::media_type::OCI_IMAGE_MANIFEST, "digest": absent, "size": 10,
+                       "platform": {"os": "linux", "architecture": "arm64"}}],
+    }))
+    .unwrap();
+    let image = common::image_manifest((&absent, 12), &[(&sha256(b"no layer"), 8)], None);
+    let put = async |target: &Target, tag: &str, body: &[u8], media_type: &str| {
+        target
+            .send(Method::PUT, &format!("/v2/s/manifests/{tag}"), &[("content-type", media_type)], body.to_vec())
+            .await
+    };
+    for (yaml, accepted) in [
+        ("", false),
+        ("validation:\n  manifests:\n    indexes:\n      platforms: none\n    images:\n      blobs: none\n", true),
+    ] {
+        let running = RunningServer::from_yaml(&format!(
+            "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  inmemory: {{}}\nhttp:\n  addr: 127.0.0.1:0\n{yaml}"
+        ))
+        .await;
+        let target = Target::remote(format!("http://{}", running.address));
+        let index_reply = put(&target, "index", &index, wharf_oci::media_type::OCI_IMAGE_INDEX).await;
+        let image_reply = put(&target, "image", &image, wharf_oci::media_type::OCI_IMAGE_MANIFEST).await;
+        for reply in [&index_reply, &image_reply] {
+            if accepted {
+                assert_eq!(reply.status, StatusCode::CREATED, "{yaml}");
+            } else {
+                assert_eq!(
+                    (reply.status, reply.error_code().as_str()),
+                    (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN")
+                );
+            }
+        }
+        running.stop().await;
+    }
 }

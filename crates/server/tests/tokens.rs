@@ -1,9 +1,8 @@
 //! Token authentication: bearer JWTs verified against a JSON web key set, with their
 //! `access` claims enforced per repository and action.
 
-mod common;
-#[path = "../../../testing/peers.rs"]
-mod peers;
+use wharf_testing::http as common;
+use wharf_testing::peers;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -158,7 +158,10 @@ impl StorageConfig {
 
 impl<'de> Deserialize<'de> for StorageConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let section = match Value::deserialize(deserializer)? {
+        // A reader that fails inside the section (a number out of range, a key its format
+        // gives a meaning of its own) knows no key path; the refusal still names the section.
+        let section = Value::deserialize(deserializer).map_err(|e| de::Error::custom(format!("storage: {e}")))?;
+        let section = match section {
             Value::Null => BTreeMap::new(),
             Value::Object(map) => map.into_iter().collect(),
             other => {
@@ -410,6 +413,14 @@ mod tests {
         assert_eq!((s3.chunk_size, s3.multipart_copy_threshold_size), (5 << 20, 64 << 20));
         assert_eq!(s3.multipart_copy_max_concurrency, 10);
         assert_eq!(s3.storage_class, "REDUCED_REDUNDANCY");
+    }
+
+    #[test]
+    fn a_section_its_reader_cannot_read_is_refused_as_storage() {
+        for text in [r#"{"s3": {"bucket": "b", "region": 1e999}}"#, r#"{"filesystem": {"maxthreads": -1e400}}"#] {
+            let message = serde_json::from_str::<StorageConfig>(text).expect_err(text).to_string();
+            assert!(message.starts_with("storage: "), "{text}: {message}");
+        }
     }
 
     #[test]

@@ -37,14 +37,6 @@ pub enum Error {
         /// The file's size.
         size: u64,
     },
-    /// The backend cannot do this.
-    #[error("{driver}: {operation} is not supported")]
-    Unsupported {
-        /// The driver's name.
-        driver: &'static str,
-        /// What was asked.
-        operation: String,
-    },
     /// A create-only write ([`Precondition::Absent`](crate::Precondition::Absent)) found a
     /// file already there; nothing was written.
     #[error("{driver}: {path} already exists")]
@@ -68,6 +60,7 @@ pub enum Error {
     #[error("storage configuration: {0}")]
     Config(String),
     /// A fault injected on purpose by [`FaultInjector`](crate::FaultInjector).
+    #[cfg(feature = "fault-injection")]
     #[error("{driver}: injected fault in {operation} of {path}")]
     Injected {
         /// The wrapped driver's name.

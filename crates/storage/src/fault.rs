@@ -77,12 +77,19 @@ pub struct Fault {
 enum Effect {
     Fail,
     Delay(Duration),
+    Panic,
 }
 
 impl Fault {
     /// Fails every call of `operation` with [`Error::Injected`].
     pub fn fail(operation: Operation) -> Fault {
         Fault { operation, path_contains: None, skip: 0, times: None, effect: Effect::Fail }
+    }
+
+    /// Panics in every call of `operation`, as a bug in a driver would: for the code that
+    /// must outlive a panic below it.
+    pub fn panic(operation: Operation) -> Fault {
+        Fault { operation, path_contains: None, skip: 0, times: None, effect: Effect::Panic }
     }
 
     /// Delays every call of `operation` by `delay`, then lets it through.
@@ -139,7 +146,7 @@ impl<D: StorageDriver> FaultInjector<D> {
         self.schedule.lock().unwrap_or_else(PoisonError::into_inner).faults.clear();
     }
 
-    /// How many calls were failed so far.
+    /// How many calls were failed (or made to panic) so far.
     pub fn injected(&self) -> usize {
         self.schedule.lock().unwrap_or_else(PoisonError::into_inner).injected
     }
@@ -153,7 +160,7 @@ impl<D: StorageDriver> FaultInjector<D> {
 /// Applies the schedule to one call: waits for delays, and fails when a failing rule hits.
 async fn check(schedule: &Mutex<Schedule>, driver: &'static str, operation: Operation, path: &str) -> Result<()> {
     let mut delay = Duration::ZERO;
-    let mut fail = false;
+    let (mut fail, mut panic) = (false, false);
     {
         let mut schedule = schedule.lock().unwrap_or_else(PoisonError::into_inner);
         for (fault, seen) in &mut schedule.faults {
@@ -170,12 +177,14 @@ async fn check(schedule: &Mutex<Schedule>, driver: &'static str, operation: Oper
             match fault.effect {
                 Effect::Delay(d) => delay += d,
                 Effect::Fail => fail = true,
+                Effect::Panic => panic = true,
             }
         }
-        if fail {
+        if fail || panic {
             schedule.injected += 1;
         }
     }
+    assert!(!panic, "injected panic in {operation} of {path} ({driver})");
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

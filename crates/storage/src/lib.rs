@@ -76,6 +76,7 @@ use futures::{StreamExt, TryStreamExt};
 
 mod config;
 mod error;
+#[cfg(feature = "fault-injection")]
 mod fault;
 #[cfg(feature = "fs")]
 mod fs;
@@ -88,6 +89,7 @@ pub mod testsuite;
 
 pub use crate::config::{FilesystemConfig, InMemoryConfig, S3Config, StorageConfig};
 pub use crate::error::{BoxError, Error, Result};
+#[cfg(feature = "fault-injection")]
 pub use crate::fault::{Fault, FaultInjector, Operation};
 #[cfg(feature = "fs")]
 pub use crate::fs::FilesystemDriver;
@@ -97,7 +99,7 @@ pub use crate::path::{validate_dir_path, validate_path};
 pub use crate::s3::{AbandonedUpload, S3Driver};
 
 /// How many single calls the bulk methods' default implementations keep in flight.
-const BULK_CONCURRENCY: usize = 16;
+pub(crate) const BULK_CONCURRENCY: usize = 16;
 
 /// `Some` for a success, `None` for [`Error::NotFound`].
 fn found<T>(result: Result<T>) -> Result<Option<T>> {
@@ -296,9 +298,10 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Moves several files, each as [`rename`](Self::rename) does, except that the moves need
-    /// not be durable when this returns: after a crash each file is at its old path or at its
-    /// new one. For bulk moves that a crash may undo harmlessly, such as setting garbage
-    /// aside. Answers, for each move, whether its source was found.
+    /// not be durable when this returns: after a crash each file is at its old path, at its
+    /// new one, or (on backends that move by copying) at both. For bulk moves that a crash may
+    /// undo harmlessly, such as setting garbage aside. Answers, for each move, whether its
+    /// source was found.
     ///
     /// # Errors
     /// [`Error::InvalidPath`] for any bad path, before anything is moved; then the first
@@ -330,6 +333,17 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
             .buffered(BULK_CONCURRENCY)
             .try_collect()
             .await
+    }
+
+    /// Deletes the files at `paths`: files, not folders, with no staged writes (what a
+    /// collection set aside, say). A path with nothing at it is not an error. Backends that
+    /// delete many files in one call do.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPath`] for any bad path, before anything is deleted; then the first
+    /// error other than [`Error::NotFound`], with the deletions already made left made.
+    async fn delete_files(&self, paths: Vec<String>) -> Result<()> {
+        self.delete_many(paths).await.map(drop)
     }
 
     /// A URL a client can fetch the file from directly, where the backend has one (a
@@ -461,3 +475,8 @@ pub trait StorageDriverExt: StorageDriver {
 }
 
 impl<D: StorageDriver + ?Sized> StorageDriverExt for D {}
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1005,7 +1005,8 @@ pub async fn walk_many(driver: &dyn StorageDriver) {
 }
 
 /// `stat_many`, `rename_many` and `delete_many` act on each path as the single calls do, and
-/// answer in the order asked, `None` or `false` for what is missing.
+/// answer in the order asked, `None` or `false` for what is missing; `delete_files` deletes
+/// files and passes over missing ones.
 pub async fn bulk_calls(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "bulk_calls").await;
     let names: Vec<String> = (0..300).map(|i| format!("from/{i:03}")).collect();
@@ -1048,11 +1049,24 @@ pub async fn bulk_calls(driver: &dyn StorageDriver) {
     }
     case.expect_not_found("emptied folder after delete_many", driver.stat(&case.path("to")).await);
 
+    // Files deleted in bulk; a missing one is no error.
+    let files: Vec<String> = (0..5).map(|i| format!("files/{i}")).collect();
+    for name in files.iter().skip(1) {
+        case.put(name, &b"f"[..]).await;
+    }
+    case.ok("delete_files", driver.delete_files(files.iter().map(|n| case.path(n)).collect()).await);
+    case.expect_not_found("emptied folder after delete_files", driver.stat(&case.path("files")).await);
+
     // Bad paths are refused before anything is done.
     case.put("kept", &b"k"[..]).await;
     let refused = driver.delete_many(vec![case.path("kept"), "/bad//path".into()]).await;
     if !matches!(refused, Err(Error::InvalidPath { .. })) {
         case.fail(format!("delete_many with a bad path: {refused:?}"));
+    }
+    case.expect_content("kept", b"k").await;
+    let refused = driver.delete_files(vec![case.path("kept"), "relative".into()]).await;
+    if !matches!(refused, Err(Error::InvalidPath { .. })) {
+        case.fail(format!("delete_files with a bad path: {refused:?}"));
     }
     case.expect_content("kept", b"k").await;
     case.finish().await;

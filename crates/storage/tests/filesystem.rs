@@ -215,3 +215,87 @@ async fn a_file_that_shrinks_mid_read_is_an_error() {
     assert!(read < 16 << 20, "read the whole file although it shrank");
     assert!(err.to_string().contains("short"), "{err}");
 }
+
+/// A folder of the root that is a symlink to another filesystem (`blobs` on a bigger disk, as
+/// the walk allows): writes, commits, conditional creates and renames into it work although
+/// staging is on the root's filesystem, and leave nothing of their own in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_on_another_filesystem() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let other = match tempfile::tempdir_in("/dev/shm") {
+        Ok(other) if other.path().metadata().unwrap().dev() != dir.path().metadata().unwrap().dev() => other,
+        found => {
+            let _ = wharf_testing::skip(
+                "a_folder_on_another_filesystem",
+                &format!("/dev/shm is no filesystem of its own here ({found:?})"),
+            );
+            return;
+        }
+    };
+    std::fs::create_dir_all(dir.path().join("docker/registry/v2")).unwrap();
+    std::os::unix::fs::symlink(other.path(), dir.path().join("docker/registry/v2/blobs")).unwrap();
+    let driver = FilesystemDriver::new(dir.path()).unwrap();
+    let at = |name: &str| format!("/docker/registry/v2/blobs/sha256/ab/{name}/data");
+
+    driver.put_content(&at("put"), Bytes::from_static(b"put")).await.unwrap();
+    driver.put_scratch(&at("scratch"), Bytes::from_static(b"scratch")).await.unwrap();
+    let created = driver
+        .put_if(
+            &at("created"),
+            Bytes::from_static(b"created"),
+            wharf_storage::Precondition::Absent,
+            wharf_storage::Durability::Durable,
+        )
+        .await
+        .unwrap();
+    let again = driver
+        .put_if(
+            &at("created"),
+            Bytes::from_static(b"again"),
+            wharf_storage::Precondition::Absent,
+            wharf_storage::Durability::Durable,
+        )
+        .await;
+    assert!(matches!(again, Err(Error::AlreadyExists { .. })), "{again:?}");
+    driver
+        .put_if(
+            &at("created"),
+            Bytes::from_static(b"updated"),
+            wharf_storage::Precondition::Matches(created),
+            wharf_storage::Durability::Durable,
+        )
+        .await
+        .unwrap();
+    let data = testsuite::test_data(7, 3 << 20);
+    let mut writer = driver.writer(&at("written"), false).await.unwrap();
+    writer.write(data.clone()).await.unwrap();
+    writer.commit().await.unwrap();
+    let mut writer = driver.writer("/docker/registry/v2/repositories/app/_uploads/u/data", false).await.unwrap();
+    writer.write(data.clone()).await.unwrap();
+    assert!(writer.commit_to(&at("committed")).await.unwrap() || driver.exists(&at("committed")).await.unwrap());
+    driver.put_content("/outside", Bytes::from_static(b"moved")).await.unwrap();
+    driver.rename("/outside", &at("renamed")).await.unwrap();
+    assert!(!driver.exists("/outside").await.unwrap());
+    driver.put_content("/outside-1", Bytes::from_static(b"bulk")).await.unwrap();
+    let moved = driver.rename_many(vec![("/outside-1".into(), at("bulk"))]).await.unwrap();
+    assert_eq!(moved, [true]);
+
+    for (name, content) in [
+        ("put", &b"put"[..]),
+        ("scratch", b"scratch"),
+        ("created", b"updated"),
+        ("written", &data[..]),
+        ("committed", &data[..]),
+        ("renamed", b"moved"),
+        ("bulk", b"bulk"),
+    ] {
+        assert_eq!(driver.get_content(&at(name)).await.unwrap(), content, "{name}");
+    }
+    let walked: Vec<String> =
+        driver.walk("/docker/registry/v2/blobs", None).map_ok(|f| f.path).try_collect().await.unwrap();
+    assert_eq!(walked.len(), 7, "{walked:?}");
+    // Nothing but the files themselves on the other disk.
+    let left: Vec<_> = walkdir(other.path()).into_iter().filter(|p| p.is_file()).collect();
+    assert_eq!(left.len(), 7, "{left:?}");
+}

@@ -1,9 +1,7 @@
 //! Random sequences of operations give the same results on each backend as on a plain
 //! `BTreeMap` model of the contract.
-#![allow(clippy::print_stderr, reason = "a skipped test says so, and why")]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -272,29 +270,8 @@ fn filesystem_matches_the_model() {
 #[cfg(feature = "s3")]
 #[test]
 fn s3_matches_the_model() {
-    let Ok(endpoint) = std::env::var("WHARF_S3_ENDPOINT") else {
-        assert!(
-            std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "WHARF_REQUIRE_PEERS=1 but WHARF_S3_ENDPOINT is not set (scripts/test starts moto_server)"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped model::s3_matches_the_model: needs an S3 server; set WHARF_S3_ENDPOINT"
-        );
-        return;
-    };
+    let Some(config) = wharf_testing::peers::s3_config("s3_matches_the_model") else { return };
     let runtime = runtime();
-    let driver = runtime.block_on(async {
-        let mut config = wharf_storage::S3Config::new(
-            std::env::var("WHARF_S3_BUCKET").unwrap_or_else(|_| "wharf-test".into()),
-            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
-        );
-        config.region_endpoint = Some(endpoint);
-        config.force_path_style = true;
-        config.root_directory = format!("model-{}", std::process::id());
-        let driver = wharf_storage::S3Driver::new(config.clone()).await.unwrap();
-        let _ = driver.client().create_bucket().bucket(&config.bucket).send().await;
-        driver
-    });
+    let driver = runtime.block_on(wharf_testing::peers::s3_driver(config));
     run_model_on(&runtime, &driver, 12);
 }

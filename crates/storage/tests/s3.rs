@@ -1,19 +1,6 @@
 //! The S3 backend against a real S3 server (moto_server, started by `scripts/test`), through
 //! the driver suite and what only S3 has: parts, tails, copies, presigned URLs, abandoned
 //! uploads.
-#![allow(clippy::print_stderr, reason = "a skipped test says so, and why")]
-
-/// Without the `s3` feature there is nothing to test: say so, and fail where peers are required.
-#[cfg(not(feature = "s3"))]
-#[test]
-fn s3_backend_not_built() {
-    use std::io::Write as _;
-    assert!(
-        std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
-        "WHARF_REQUIRE_PEERS=1 but wharf-storage was built without the s3 feature (use --all-features)"
-    );
-    let _ = writeln!(std::io::stderr(), "skipped s3 tests: wharf-storage built without the s3 feature");
-}
 
 #[cfg(feature = "s3")]
 mod s3 {
@@ -27,38 +14,14 @@ mod s3 {
 
     const MIB: usize = 1 << 20;
 
-    /// A configuration for the test server with a root of the test's own, or `None` (after
-    /// saying so) when no server is configured. Under `WHARF_REQUIRE_PEERS=1` a missing server
-    /// fails the test instead.
+    /// A configuration for the test server with a root of the test's own, its bucket created,
+    /// or `None` (after saying so) when no server is configured. Under
+    /// `WHARF_REQUIRE_PEERS=1` a missing server fails the test instead.
     async fn config(test: &str) -> Option<S3Config> {
-        let Ok(endpoint) = std::env::var("WHARF_S3_ENDPOINT") else {
-            assert!(
-                std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
-                "{test}: WHARF_REQUIRE_PEERS=1 but WHARF_S3_ENDPOINT is not set (scripts/test starts moto_server)"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped s3::{test}: needs an S3 server; set WHARF_S3_ENDPOINT (scripts/test starts moto_server)"
-            );
-            return None;
-        };
-        let bucket = std::env::var("WHARF_S3_BUCKET").unwrap_or_else(|_| "wharf-test".into());
-        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-        let mut config = S3Config::new(bucket, region);
-        config.region_endpoint = Some(endpoint);
-        config.force_path_style = true;
-        config.access_key = Some(std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "wharf-test".into()));
-        config.secret_key = Some(std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "wharf-test".into()));
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
-        config.root_directory = format!("tests/{test}-{}-{nanos}", std::process::id());
+        let mut config = wharf_testing::peers::s3_config(test)?;
         // Small parts, so that the suite's sizes cross part boundaries many times.
         config.chunk_size = 5 << 20;
-        let driver = S3Driver::new(config.clone()).await.unwrap();
-        match driver.client().create_bucket().bucket(&config.bucket).send().await {
-            Ok(_) => {}
-            Err(e) if format!("{e:?}").contains("BucketAlready") => {}
-            Err(e) => panic!("creating bucket {}: {e:?}", config.bucket),
-        }
+        wharf_testing::peers::s3_driver(config.clone()).await;
         Some(config)
     }
 
@@ -216,6 +179,115 @@ mod s3 {
         driver.abort_upload(&abandoned[0]).await.unwrap();
         assert!(driver.writer("/uploads/left/data", true).await.unwrap_err().is_not_found());
         assert!(driver.abandoned_uploads(SystemTime::now() + Duration::from_secs(60)).await.unwrap().is_empty());
+    }
+
+    /// Refuses the requests whose method and URI `refuse` picks, as a bucket policy or a
+    /// failing network might.
+    #[derive(Debug)]
+    struct Refuse(fn(&str, &str) -> bool);
+
+    impl aws_sdk_s3::config::Intercept for Refuse {
+        fn name(&self) -> &'static str {
+            "Refuse"
+        }
+
+        fn read_before_transmit(
+            &self,
+            context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+            _components: &aws_sdk_s3::config::RuntimeComponents,
+            _cfg: &mut aws_sdk_s3::config::ConfigBag,
+        ) -> Result<(), aws_sdk_s3::error::BoxError> {
+            let request = context.request();
+            if (self.0)(request.method(), request.uri()) {
+                return Err(format!("refused {} {}", request.method(), request.uri()).into());
+            }
+            Ok(())
+        }
+    }
+
+    /// Once CompleteMultipartUpload has published the content, a failure to delete the tail
+    /// does not make the commit an error; the tail left behind does not stop the path being
+    /// written or deleted later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_whose_tail_cannot_be_deleted_succeeds() {
+        let Some(driver) = driver("tail-left").await else {
+            return;
+        };
+        let refusing = driver.with_interceptor(Refuse(|method, uri| method == "DELETE" && uri.contains("staging")));
+        let data = testsuite::test_data(5, 7 * MIB);
+        let path = "/upload/data";
+        let mut writer = refusing.writer(path, false).await.unwrap();
+        writer.write(data.slice(..6 * MIB)).await.unwrap();
+        writer.close().await.unwrap();
+        let mut writer = refusing.writer(path, true).await.unwrap();
+        writer.write(data.slice(6 * MIB..)).await.unwrap();
+        writer.commit().await.expect("the content was published");
+        assert_eq!(driver.read_all(path, 0).await.unwrap(), data);
+        // The tail is still there: a new write of the path clears it.
+        let mut writer = driver.writer(path, false).await.unwrap();
+        assert_eq!(writer.size(), 0);
+        writer.write(Bytes::from_static(b"again")).await.unwrap();
+        writer.commit().await.unwrap();
+        assert_eq!(driver.read_all(path, 0).await.unwrap(), &b"again"[..]);
+        driver.delete("/upload").await.unwrap();
+        assert!(driver.delete("/upload").await.unwrap_err().is_not_found());
+    }
+
+    /// Deleting a folder of more keys than one listing page holds takes them all, and spares
+    /// its siblings whose names start with its own, however many of them sort before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deletes_page_by_page_and_spares_siblings() {
+        let Some(driver) = driver("delete-pages").await else {
+            return;
+        };
+        let put = |path: String| {
+            let driver = driver.clone();
+            async move { driver.put_content(&path, Bytes::from(path.clone())).await.unwrap() }
+        };
+        let below: Vec<String> = (0..1100).map(|i| format!("/d/x/{i:04}")).collect();
+        // "x-…" sorts before "x/": a thousand of them fill the first page of names.
+        let siblings: Vec<String> = (0..1050).map(|i| format!("/d/x-{i:04}")).chain(["/d/xy/z".to_owned()]).collect();
+        futures::StreamExt::collect::<Vec<()>>(futures::StreamExt::buffer_unordered(
+            futures::stream::iter(below.iter().chain(&siblings).cloned().map(put)),
+            32,
+        ))
+        .await;
+        driver.put_content("/d/x", Bytes::from_static(b"the file beside its folder")).await.unwrap();
+        driver.delete("/d/x").await.unwrap();
+        assert!(driver.stat("/d/x").await.unwrap_err().is_not_found());
+        assert!(driver.stat(&below[1099]).await.unwrap_err().is_not_found());
+        let left = driver.list("/d").await.unwrap();
+        assert_eq!(left.len(), siblings.len(), "siblings kept");
+        assert!(driver.delete("/d/x").await.unwrap_err().is_not_found());
+        driver.delete("/d").await.unwrap();
+    }
+
+    /// Bulk moves copy and then delete their sources a thousand at a time; bulk deletes of
+    /// files take a thousand a request. Missing files are told apart and are no error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bulk_moves_and_deletes() {
+        let Some(driver) = driver("bulk").await else {
+            return;
+        };
+        let names: Vec<String> = (0..1200).map(|i| format!("/from/{i:04}")).collect();
+        futures::StreamExt::collect::<Vec<()>>(futures::StreamExt::buffer_unordered(
+            futures::stream::iter(names.iter().filter(|n| !n.ends_with('7')).cloned().map(|path| {
+                let driver = driver.clone();
+                async move { driver.put_content(&path, Bytes::from(path.clone())).await.unwrap() }
+            })),
+            32,
+        ))
+        .await;
+        let moves = names.iter().map(|n| (n.clone(), n.replace("/from/", "/to/"))).collect();
+        let moved = driver.rename_many(moves).await.unwrap();
+        for (name, moved) in names.iter().zip(&moved) {
+            assert_eq!(*moved, !name.ends_with('7'), "{name}");
+        }
+        assert!(driver.stat("/from").await.unwrap_err().is_not_found(), "every source deleted");
+        assert!(driver.stat("/to/0007").await.unwrap_err().is_not_found());
+        assert_eq!(driver.get_content("/to/1199").await.unwrap(), &b"/from/1199"[..]);
+        driver.delete_files(names.iter().map(|n| n.replace("/from/", "/to/")).collect()).await.unwrap();
+        assert!(driver.stat("/to").await.unwrap_err().is_not_found());
     }
 
     #[tokio::test]

@@ -1,6 +1,5 @@
 //! Helpers shared by the registry's test files.
 
-use std::io::Write as _;
 use std::sync::Arc;
 
 use wharf_oci::{Digest, media_type};
@@ -49,29 +48,5 @@ pub(crate) async fn s3_driver(test: &str) -> Option<Arc<dyn StorageDriver>> {
 
 /// [`s3_driver`], as the driver's own type (to wrap it in a `FaultInjector`).
 pub(crate) async fn s3(test: &str) -> Option<wharf_storage::S3Driver> {
-    let Ok(endpoint) = std::env::var("WHARF_S3_ENDPOINT") else {
-        assert!(
-            std::env::var("WHARF_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "{test}: WHARF_REQUIRE_PEERS=1 but WHARF_S3_ENDPOINT is not set (scripts/test starts moto_server)"
-        );
-        #[allow(clippy::print_stderr, reason = "a skipped test says so, and why")]
-        {
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped {test}: needs an S3 server; set WHARF_S3_ENDPOINT (scripts/test starts moto_server)"
-            );
-        }
-        return None;
-    };
-    let mut config = wharf_storage::S3Config::new(
-        std::env::var("WHARF_S3_BUCKET").unwrap_or_else(|_| "wharf-test".into()),
-        std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
-    );
-    config.region_endpoint = Some(endpoint);
-    config.force_path_style = true;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    config.root_directory = format!("registry-{test}-{nanos}");
-    let driver = wharf_storage::S3Driver::new(config.clone()).await.unwrap();
-    let _ = driver.client().create_bucket().bucket(&config.bucket).send().await;
-    Some(driver)
+    Some(wharf_testing::peers::s3_driver(wharf_testing::peers::s3_config(test)?).await)
 }

@@ -1,7 +1,6 @@
-//! What operators watch: Prometheus metrics, the storage health check, and the audit log.
+//! The server's Prometheus metrics (the `metrics` feature), served on the debug address.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,7 +8,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use wharf_registry::{GcReport, Registry};
+use wharf_registry::GcReport;
+
+use crate::health::Health;
 
 /// The labels of a request count.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,6 +52,7 @@ struct MetricsInner {
     uploads_cancelled: Counter,
     uploads_purged: Counter,
     storage_healthy: Gauge,
+    health: OnceLock<Health>,
     gc_runs: Family<OutcomeLabels, Counter>,
     gc_duration: Histogram,
     gc_manifests_deleted: Counter,
@@ -81,6 +83,7 @@ impl Metrics {
         });
         let storage_healthy = Gauge::default();
         storage_healthy.set(1);
+        let health = OnceLock::new();
         let inner = MetricsInner {
             requests: add(&mut r, "http_requests", "Requests answered, by route, method and status", Family::default()),
             durations: add(&mut r, "http_request_duration_seconds", "Time to answer, by route", durations),
@@ -134,6 +137,7 @@ impl Metrics {
                 "When the last garbage collection that did not fail ended (Unix time)",
                 Gauge::default(),
             ),
+            health,
             registry: r,
         };
         Metrics { inner: Arc::new(inner) }
@@ -170,7 +174,9 @@ impl Metrics {
         self.inner.uploads_cancelled.inc();
     }
 
-    pub(crate) fn uploads_purged(&self, count: usize) {
+    /// Counts uploads removed by upload purging; a service that purges on a schedule of its
+    /// own (with [`Registry::purge_uploads`](wharf_registry::Registry::purge_uploads)) calls it.
+    pub fn uploads_purged(&self, count: usize) {
         self.inner.uploads_purged.inc_by(count as u64);
     }
 
@@ -197,8 +203,17 @@ impl Metrics {
         }
     }
 
+    /// Reports `health` as `wharf_storage_healthy` from now on (the first check given is
+    /// kept; without one the gauge stays 1).
+    pub fn watch(&self, health: &Health) {
+        let _ = self.inner.health.set(health.clone());
+    }
+
     /// The text exposition.
     pub fn encode(&self) -> String {
+        if let Some(health) = self.inner.health.get() {
+            self.inner.storage_healthy.set(i64::from(health.is_healthy()));
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);
@@ -215,108 +230,4 @@ fn add<M: prometheus_client::registry::Metric + Clone>(
 ) -> M {
     registry.register(name, help, metric.clone());
     metric
-}
-
-/// The storage health check of `health.storagedriver`: after `threshold` failed checks in a
-/// row the registry reports itself down (503) until a check passes again.
-#[derive(Debug, Clone)]
-pub struct Health {
-    inner: Arc<HealthInner>,
-}
-
-#[derive(Debug)]
-struct HealthInner {
-    threshold: u32,
-    failures: AtomicU32,
-    last_error: Mutex<Option<String>>,
-}
-
-impl Health {
-    /// A check that reports down after `threshold` failures in a row.
-    pub fn new(threshold: u32) -> Health {
-        Health {
-            inner: Arc::new(HealthInner {
-                threshold: threshold.max(1),
-                failures: AtomicU32::new(0),
-                last_error: Mutex::new(None),
-            }),
-        }
-    }
-
-    /// Records one check's outcome.
-    pub fn record(&self, outcome: Result<(), String>, metrics: Option<&Metrics>) {
-        match outcome {
-            Ok(()) => {
-                if self.inner.failures.swap(0, Ordering::Relaxed) >= self.inner.threshold {
-                    tracing::info!("storage health check passes again");
-                }
-                *self.inner.last_error.lock().unwrap_or_else(PoisonError::into_inner) = None;
-            }
-            Err(e) => {
-                let failures = self.inner.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(error = %e, failures, threshold = self.inner.threshold, "storage health check failed");
-                *self.inner.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-            }
-        }
-        if let Some(metrics) = metrics {
-            metrics.inner.storage_healthy.set(i64::from(self.is_healthy()));
-        }
-    }
-
-    /// Whether the registry is up: fewer than `threshold` failures in a row.
-    pub fn is_healthy(&self) -> bool {
-        self.inner.failures.load(Ordering::Relaxed) < self.inner.threshold
-    }
-
-    /// The failure that makes the registry down, if it is.
-    pub fn failure(&self) -> Option<String> {
-        if self.is_healthy() {
-            None
-        } else {
-            self.inner.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone()
-        }
-    }
-
-    /// Checks the store every `interval` (a stat of its root, as Distribution does), until
-    /// the task is aborted.
-    pub fn spawn_checks(
-        &self,
-        registry: Registry,
-        interval: Duration,
-        metrics: Option<Metrics>,
-    ) -> tokio::task::JoinHandle<()> {
-        let health = self.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(interval);
-            loop {
-                every.tick().await;
-                let outcome =
-                    match tokio::time::timeout(interval.max(Duration::from_secs(1)), registry.driver().stat("/")).await
-                    {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(e)) if e.is_not_found() => Ok(()),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err(format!("the store did not answer within {interval:?}")),
-                    };
-                health.record(outcome, metrics.as_ref());
-            }
-        })
-    }
-
-    /// `/debug/health`'s body: `{}` when up, else the failing check and its error.
-    pub fn report(&self, driver: &str) -> serde_json::Value {
-        match self.failure() {
-            None => serde_json::json!({}),
-            Some(error) => serde_json::json!({ format!("storagedriver_{driver}"): error }),
-        }
-    }
-}
-
-/// The status and body of `/debug/health`: `200 {}` without a check or while it passes, else
-/// `503` and the failing check.
-pub(crate) fn health_answer(health: Option<&Health>, driver: &str) -> (axum::http::StatusCode, serde_json::Value) {
-    match health {
-        Some(health) if !health.is_healthy() => (axum::http::StatusCode::SERVICE_UNAVAILABLE, health.report(driver)),
-        _ => (axum::http::StatusCode::OK, serde_json::json!({})),
-    }
 }

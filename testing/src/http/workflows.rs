@@ -6,6 +6,8 @@ use bytes::Bytes;
 
 use super::{Target, image_manifest, location, push_blob, push_image, sha256, sha512};
 
+/// The pull workflow: the base endpoint, manifests by tag and digest with content
+/// negotiation, blobs whole and in ranges, and what is not there.
 pub async fn pull(target: &Target) {
     let base = target.get("/v2/").await;
     assert_eq!(base.status, StatusCode::OK);
@@ -80,6 +82,7 @@ pub async fn pull(target: &Target) {
     assert_eq!(other.status, StatusCode::NOT_FOUND);
 }
 
+/// The push workflow: blob uploads monolithic, chunked and out of order, and manifests.
 pub async fn push(target: &Target) {
     // POST then PUT with the whole content.
     let data = b"posted then put".to_vec();
@@ -218,6 +221,7 @@ pub async fn push(target: &Target) {
     assert_eq!((reply.status, reply.error_code().as_str()), (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"));
 }
 
+/// The content discovery workflow: tag lists with pagination, referrers and their filter.
 pub async fn discovery(target: &Target) {
     let mut digests = Vec::new();
     for (i, tag) in ["a", "b", "c", "d", "e"].iter().enumerate() {
@@ -283,6 +287,7 @@ pub async fn discovery(target: &Target) {
     assert_eq!(target.get("/v2/_catalog?n=1&last=d").await.json()["repositories"], serde_json::json!(["e/f"]));
 }
 
+/// The content management workflow: deleting tags, manifests and blobs.
 pub async fn management(target: &Target) {
     let (_, first) = push_image(target, "m", "one", 1).await;
     let (_, second) = push_image(target, "m", "two", 2).await;
@@ -325,6 +330,7 @@ pub async fn management(target: &Target) {
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 }
 
+/// Deletes answered 405 `UNSUPPORTED` when the registry does not allow them.
 pub async fn deletes_refused(target: &Target) {
     let (_, digest) = push_image(target, "r", "keep", 3).await;
     let blob = sha256(&[3u8; 1003]);
@@ -341,6 +347,7 @@ pub async fn deletes_refused(target: &Target) {
     assert_eq!(target.get(&format!("/v2/r/blobs/{blob}")).await.status, StatusCode::OK);
 }
 
+/// Writes refused while the registry is read-only, reads still served.
 pub async fn read_only(target: &Target) {
     for (method, path) in [
         (Method::POST, "/v2/ro/blobs/uploads/"),
@@ -361,6 +368,7 @@ pub async fn read_only(target: &Target) {
 /// A request that must be refused: method, path, headers, body, status, error code.
 pub type BadRequest<'a> = (Method, String, Vec<(&'a str, &'a str)>, Vec<u8>, StatusCode, &'a str);
 
+/// Malformed requests, each refused with its status and OCI error code, storing nothing.
 pub async fn bad_input(target: &Target) {
     let (manifest, digest) = push_image(target, "ok", "v1", 5).await;
     let catalog_before = target.get("/v2/_catalog").await.body;
@@ -372,6 +380,8 @@ pub async fn bad_input(target: &Target) {
         (Method::PUT, "/v2/ok%2F..%2Fother/manifests/v1".into(), vec![], manifest.clone(), StatusCode::BAD_REQUEST, "NAME_INVALID"),
         (Method::GET, "/v2/ok/blobs/sha256:short".into(), vec![], vec![], StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
         (Method::GET, "/v2/ok/blobs/md5:d41d8cd98f00b204e9800998ecf8427e".into(), vec![], vec![], StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+        (Method::GET, "/v2/ok/manifests/sha256:short".into(), vec![], vec![], StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+        (Method::PUT, "/v2/ok/manifests/-dash".into(), vec![], b"{}".to_vec(), StatusCode::BAD_REQUEST, "TAG_INVALID"),
         (Method::GET, "/v2/ok/manifests/bad:digest".into(), vec![], vec![], StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
         (Method::GET, "/v2/ok/manifests/-bad-tag".into(), vec![], vec![], StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
         (Method::GET, "/v2/ok/manifests/.INVALID_MANIFEST_NAME".into(), vec![], vec![], StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),

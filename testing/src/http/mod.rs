@@ -1,7 +1,5 @@
 //! A client for the spec workflows that talks to the router in process or to a server over
-//! TCP, the same way.
-
-#![allow(dead_code, unreachable_pub, missing_docs)]
+//! TCP, the same way, and the workflows themselves.
 
 pub mod content;
 pub mod workflows;
@@ -18,13 +16,18 @@ use tower::ServiceExt;
 use wharf_registry::{Registry, RegistryOptions};
 use wharf_server::{ServerOptions, router};
 
+/// An answer, read whole.
 pub struct Reply {
+    /// Its status.
     pub status: StatusCode,
+    /// Its headers.
     pub headers: HeaderMap,
+    /// Its body.
     pub body: Bytes,
 }
 
 impl Reply {
+    /// The value of header `name`, if it is there and text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -38,6 +41,7 @@ impl Reply {
         code.to_owned()
     }
 
+    /// The body as JSON (and checks it is).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
@@ -45,11 +49,21 @@ impl Reply {
 
 /// Where requests go.
 pub enum Target {
+    /// The router, called in process.
     Router(Router),
-    Tcp { base: String, client: reqwest::Client, _server: Option<tokio::task::JoinHandle<()>> },
+    /// A server over TCP at `base`, stopped with the target when it was started by it.
+    Tcp {
+        /// `http://` and the server's address.
+        base: String,
+        /// The client requests go through.
+        client: reqwest::Client,
+        /// The server the target started, stopped with it.
+        _server: Option<tokio::task::JoinHandle<()>>,
+    },
 }
 
 impl Target {
+    /// The router `app`, called in process.
     pub fn in_process(app: Router) -> Target {
         Target::Router(app)
     }
@@ -69,6 +83,7 @@ impl Target {
         Target::Tcp { base, client: reqwest::Client::new(), _server: None }
     }
 
+    /// How requests go, for messages.
     pub fn name(&self) -> &'static str {
         match self {
             Target::Router(_) => "in process",
@@ -76,6 +91,7 @@ impl Target {
         }
     }
 
+    /// Sends one request and reads the whole answer.
     pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
         let body = body.into();
         match self {
@@ -119,6 +135,7 @@ impl Target {
         }
     }
 
+    /// A GET of `path`.
     pub async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, &[], Bytes::new()).await
     }
@@ -186,10 +203,12 @@ pub fn app(options: ServerOptions) -> (Registry, Router) {
     (registry, app)
 }
 
+/// The `sha256:` digest of `data`.
 pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
 
+/// The `sha512:` digest of `data`.
 pub fn sha512(data: &[u8]) -> String {
     format!("sha512:{}", hex::encode(sha2::Sha512::digest(data)))
 }
@@ -239,30 +258,39 @@ pub async fn push_image(target: &Target, name: &str, tag: &str, seed: u8) -> (Ve
     let config_digest = push_blob(target, name, &config).await;
     let layer_digest = push_blob(target, name, &layer).await;
     let manifest = image_manifest((&config_digest, config.len()), &[(&layer_digest, layer.len())], None);
+    let digest = put_manifest(target, name, tag, &manifest).await;
+    (manifest, digest)
+}
+
+/// Puts an OCI image manifest under `tag`; returns its digest, as the answer names it.
+pub async fn put_manifest(target: &Target, name: &str, tag: &str, manifest: &[u8]) -> String {
     let reply = target
         .send(
             Method::PUT,
             &format!("/v2/{name}/manifests/{tag}"),
             &[("content-type", "application/vnd.oci.image.manifest.v1+json")],
-            manifest.clone(),
+            manifest.to_vec(),
         )
         .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "manifest put: {:?}", String::from_utf8_lossy(&reply.body));
-    let digest = sha256(&manifest);
+    assert_eq!(reply.status, StatusCode::CREATED, "{name}:{tag}: {:?}", String::from_utf8_lossy(&reply.body));
+    let digest = sha256(manifest);
     assert_eq!(reply.header("docker-content-digest"), Some(digest.as_str()));
-    (manifest, digest)
+    digest
 }
 
 /// A whole `Server` built from configuration text, on a free loopback port (`http.addr` is
 /// not used); stopped by `stop`, or aborted on drop.
 pub struct RunningServer {
+    /// Where it listens.
     pub address: std::net::SocketAddr,
+    /// The registry it serves.
     pub registry: Registry,
     server: Option<tokio::task::JoinHandle<Result<(), wharf_server::ServeError>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl RunningServer {
+    /// Starts the server that `yaml` configures.
     pub async fn from_yaml(yaml: &str) -> RunningServer {
         let config = wharf_server::Config::from_yaml(yaml, "test", Vec::new()).expect("config");
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);

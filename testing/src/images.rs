@@ -1,8 +1,6 @@
 //! Test images: a multi-layer image, a two-platform index and an artifact with a subject,
 //! written as an OCI image layout for skopeo, and checked byte for byte when they come back.
-//! Included by tests of several crates with `#[path]`.
-
-#![allow(dead_code, reason = "each test that includes this uses a part of it")]
+//! Shared by the tests of several crates.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,16 +9,18 @@ use serde_json::{Value, json};
 use wharf_oci::{Digest, Manifest, media_type};
 
 /// Deterministic bytes for test content.
-pub(crate) fn content(seed: &str, len: usize) -> Vec<u8> {
+pub fn content(seed: &str, len: usize) -> Vec<u8> {
     let seed = Digest::sha256(seed.as_bytes()).hex().bytes().fold(7u64, |s, b| s.wrapping_mul(31) ^ u64::from(b));
     wharf_storage::testsuite::test_data(seed, len).to_vec()
 }
 
 /// What a set of images is made of: every blob by digest, and the manifest of each tag.
 #[derive(Default)]
-pub(crate) struct Images {
-    pub(crate) blobs: BTreeMap<Digest, Vec<u8>>,
-    pub(crate) tags: BTreeMap<String, Vec<u8>>,
+pub struct Images {
+    /// Every blob (configs, layers, manifests), by digest.
+    pub blobs: BTreeMap<Digest, Vec<u8>>,
+    /// The manifest of each tag.
+    pub tags: BTreeMap<String, Vec<u8>>,
 }
 
 impl Images {
@@ -65,7 +65,7 @@ impl Images {
     }
 
     /// A multi-layer image, a two-platform index and an artifact referring to the image.
-    pub(crate) fn standard() -> Images {
+    pub fn standard() -> Images {
         let mut images = Images::default();
         let (image, image_size) = images.image("multi-layer", 3, "amd64/linux");
         images.tags.insert("image".into(), images.blobs[&image].clone());
@@ -95,8 +95,18 @@ impl Images {
         images
     }
 
+    /// One image, tagged `large`, with a layer of `size` bytes.
+    pub fn large(size: usize) -> Images {
+        let mut images = Images::default();
+        let layer = images.add_blob(content("large-layer", size));
+        let config = json!({"architecture": "amd64", "os": "linux", "config": {}});
+        let (image, _) = images.add_image(config, &[layer], json!({}));
+        images.tags.insert("large".into(), images.blobs[&image].clone());
+        images
+    }
+
     /// Writes an OCI image layout folder holding every tag.
-    pub(crate) fn write_layout(&self, dir: &Path) {
+    pub fn write_layout(&self, dir: &Path) {
         std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
         for (digest, data) in &self.blobs {
             std::fs::write(dir.join("blobs/sha256").join(digest.hex()), data).unwrap();
@@ -120,7 +130,7 @@ impl Images {
 
     /// Checks that an OCI layout pulled from a registry holds every tag as the same manifest,
     /// and every blob byte for byte.
-    pub(crate) fn check_layout(&self, out: &Path) {
+    pub fn check_layout(&self, out: &Path) {
         let pulled_index: Value = serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
         for entry in pulled_index["manifests"].as_array().unwrap() {
             let tag = entry["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap();
@@ -138,7 +148,7 @@ impl Images {
 }
 
 /// A tar archive (ustar) holding one file, as a real image layer needs.
-pub(crate) fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
+pub fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
     let mut header = [0u8; 512];
     header[..name.len()].copy_from_slice(name.as_bytes());
     let fields: [(usize, String); 5] = [
@@ -167,7 +177,7 @@ pub(crate) fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
 
 impl Images {
     /// An image a container engine can unpack: tar layers, and a config naming them.
-    pub(crate) fn runnable(tag: &str) -> Images {
+    pub fn runnable(tag: &str) -> Images {
         let mut images = Images::default();
         let layers: Vec<(Digest, usize)> = (0..2)
             .map(|i| images.add_blob(tar_with_file(&format!("file{i}.txt"), format!("{tag} layer {i}\n").as_bytes())))

@@ -1,0 +1,30 @@
+//! An async client for container registries (the OCI Distribution API): authentication
+//! challenges and tokens, pulls that resume, pushes that continue where they stopped, copies
+//! between registries and OCI layouts.
+
+mod address;
+mod auth;
+mod challenge;
+mod client;
+mod credentials;
+mod error;
+mod pull;
+mod push;
+mod repository;
+
+pub use crate::address::{ImageAddress, LayoutImage};
+pub use crate::auth::Scope;
+pub use crate::challenge::Challenge;
+pub use crate::client::{Client, ClientBuilder, Retry};
+pub use crate::credentials::{
+    Anonymous, ConfigFiles, Credential, CredentialSource, DEFAULT_HELPER_TIMEOUT, StaticCredentials,
+};
+pub use crate::error::{Error, Result};
+pub use crate::pull::BlobPull;
+pub use crate::push::{BlobOutcome, BlobSource, RegistryBlob, UploadOptions};
+pub use crate::repository::Repository;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,333 @@
+//! The spec workflows against `examples/registry.rs` as users run it: a process started
+//! with a Distribution config file, spoken to over TCP, stopped with SIGTERM.
+#![allow(clippy::print_stderr, reason = "the two-instance test reports its time and its collections")]
+
+use wharf_testing::http as common;
+use wharf_testing::peers;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use axum::http::{Method, StatusCode};
+use common::Target;
+use common::content::{blob_pushes, content_kinds};
+use common::workflows::{bad_input, deletes_refused, discovery, management, pull, push, read_only};
+
+/// An example of this package, which `cargo test` builds beside this test's binary.
+fn example_binary(example: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("the target folder").join("examples").join(example);
+    assert!(path.exists(), "{} is missing: `cargo test` builds the {example} example", path.display());
+    path
+}
+
+/// The example serving a fresh root with `storage_extra` in its `storage:` section; stopped
+/// with SIGTERM on `stop`, killed if dropped.
+struct Example {
+    child: Child,
+    port: u16,
+    config: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Example {
+    fn start(binary: &PathBuf, storage_extra: &str) -> Example {
+        let dir = tempfile::tempdir().unwrap();
+        let storage =
+            format!("  filesystem:\n    rootdirectory: {}\n{storage_extra}", dir.path().join("root").display());
+        Example::start_in(binary, dir, &storage)
+    }
+
+    /// The example with `storage` as its `storage:` section, its config and log in `dir`.
+    fn start_in(binary: &PathBuf, dir: tempfile::TempDir, storage: &str) -> Example {
+        let port = peers::free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n{storage}http:\n  addr: 127.0.0.1:{port}\n  relativeurls: true\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(binary)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
+            .spawn()
+            .expect("the example starts");
+        peers::wait_for_port(port, "the registry example");
+        Example { child, port, config, dir }
+    }
+
+    fn target(&self) -> Target {
+        Target::remote(format!("http://127.0.0.1:{}", self.port))
+    }
+
+    /// SIGTERM, and a clean exit.
+    fn stop(mut self) {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "the example exited with {exit} after SIGTERM");
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_workflows_against_the_example() {
+    let binary = example_binary("registry");
+    let deletes = "  delete:\n    enabled: true\n";
+    // Each workflow wants a registry of its own.
+    for (name, extra) in [
+        ("pull", deletes),
+        ("push", deletes),
+        ("discovery", deletes),
+        ("management", deletes),
+        ("bad_input", deletes),
+        ("content_kinds", deletes),
+        ("blob_pushes", deletes),
+        ("deletes_refused", ""),
+        ("read_only", "  maintenance:\n    readonly:\n      enabled: true\n"),
+    ] {
+        let example = Example::start(&binary, extra);
+        let target = example.target();
+        match name {
+            "pull" => pull(&target).await,
+            "push" => push(&target).await,
+            "discovery" => discovery(&target).await,
+            "management" => management(&target).await,
+            "bad_input" => bad_input(&target).await,
+            "content_kinds" => content_kinds(&target).await,
+            "blob_pushes" => blob_pushes(&target).await,
+            "deletes_refused" => deletes_refused(&target).await,
+            _ => read_only(&target).await,
+        }
+        example.stop();
+    }
+}
+
+/// Runs the gc example on `config` with `args`; returns what it printed.
+fn run_gc(binary: &PathBuf, config: &PathBuf, args: &[&str]) -> String {
+    let output = Command::new(binary).arg(config).args(args).output().expect("the gc example runs");
+    assert!(
+        output.status.success(),
+        "gc {args:?} exited with {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 report")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_example_collects_while_the_registry_serves() {
+    let (registry, gc) = (example_binary("registry"), example_binary("gc"));
+    let example = Example::start(&registry, "  delete:\n    enabled: true\n");
+    let target = example.target();
+    let (kept, kept_digest) = common::push_image(&target, "team/app", "stable", 1).await;
+    let (_, dropped_digest) = common::push_image(&target, "team/app", "old", 2).await;
+    let loose = common::push_blob(&target, "team/app", b"a blob no manifest uses").await;
+    let reply = target.send(Method::DELETE, "/v2/team/app/manifests/old", &[], Vec::new()).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "tag delete: {:?}", reply.body);
+    let kept_blobs: Vec<String> = serde_json::from_slice::<serde_json::Value>(&kept).unwrap()["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| layer["digest"].as_str().unwrap().to_owned())
+        .collect();
+    // All of that was pushed two hours ago, as far as the collector can tell; a blob pushed
+    // just now is inside the grace period.
+    let status = Command::new("find")
+        .arg(example.dir.path().join("root"))
+        .args(["-exec", "touch", "-d", "2 hours ago", "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let fresh = common::push_blob(&target, "team/app", b"a blob pushed just now").await;
+
+    // A dry run names what would go and deletes nothing.
+    let report = run_gc(&gc, &example.config, &["--dry-run", "--delete-untagged"]);
+    assert!(report.contains(&format!("manifest team/app@{dropped_digest}: would delete")), "{report}");
+    assert!(report.contains(&format!("blob {loose}: would delete")), "{report}");
+    assert!(!report.contains(&kept_digest) && !report.contains(&fresh), "{report}");
+    let head = |digest: String| {
+        let target = &target;
+        async move { target.send(Method::HEAD, &format!("/v2/team/app/blobs/{digest}"), &[], Vec::new()).await.status }
+    };
+    assert_eq!(head(loose.clone()).await, StatusCode::OK);
+
+    // The real run, while the registry serves.
+    let report = run_gc(&gc, &example.config, &["--delete-untagged"]);
+    assert!(report.contains(&format!("manifest team/app@{dropped_digest}: deleted")), "{report}");
+    assert!(report.contains(&format!("blob {loose}: deleted")), "{report}");
+    // The untagged image's config and layer, its manifest, and the loose blob.
+    assert!(report.contains("deleted 1 manifests and 4 blobs"), "{report}");
+    assert_eq!(head(loose).await, StatusCode::NOT_FOUND);
+    assert_eq!(head(fresh).await, StatusCode::OK);
+    let reply = target.get(&format!("/v2/team/app/manifests/{dropped_digest}")).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = target.get("/v2/team/app/manifests/stable").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, kept);
+    for digest in kept_blobs {
+        assert_eq!(head(digest).await, StatusCode::OK);
+    }
+    // The registry goes on taking pushes.
+    common::push_image(&target, "team/app", "next", 3).await;
+    example.stop();
+}
+
+/// The `storage:` section of a fresh root in the test S3 bucket (moto, from `scripts/test`),
+/// or `None` after saying why, a failure under `WHARF_REQUIRE_PEERS=1`.
+async fn s3_storage(test: &str) -> Option<String> {
+    let config = peers::s3_config(test)?;
+    peers::s3_driver(config.clone()).await;
+    let field = |value: &Option<String>| value.clone().expect("set by s3_config");
+    Some(format!(
+        "  s3:\n    region: {}\n    bucket: {}\n    regionendpoint: {}\n    forcepathstyle: true\n    accesskey: {}\n    secretkey: {}\n    rootdirectory: /{}\n",
+        config.region,
+        config.bucket,
+        field(&config.region_endpoint),
+        field(&config.access_key),
+        field(&config.secret_key),
+        config.root_directory,
+    ))
+}
+
+/// Pushes an image of a config, a shared base layer and a layer of its own under `tag`;
+/// returns every blob of it with its content.
+async fn push_layered(target: &Target, name: &str, tag: &str, base: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"tag\":\"{tag}\"}}").into_bytes();
+    let own: Vec<u8> = tag.bytes().cycle().take(40_000).collect();
+    let mut blobs = Vec::new();
+    for data in [&config, &base.to_vec(), &own] {
+        blobs.push((common::push_blob(target, name, data).await, data.clone()));
+    }
+    let layers: Vec<(&str, usize)> = blobs[1..].iter().map(|(d, data)| (d.as_str(), data.len())).collect();
+    let manifest = common::image_manifest((&blobs[0].0, config.len()), &layers, None);
+    blobs.push((common::put_manifest(target, name, tag, &manifest).await, manifest));
+    blobs
+}
+
+/// Pushed images: (repository, tag, blobs and manifest).
+type Pushed = Vec<(String, String, Vec<(String, Vec<u8>)>)>;
+
+/// Two images from `side` in `round`, one of them into a repository both sides push to,
+/// each over one of `bases`.
+async fn push_images(target: &Target, side: &str, round: usize, bases: &[Vec<u8>]) -> Pushed {
+    let mut pushed = Vec::new();
+    for i in [2 * round, 2 * round + 1] {
+        let name = if i % 2 == 0 { "team/shared".to_owned() } else { format!("team/{side}") };
+        let tag = format!("{side}-{i}");
+        let blobs = push_layered(target, &name, &tag, &bases[i % bases.len()]).await;
+        pushed.push((name, tag, blobs));
+    }
+    pushed
+}
+
+/// Two registry processes on one bucket, each collecting on a schedule, and the gc example
+/// run again and again meanwhile: images sharing base layers pushed to both at once are whole
+/// on both afterwards, byte for byte, while blobs no image uses are collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_bucket() {
+    let test = "two_instances_on_one_bucket";
+    let (registry, gc) = (example_binary("registry"), example_binary("gc"));
+    let Some(s3) = s3_storage(test).await else { return };
+    let started = std::time::Instant::now();
+    let grace = std::time::Duration::from_secs(5);
+    let storage = format!(
+        "{s3}  redirect:\n    disable: true\n  maintenance:\n    garbagecollect:\n      interval: 1s\n      grace: {}s\n",
+        grace.as_secs()
+    );
+    let (a, b) = (
+        Example::start_in(&registry, tempfile::tempdir().unwrap(), &storage),
+        Example::start_in(&registry, tempfile::tempdir().unwrap(), &storage),
+    );
+    let (on_a, on_b) = (a.target(), b.target());
+    let mut orphans = Vec::new();
+    for i in 0..4u8 {
+        orphans.push(common::push_blob(&on_a, "team/loose", &[i; 3000]).await);
+    }
+    let orphaned_at = std::time::Instant::now();
+
+    // The gc example, again and again while the pushes go on: each run collects or finds
+    // another collection going on.
+    let stop_gc = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gc_runs = {
+        let (gc, config, stop) = (gc.clone(), a.config.clone(), stop_gc.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut outcomes = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let output = Command::new(&gc).arg(&config).args(["--grace", "5s"]).output().expect("gc runs");
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                match output.status.code() {
+                    Some(0) => outcomes.0 += 1,
+                    Some(75) if stderr.contains("another garbage collection is running") => outcomes.1 += 1,
+                    _ => panic!("gc exited with {}: {stderr}", output.status),
+                }
+            }
+            outcomes
+        })
+    };
+
+    // Pushes to both at once, round after round, until the orphans are gone: a collection
+    // re-checks links written within its clock slack (a minute) before it deletes, so that
+    // takes a little over a minute.
+    let bases: Vec<Vec<u8>> = (0..3u8).map(|i| vec![b'a' + i; 300_000]).collect();
+    let deadline = orphaned_at + grace + std::time::Duration::from_secs(120);
+    let (mut pushed, mut round) = (Vec::new(), 0);
+    loop {
+        let (from_a, from_b) =
+            futures::join!(push_images(&on_a, "a", round, &bases), push_images(&on_b, "b", round, &bases));
+        pushed.extend(from_a.into_iter().chain(from_b));
+        round += 1;
+        let mut left = 0;
+        for orphan in &orphans {
+            let reply = on_b.send(Method::HEAD, &format!("/v2/team/loose/blobs/{orphan}"), &[], Vec::new()).await;
+            if reply.status != StatusCode::NOT_FOUND {
+                left += 1;
+            }
+        }
+        if left == 0 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(a.dir.path().join("registry.log")).unwrap_or_default();
+            panic!("{left} orphans never collected; the log of one instance:\n{log}");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    stop_gc.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (collected, skipped) = gc_runs.await.unwrap();
+
+    // Everything pushed, whole, from both.
+    for (name, tag, blobs) in &pushed {
+        for target in [&on_a, &on_b] {
+            let manifest = target.get(&format!("/v2/{name}/manifests/{tag}")).await;
+            assert_eq!(manifest.status, StatusCode::OK, "{name}:{tag}");
+            assert_eq!(common::sha256(&manifest.body), blobs.last().unwrap().0, "{name}:{tag}");
+            for (digest, data) in &blobs[..blobs.len() - 1] {
+                let blob = target.get(&format!("/v2/{name}/blobs/{digest}")).await;
+                assert_eq!(blob.status, StatusCode::OK, "{name}:{tag} {digest}");
+                assert!(blob.body == data.as_slice(), "{name}:{tag} {digest} served other bytes");
+            }
+        }
+    }
+    let log = std::fs::read_to_string(a.dir.path().join("registry.log")).unwrap()
+        + &std::fs::read_to_string(b.dir.path().join("registry.log")).unwrap();
+    let finished = log.matches("garbage collection finished").count();
+    assert!(finished > 0, "no scheduled collection finished:\n{log}");
+    eprintln!(
+        "{test}: {:.1} s; scheduled collections finished {finished}, skipped {}; gc example collected {collected} times, found another running {skipped} times",
+        started.elapsed().as_secs_f64(),
+        log.matches("garbage collection skipped").count()
+    );
+    a.stop();
+    b.stop();
+}
