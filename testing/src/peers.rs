@@ -70,3 +70,81 @@ pub async fn s3_driver(config: wharf_storage::S3Config) -> wharf_storage::S3Driv
     }
     driver
 }
+
+/// A child process, killed and reaped when dropped, however the test ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `openssl req -x509` with a fresh RSA key valid for 127.0.0.1, marked as no CA (rustls
+/// refuses a CA certificate as a server's own): `<name>.key` and `<name>.crt` in `dir`.
+pub fn self_signed_for_loopback(dir: &std::path::Path, name: &str) {
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    let args = [
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-x509",
+        "-out",
+        &crt,
+        "-subj",
+        "/CN=127.0.0.1",
+        "-days",
+        "1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+    ];
+    let output = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Debian's `docker-registry` (Distribution 2.8.2) serving a fresh root on a free loopback
+/// port, with `extra` appended to its config (an `auth:` section, `http.tls` indented under
+/// `http:` with `extra_http`); stopped on drop.
+pub struct Distribution {
+    /// Where it listens.
+    pub port: u16,
+    _child: KillOnDrop,
+    _dir: tempfile::TempDir,
+}
+
+impl Distribution {
+    /// Starts it.
+    pub fn start(extra_http: &str, extra: &str) -> Distribution {
+        let dir = tempfile::tempdir().expect("a folder for docker-registry");
+        let port = free_port();
+        let file = dir.path().join("config.yml");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra_http}{extra}",
+            dir.path().join("root").display()
+        );
+        std::fs::write(&file, config).expect("docker-registry's config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&file)
+            // Its S3 driver panics when this is set; unset it for any driver.
+            .env_remove("AWS_CA_BUNDLE")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("registry.log")).expect("its log"))
+            .spawn()
+            .expect("docker-registry starts");
+        let distribution = Distribution { port, _child: KillOnDrop(child), _dir: dir };
+        wait_for_port(port, "docker-registry");
+        distribution
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}

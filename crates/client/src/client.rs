@@ -39,7 +39,7 @@ impl Retry {
 
     /// The wait before retry number `attempt` (0 for the first), honouring the server's
     /// `Retry-After` when it sent one.
-    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
             return wait.min(self.max_delay);
         }

@@ -118,6 +118,7 @@ pub const DEFAULT_HELPER_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ConfigFiles {
     files: Vec<PathBuf>,
     helper_timeout: Duration,
+    helper_dirs: Vec<PathBuf>,
 }
 
 impl ConfigFiles {
@@ -136,12 +137,16 @@ impl ConfigFiles {
         } else if let Some(home) = std::env::var_os("HOME") {
             files.push(Path::new(&home).join(".docker/config.json"));
         }
-        ConfigFiles { files, helper_timeout: DEFAULT_HELPER_TIMEOUT }
+        ConfigFiles { files, helper_timeout: DEFAULT_HELPER_TIMEOUT, helper_dirs: Vec::new() }
     }
 
     /// Exactly these files, in this order.
     pub fn from_files(files: impl IntoIterator<Item = PathBuf>) -> ConfigFiles {
-        ConfigFiles { files: files.into_iter().collect(), helper_timeout: DEFAULT_HELPER_TIMEOUT }
+        ConfigFiles {
+            files: files.into_iter().collect(),
+            helper_timeout: DEFAULT_HELPER_TIMEOUT,
+            helper_dirs: Vec::new(),
+        }
     }
 
     /// How long a credential helper may run before it is killed and named in the error.
@@ -149,6 +154,28 @@ impl ConfigFiles {
     pub fn helper_timeout(mut self, timeout: Duration) -> ConfigFiles {
         self.helper_timeout = timeout;
         self
+    }
+
+    /// Look for `docker-credential-*` helpers in these folders only, instead of `PATH`
+    /// (a service that must not run whatever a user put on its `PATH`).
+    #[must_use]
+    pub fn helper_dirs(mut self, dirs: impl IntoIterator<Item = PathBuf>) -> ConfigFiles {
+        self.helper_dirs = dirs.into_iter().collect();
+        self
+    }
+
+    /// The helper program `name` names: found in the helper folders when given, else
+    /// left to `PATH`.
+    fn helper_program(&self, name: &str) -> PathBuf {
+        let program = format!("docker-credential-{name}");
+        if self.helper_dirs.is_empty() {
+            return PathBuf::from(program);
+        }
+        self.helper_dirs
+            .iter()
+            .map(|dir| dir.join(&program))
+            .find(|path| path.is_file())
+            .unwrap_or_else(|| self.helper_dirs[0].join(&program))
     }
 
     /// The files this source reads, in order.
@@ -169,7 +196,7 @@ impl ConfigFiles {
             if let Some(helper) = config.cred_helpers.get(&host).or_else(|| {
                 config.cred_helpers.iter().find(|(key, _)| normalize_host(key) == host).map(|(_, helper)| helper)
             }) {
-                return run_helper(helper, &host, self.helper_timeout).await;
+                return run_helper(&self.helper_program(helper), &host, self.helper_timeout).await;
             }
             if let Some(entry) = config.auths.iter().find(|(key, _)| normalize_host(key) == host).map(|(_, e)| e)
                 && let Some(credential) = entry.credential().map_err(|reason| credentials_error(file, reason))?
@@ -177,7 +204,7 @@ impl ConfigFiles {
                 return Ok(Some(credential));
             }
             if let Some(store) = &config.creds_store
-                && let Some(credential) = run_helper(store, &host, self.helper_timeout).await?
+                && let Some(credential) = run_helper(&self.helper_program(store), &host, self.helper_timeout).await?
             {
                 return Ok(Some(credential));
             }
@@ -261,12 +288,11 @@ struct HelperAnswer {
     secret: String,
 }
 
-/// Runs `docker-credential-<helper> get` with `host` on its input, killed after `timeout`.
-async fn run_helper(helper: &str, host: &str, timeout: Duration) -> Result<Option<Credential>> {
-    let program = format!("docker-credential-{helper}");
-    let fail = |reason: String| Error::Credentials { source_name: program.clone(), reason };
+/// Runs `<program> get` with `host` on its input, killed after `timeout`.
+async fn run_helper(program: &Path, host: &str, timeout: Duration) -> Result<Option<Credential>> {
+    let fail = |reason: String| Error::Credentials { source_name: program.display().to_string(), reason };
     let server = if host == "docker.io" { "https://index.docker.io/v1/" } else { host };
-    let mut child = tokio::process::Command::new(&program)
+    let mut child = tokio::process::Command::new(program)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -278,8 +304,11 @@ async fn run_helper(helper: &str, host: &str, timeout: Duration) -> Result<Optio
     let mut stdout = child.stdout.take().ok_or_else(|| fail("no output pipe".into()))?;
     let mut stderr = child.stderr.take().ok_or_else(|| fail("no error pipe".into()))?;
     let talk = async {
-        stdin.write_all(server.as_bytes()).await?;
-        drop(stdin);
+        // A helper that answers without reading its input closes the pipe early.
+        match stdin.write_all(server.as_bytes()).await {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e),
+            _ => drop(stdin),
+        }
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let (read_out, read_err) = futures::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
         read_out?;

@@ -133,48 +133,77 @@ impl Repository {
         let mut fruitless = 0;
         loop {
             let options = self.client.upload_options(&self.host);
+            let handed_before = counted.sent.load(Ordering::Relaxed);
             let step =
                 if offset == 0 && size <= options.monolithic_max && options.max_chunk.is_none_or(|max| size <= max) {
                     self.put_whole(&location, digest, size, source).await
                 } else {
                     self.send_rest(&location, digest, size, offset, options.max_chunk, source).await
                 };
-            match step {
-                Ok(()) => return Ok(BlobOutcome::Uploaded { sent: counted.sent.load(Ordering::Relaxed), resumes }),
-                Err(Failed { error, body_length, retry }) => {
-                    if !retry {
-                        return Err(error);
+            let Err(Failed { error, body_length, retry }) = step else {
+                return Ok(BlobOutcome::Uploaded { sent: counted.sent.load(Ordering::Relaxed), resumes });
+            };
+            if !retry {
+                return Err(error);
+            }
+            if let Some(length) = body_length.filter(|&length| length > MIN_CHUNK) {
+                // Something in front of the registry refused the body's size.
+                let cap = (length / 2).max(MIN_CHUNK);
+                tracing::info!(host = %self.host, cap, "request body too large; sending chunks");
+                self.client.learn_max_chunk(&self.host, cap);
+            }
+            fruitless += 1;
+            if fruitless > self.client.inner.retry.attempts {
+                return Err(error);
+            }
+            tracing::info!(blob = %digest, error = %error, "upload failed; asking where it stands");
+            let handed = counted.sent.load(Ordering::Relaxed) > handed_before;
+            let Some((reached, now_at)) = self.where_it_stands(&location, digest, offset, handed).await? else {
+                return Ok(BlobOutcome::Mounted);
+            };
+            if reached > offset {
+                fruitless = 0;
+            }
+            offset = reached.min(size);
+            location = now_at;
+            resumes += 1;
+        }
+    }
+
+    /// Asks the server how far the upload at `location` got after a failed request, and
+    /// where to continue: `None` when the blob turned up meanwhile. The server may still be
+    /// taking in a request whose connection the client saw cut; when the bytes it reports
+    /// have not moved past `offset` though some were `handed` to that request, it is asked
+    /// again after a pause. An upload the server no longer knows starts anew.
+    async fn where_it_stands(
+        &self,
+        location: &str,
+        digest: &Digest,
+        offset: u64,
+        handed: bool,
+    ) -> Result<Option<(u64, String)>> {
+        let retry = self.client.inner.retry;
+        let mut status = None;
+        for attempt in 0..3 {
+            tokio::time::sleep(retry.delay(attempt, None)).await;
+            match self.upload_status(location).await {
+                Ok((reached, now_at)) => {
+                    let moved = reached > offset;
+                    status = Some((reached, now_at));
+                    if moved || !handed {
+                        break;
                     }
-                    if let Some(length) = body_length.filter(|&length| length > MIN_CHUNK) {
-                        // Something in front of the registry refused the body's size.
-                        let cap = (length / 2).max(MIN_CHUNK);
-                        tracing::info!(host = %self.host, cap, "request body too large; sending chunks");
-                        self.client.learn_max_chunk(&self.host, cap);
-                    }
-                    fruitless += 1;
-                    if fruitless > self.client.inner.retry.attempts {
-                        return Err(error);
-                    }
-                    tracing::info!(blob = %digest, error = %error, "upload failed; asking where it stands");
-                    let (reached, now_at) = match self.upload_status(&location).await {
-                        Ok(status) => status,
-                        Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
-                            match self.start_upload(digest, None).await? {
-                                Started::Upload { location, .. } => (0, location),
-                                Started::Mounted => return Ok(BlobOutcome::Mounted),
-                            }
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    if reached > offset {
-                        fruitless = 0;
-                    }
-                    offset = reached.min(size);
-                    location = now_at;
-                    resumes += 1;
                 }
+                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
+                    return match self.start_upload(digest, None).await? {
+                        Started::Upload { location, .. } => Ok(Some((0, location))),
+                        Started::Mounted => Ok(None),
+                    };
+                }
+                Err(e) => return Err(e),
             }
         }
+        Ok(status)
     }
 
     /// `POST` a new upload, or a mount when `mount_from` is given.
@@ -226,18 +255,13 @@ impl Repository {
     ) -> Result<(), Failed> {
         let url = with_digest(location, digest);
         let call = Call::new(Method::PUT, &self.host, url, self.push_scope()).once();
-        let body = source.open(0).await.map_err(Failed::fatal)?;
-        let body = Arc::new(std::sync::Mutex::new(Some(body)));
+        let body = Body::stream(source.open(0).await.map_err(Failed::fatal)?);
         let response = self
             .client
             .send(&call, |r| {
-                // A retry of the request loop (a refused connection, a 429) sends the same
-                // bytes again: they were never read.
-                let stream = body.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-                let stream = stream.unwrap_or_else(|| futures::stream::empty().boxed());
                 r.header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, size)
-                    .body(reqwest::Body::wrap_stream(stream.map_err(Box::new)))
+                    .body(body.request_body())
             })
             .await
             .map_err(|e| Failed::retry(e, None))?;
@@ -262,7 +286,7 @@ impl Repository {
             match max_chunk {
                 None => {
                     let length = size - offset;
-                    location = self.patch(&location, offset, length, stream).await?;
+                    location = self.patch(&location, offset, length, Body::stream(stream)).await?;
                 }
                 Some(max) => {
                     let mut pending = bytes::BytesMut::new();
@@ -279,8 +303,7 @@ impl Repository {
                         }
                         let chunk = pending.split_to(want.min(pending.len())).freeze();
                         let length = chunk.len() as u64;
-                        let body = futures::stream::once(async move { Ok(chunk) }).boxed();
-                        location = self.patch(&location, offset, length, body).await?;
+                        location = self.patch(&location, offset, length, Body::Chunk(chunk)).await?;
                         offset += length;
                     }
                 }
@@ -293,25 +316,16 @@ impl Repository {
     }
 
     /// One `PATCH` of `length` bytes at `offset`; the upload's address after it.
-    async fn patch(
-        &self,
-        location: &str,
-        offset: u64,
-        length: u64,
-        body: BoxStream<'static, Result<Bytes>>,
-    ) -> Result<String, Failed> {
+    async fn patch(&self, location: &str, offset: u64, length: u64, body: Body) -> Result<String, Failed> {
         let call = Call::new(Method::PATCH, &self.host, location.to_owned(), self.push_scope()).once();
         let end = offset + length - 1;
-        let body = Arc::new(std::sync::Mutex::new(Some(body)));
         let response = self
             .client
             .send(&call, |r| {
-                let stream = body.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-                let stream = stream.unwrap_or_else(|| futures::stream::empty().boxed());
                 r.header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, length)
                     .header(CONTENT_RANGE, format!("{offset}-{end}"))
-                    .body(reqwest::Body::wrap_stream(stream.map_err(Box::new)))
+                    .body(body.request_body())
             })
             .await
             .map_err(|e| Failed::retry(e, None))?;
@@ -377,6 +391,32 @@ impl BlobSource for Counted<'_> {
                 })
                 .boxed())
         })
+    }
+}
+
+/// A request body: a chunk in memory, sent again as it is when the request loop tries
+/// again (after a 401, a 429), or a stream read once. A stream asked for a second time is
+/// empty, so the request fails short of its `Content-Length` and the upload asks the
+/// server where it stands and reopens the source there.
+enum Body {
+    Chunk(Bytes),
+    Stream(std::sync::Mutex<Option<BoxStream<'static, Result<Bytes>>>>),
+}
+
+impl Body {
+    fn stream(stream: BoxStream<'static, Result<Bytes>>) -> Body {
+        Body::Stream(std::sync::Mutex::new(Some(stream)))
+    }
+
+    fn request_body(&self) -> reqwest::Body {
+        match self {
+            Body::Chunk(bytes) => reqwest::Body::from(bytes.clone()),
+            Body::Stream(stream) => {
+                let stream = stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                let stream = stream.unwrap_or_else(|| futures::stream::empty().boxed());
+                reqwest::Body::wrap_stream(stream.map_err(Box::new))
+            }
+        }
     }
 }
 

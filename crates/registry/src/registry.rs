@@ -60,7 +60,8 @@ impl Registry {
 
     /// Repository names in the order of their path components (`a`, `a/b`, `a-b`), after
     /// `last` (exclusive) and at most `n` of them. A repository is listed once it has a
-    /// manifest folder, as Distribution does.
+    /// layer folder, as Distribution 2.8 does: a blob pushed or mounted makes it one, an
+    /// upload alone does not.
     ///
     /// A page costs one listing per repository folder it visits: the folders before `last`
     /// are skipped without being read.
@@ -73,7 +74,7 @@ impl Registry {
             return Ok(found);
         }
         self.visit_repository_folders(last, |name, children| {
-            if children.iter().any(|c| c == "_manifests") {
+            if children.iter().any(|c| c == "_layers") {
                 found.push(name.clone());
             }
             n.is_none_or(|n| found.len() < n)

@@ -304,12 +304,14 @@ async fn catalog_pages(registry: &Registry) {
     for repo in names {
         push_image(&registry.repository(&name(repo)), "v1", repo).await;
     }
-    // Only uploads: not a repository to list yet.
+    // Only uploads: not a repository to list yet. A blob makes one, as in Distribution 2.8.
     registry.repository(&name("only/uploads")).start_upload().await.unwrap();
+    push_blob(&registry.repository(&name("only/blobs")), b"a layer alone").await;
     let all: Vec<String> = registry.catalog(None, None).await.unwrap().iter().map(ToString::to_string).collect();
     let mine: Vec<&str> = all.iter().map(String::as_str).filter(|n| names.contains(n)).collect();
     assert_eq!(mine, ["a", "a/b", "a/b/c", "a-b", "a.b", "a0", "z/deep/repo"]);
     assert!(!all.iter().any(|n| n == "only/uploads"));
+    assert!(all.iter().any(|n| n == "only/blobs"), "{all:?}");
     // Pages of two, each after the last of the one before, add up to the whole list.
     let mut paged = Vec::new();
     let mut last: Option<RepositoryName> = None;

@@ -1,0 +1,574 @@
+//! The client against real servers on loopback ports: wharf-server (anonymous, and with
+//! token authentication whose tokens expire during a transfer), Debian's docker-registry with
+//! htpasswd over TLS, nginx with its default 1 MiB body limit in front, a proxy that cuts
+//! connections and answers 429 and 503, and servers that answer wrongly on purpose.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use wharf_client::{
+    BlobOutcome, BlobSource, Client, ConfigFiles, Credential, Error, Retry, StaticCredentials, UploadOptions,
+};
+use wharf_oci::{Descriptor, Digest, Manifest, media_type};
+use wharf_server::{ServerOptions, TokenAuth};
+use wharf_testing::http::{app, image_manifest};
+use wharf_testing::images::content;
+use wharf_testing::peers::{self, Distribution, KillOnDrop, has_peer};
+use wharf_testing::proxy::{Direction, FaultProxy};
+
+/// Serves `router` on a free loopback port; returns `127.0.0.1:<port>`.
+async fn serve(router: Router) -> (String, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (address.to_string(), address)
+}
+
+/// A wharf-server over memory, deletes on.
+async fn wharf_server() -> (String, SocketAddr) {
+    let (_, router) = app(ServerOptions::default().with_delete_enabled(true));
+    serve(router).await
+}
+
+fn quick_retries() -> Retry {
+    Retry { attempts: 5, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(1500) }
+}
+
+fn plain_client(host: &str, options: UploadOptions) -> Client {
+    Client::builder().plain_http(host).retry(quick_retries()).upload_options(options).build().unwrap()
+}
+
+fn blob(seed: &str, len: usize) -> (Descriptor, Bytes) {
+    let data = Bytes::from(content(seed, len));
+    (Descriptor::new(media_type::OCI_LAYER_TAR, Digest::sha256(&data), data.len() as u64), data)
+}
+
+async fn pulled(repository: &wharf_client::Repository, descriptor: &Descriptor) -> (Vec<u8>, u32) {
+    let mut pull = repository.pull_blob(&descriptor.digest, Some(descriptor.size));
+    let mut bytes = Vec::new();
+    while let Some(chunk) = pull.next().await {
+        bytes.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("pulling {}: {e}", descriptor.digest)));
+    }
+    (bytes, pull.resumes())
+}
+
+/// Pushes a config, `layers` and an image manifest tagged `tag`; returns the manifest.
+async fn push_image(repository: &wharf_client::Repository, tag: &str, layers: &[(Descriptor, Bytes)]) -> Manifest {
+    let config = Bytes::from(format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"tag\":\"{tag}\"}}"));
+    let config_descriptor = Descriptor::new(media_type::OCI_IMAGE_CONFIG, Digest::sha256(&config), config.len() as u64);
+    repository.push_blob(&config_descriptor, &config, None).await.unwrap();
+    for (descriptor, data) in layers {
+        repository.push_blob(descriptor, data, None).await.unwrap();
+    }
+    let digests: Vec<(String, usize)> = layers.iter().map(|(d, data)| (d.digest.to_string(), data.len())).collect();
+    let layer_refs: Vec<(&str, usize)> = digests.iter().map(|(d, n)| (d.as_str(), *n)).collect();
+    let raw = image_manifest((config_descriptor.digest.as_str(), config.len()), &layer_refs, None);
+    let manifest = Manifest::parse(raw, Some(media_type::OCI_IMAGE_MANIFEST)).unwrap();
+    assert_eq!(repository.push_manifest(tag, &manifest).await.unwrap(), *manifest.digest());
+    manifest
+}
+
+/// Every operation the client has, against `host` as `client` reaches it.
+async fn every_operation(client: &Client, host: &str) {
+    let repository = client.repository(host, "team/app");
+    // A small blob goes in one PUT; a second push finds it there.
+    let (small, small_data) = blob("small", 1000);
+    assert_eq!(
+        repository.push_blob(&small, &small_data, None).await.unwrap(),
+        BlobOutcome::Uploaded { sent: 1000, resumes: 0 }
+    );
+    assert_eq!(repository.push_blob(&small, &small_data, None).await.unwrap(), BlobOutcome::Skipped);
+    // Larger ones stream in one PATCH, or go in chunks when a chunk size is set.
+    let (streamed, streamed_data) = blob("streamed", 3 << 20);
+    assert!(matches!(
+        repository.push_blob(&streamed, &streamed_data, None).await.unwrap(),
+        BlobOutcome::Uploaded { .. }
+    ));
+    assert_eq!(pulled(&repository, &streamed).await.0, streamed_data);
+
+    let manifest =
+        push_image(&repository, "v1", &[(small.clone(), small_data.clone()), (streamed.clone(), streamed_data)]).await;
+    let by_tag = repository.manifest("v1").await.unwrap();
+    assert_eq!(by_tag.raw(), manifest.raw());
+    let by_digest = repository.manifest(manifest.digest().as_str()).await.unwrap();
+    assert_eq!(by_digest.digest(), manifest.digest());
+    let descriptor = repository.manifest_descriptor("v1").await.unwrap().expect("v1 is there");
+    assert_eq!((&descriptor.digest, descriptor.size), (manifest.digest(), manifest.raw().len() as u64));
+    assert_eq!(repository.manifest_descriptor("v2").await.unwrap(), None);
+    let missing = repository.manifest("v2").await.unwrap_err();
+    assert!(missing.has_code("MANIFEST_UNKNOWN"), "{missing}");
+    assert_eq!(repository.tags().await.unwrap(), vec!["v1".to_owned()]);
+
+    // A mount from the same registry sends nothing.
+    let other = client.repository(host, "team/other");
+    assert_eq!(other.push_blob(&small, &small_data, Some("team/app")).await.unwrap(), BlobOutcome::Mounted);
+    assert_eq!(pulled(&other, &small).await.0, small_data);
+    let catalog = client.catalog(host).await.unwrap();
+    assert_eq!(catalog, vec!["team/app".to_owned(), "team/other".to_owned()]);
+
+    // Deletes: the manifest by digest, then a blob.
+    repository.delete_manifest(manifest.digest().as_str()).await.unwrap();
+    assert_eq!(repository.manifest_descriptor(manifest.digest().as_str()).await.unwrap(), None);
+    other.delete_blob(&small.digest).await.unwrap();
+    assert_eq!(other.blob_size(&small.digest).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_against_wharf_server() {
+    let (host, _) = wharf_server().await;
+    let client = plain_client(&host, UploadOptions { monolithic_max: 1 << 20, max_chunk: None });
+    every_operation(&client, &host).await;
+    // The same pushes in chunks of 256 KiB, into a fresh server.
+    let (host, _) = wharf_server().await;
+    let chunked = plain_client(&host, UploadOptions { monolithic_max: 1 << 20, max_chunk: Some(256 << 10) });
+    every_operation(&chunked, &host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_against_distribution_with_htpasswd_over_tls() {
+    let test = "every_operation_against_distribution_with_htpasswd_over_tls";
+    if !has_peer("docker-registry", test) || !has_peer("openssl", test) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    peers::self_signed_for_loopback(dir, "registry");
+    let hash = bcrypt::hash("wharf-pass", 5).unwrap();
+    std::fs::write(dir.join("htpasswd"), format!("pusher:{hash}\n")).unwrap();
+    let tls = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        dir.join("registry.crt").display(),
+        dir.join("registry.key").display()
+    );
+    let auth = format!("auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n", dir.join("htpasswd").display());
+    let distribution = Distribution::start(&tls, &auth);
+    let host = distribution.host();
+    let ca = std::fs::read(dir.join("registry.crt")).unwrap();
+    let credentials = StaticCredentials::new().with(&host, Credential::basic("pusher", "wharf-pass"));
+    let client = Client::builder()
+        .root_certificates(&ca)
+        .unwrap()
+        .credentials(credentials)
+        .retry(quick_retries())
+        .upload_options(UploadOptions { monolithic_max: 1 << 20, max_chunk: None })
+        .build()
+        .unwrap();
+    every_operation(&client, &host).await;
+    let chunked = Client::builder()
+        .root_certificates(&ca)
+        .unwrap()
+        .credentials(StaticCredentials::new().with(&host, Credential::basic("pusher", "wharf-pass")))
+        .upload_options(UploadOptions { monolithic_max: 1 << 20, max_chunk: Some(256 << 10) })
+        .build()
+        .unwrap();
+    let (layer, data) = blob("distribution-chunks", 1 << 20);
+    let repository = chunked.repository(&host, "team/chunks");
+    assert!(matches!(repository.push_blob(&layer, &data, None).await.unwrap(), BlobOutcome::Uploaded { .. }));
+    assert_eq!(pulled(&repository, &layer).await.0, data);
+
+    // A wrong password, no password, an untrusted certificate: refused, each clearly.
+    let wrong = Client::builder()
+        .root_certificates(&ca)
+        .unwrap()
+        .credentials(StaticCredentials::new().with(&host, Credential::basic("pusher", "wrong")))
+        .build()
+        .unwrap();
+    let refused = wrong.repository(&host, "team/chunks").tags().await.unwrap_err();
+    assert!(matches!(refused, Error::Unauthorized { .. }), "{refused}");
+    let anonymous = Client::builder().root_certificates(&ca).unwrap().build().unwrap();
+    let refused = anonymous.repository(&host, "team/chunks").tags().await.unwrap_err();
+    assert!(matches!(refused, Error::Unauthorized { .. }), "{refused}");
+    let untrusted = Client::builder().retry(Retry::NEVER).build().unwrap();
+    let refused = untrusted.repository(&host, "team/chunks").tags().await.unwrap_err();
+    assert!(matches!(refused, Error::Transport { .. }), "{refused}");
+}
+
+/// A token server for the tests: grants what is asked to `alice:secret`, signing tokens
+/// that the registry accepts for `lifetime` while telling the client they last a minute,
+/// so they expire in the middle of a transfer.
+#[derive(Clone)]
+struct TokenServer {
+    key: Arc<jsonwebtoken::EncodingKey>,
+    lifetime: Duration,
+    issued: Arc<AtomicU64>,
+    garbage: bool,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+async fn issue_token(
+    State(server): State<TokenServer>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    use base64::Engine as _;
+    if server.garbage {
+        return (StatusCode::OK, "<html>this is no token</html>").into_response();
+    }
+    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:secret"));
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (StatusCode::UNAUTHORIZED, "{\"details\":\"wrong credentials\"}").into_response();
+    }
+    let access: Vec<serde_json::Value> = query
+        .iter()
+        .filter(|(name, _)| name == "scope")
+        .flat_map(|(_, scope)| scope.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|scope| {
+            let mut parts = scope.rsplitn(2, ':');
+            let actions = parts.next()?;
+            let (kind, name) = parts.next()?.split_once(':')?;
+            Some(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+        })
+        .collect();
+    let exp = now() + server.lifetime.as_secs();
+    let claims = serde_json::json!({
+        "iss": "wharf-test-issuer", "sub": "alice", "aud": "wharf-registry",
+        "exp": exp, "nbf": now() - 10, "iat": now(), "access": access,
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("key-1".into());
+    let token = jsonwebtoken::encode(&header, &claims, &server.key).unwrap();
+    server.issued.fetch_add(1, Ordering::Relaxed);
+    axum::Json(serde_json::json!({"token": token, "expires_in": 60})).into_response()
+}
+
+/// A registry with token authentication and its token server; returns the registry host
+/// and the count of tokens issued.
+async fn token_registry(lifetime: Duration, garbage: bool) -> (String, Arc<AtomicU64>) {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine as _;
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let point = pair.public_key().as_ref().to_vec();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "kid": "key-1", "alg": "ES256", "use": "sig",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+    });
+    let issued = Arc::new(AtomicU64::new(0));
+    let server = TokenServer {
+        key: Arc::new(jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref())),
+        lifetime,
+        issued: issued.clone(),
+        garbage,
+    };
+    let (token_host, _) = serve(Router::new().route("/token", get(issue_token)).with_state(server)).await;
+    let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+    let realm = format!("http://{token_host}/token");
+    let auth = TokenAuth::new(&realm, "wharf-registry", "wharf-test-issuer", None, Some(&jwks)).unwrap();
+    let (_, router) = app(ServerOptions::default().with_delete_enabled(true).with_token(Some(auth)));
+    let (host, _) = serve(router).await;
+    (host, issued)
+}
+
+/// A source that hands out its bytes slowly: `pause` between chunks of `chunk` bytes.
+struct Slow {
+    data: Bytes,
+    chunk: usize,
+    pause: Duration,
+}
+
+impl BlobSource for Slow {
+    fn open(
+        &self,
+        offset: u64,
+    ) -> BoxFuture<'_, wharf_client::Result<BoxStream<'static, wharf_client::Result<Bytes>>>> {
+        let rest = self.data.slice(usize::try_from(offset).unwrap()..);
+        let (chunk, pause) = (self.chunk, self.pause);
+        Box::pin(async move {
+            let pieces: Vec<Bytes> =
+                (0..rest.len()).step_by(chunk).map(|at| rest.slice(at..(at + chunk).min(rest.len()))).collect();
+            Ok(futures::stream::iter(pieces)
+                .then(move |piece| async move {
+                    tokio::time::sleep(pause).await;
+                    Ok(piece)
+                })
+                .boxed())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_authentication_with_tokens_expiring_mid_transfer() {
+    // Tokens the registry honours for 1 s (the client is told 60 s).
+    let (host, issued) = token_registry(Duration::from_secs(1), false).await;
+    let credentials = StaticCredentials::new().with(&host, Credential::basic("alice", "secret"));
+    let client = Client::builder()
+        .plain_http(&host)
+        .credentials(credentials)
+        .retry(quick_retries())
+        .upload_options(UploadOptions { monolithic_max: 64 << 10, max_chunk: Some(64 << 10) })
+        .build()
+        .unwrap();
+    every_operation(&client, &host).await;
+
+    // A push of chunks that takes well over a token's life: every chunk still lands.
+    let (layer, data) = blob("slow", 512 << 10);
+    let slow = Slow { data: data.clone(), chunk: 32 << 10, pause: Duration::from_millis(250) };
+    let repository = client.repository(&host, "team/slow");
+    let before = issued.load(Ordering::Relaxed);
+    let outcome = repository.push_blob(&layer, &slow, None).await.unwrap();
+    assert!(matches!(outcome, BlobOutcome::Uploaded { .. }), "{outcome:?}");
+    assert!(issued.load(Ordering::Relaxed) >= before + 2, "the expired token was not renewed");
+    assert_eq!(pulled(&repository, &layer).await.0, data);
+
+    // Wrong credentials: the token server's refusal, named.
+    let wrong = Client::builder()
+        .plain_http(&host)
+        .credentials(StaticCredentials::new().with(&host, Credential::basic("alice", "wrong")))
+        .build()
+        .unwrap();
+    let refused = wrong.repository(&host, "team/app").tags().await.unwrap_err();
+    assert!(matches!(&refused, Error::Token { reason, .. } if reason.contains("401")), "{refused}");
+
+    // A token server that answers garbage.
+    let (host, _) = token_registry(Duration::from_secs(60), true).await;
+    let client = Client::builder().plain_http(&host).build().unwrap();
+    let refused = client.repository(&host, "team/app").tags().await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::Token { realm, reason } if realm.ends_with("/token") && reason.contains("not a token")),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_connections_resume_and_refusals_are_retried() {
+    let (host, upstream) = wharf_server().await;
+    let proxy = FaultProxy::start(upstream).await;
+    let through = proxy.host();
+    let direct = plain_client(&host, UploadOptions::default()).repository(&host, "team/faults");
+    let (layer, data) = blob("faults", 4 << 20);
+    direct.push_blob(&layer, &data, None).await.unwrap();
+
+    // A download cut twice continues from where it was: about one copy crosses the proxy.
+    let client = plain_client(&through, UploadOptions { monolithic_max: 1 << 20, max_chunk: None });
+    let repository = client.repository(&through, "team/faults");
+    proxy.cut_after(Direction::Downstream, 1 << 20);
+    proxy.cut_after(Direction::Downstream, 3 << 20);
+    let before = proxy.bytes(Direction::Downstream);
+    let (bytes, resumes) = pulled(&repository, &layer).await;
+    assert_eq!(bytes, data);
+    assert!(resumes >= 2, "resumed {resumes} times");
+    let carried = proxy.bytes(Direction::Downstream) - before;
+    assert!(carried < data.len() as u64 + (256 << 10), "{carried} bytes crossed for a {} byte blob", data.len());
+
+    // An upload cut twice continues from the server's offset.
+    let (layer, data) = blob("faults-up", 4 << 20);
+    proxy.cut_after(Direction::Upstream, 1 << 20);
+    proxy.cut_after(Direction::Upstream, (5 << 20) / 2);
+    let before = proxy.bytes(Direction::Upstream);
+    let outcome = repository.push_blob(&layer, &data, None).await.unwrap();
+    let BlobOutcome::Uploaded { resumes, .. } = outcome else { panic!("{outcome:?}") };
+    assert!(resumes >= 2, "resumed {resumes} times");
+    let carried = proxy.bytes(Direction::Upstream) - before;
+    assert!(carried < data.len() as u64 + (1 << 20), "{carried} bytes crossed for a {} byte blob", data.len());
+    assert_eq!(pulled(&direct, &layer).await.0, data);
+
+    // 503 bursts and 429 with Retry-After are waited out; past the retry budget, named.
+    let fresh = || plain_client(&through, UploadOptions::default());
+    proxy.refuse_next(3, 503, None);
+    assert_eq!(fresh().repository(&through, "team/faults").blob_size(&layer.digest).await.unwrap(), Some(layer.size));
+    proxy.refuse_next(1, 429, Some(1));
+    assert_eq!(fresh().repository(&through, "team/faults").blob_size(&layer.digest).await.unwrap(), Some(layer.size));
+    proxy.refuse_next(3, 503, None);
+    let impatient = Client::builder()
+        .plain_http(&through)
+        .retry(Retry { attempts: 1, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(10) })
+        .build()
+        .unwrap();
+    let refused = impatient.repository(&through, "team/faults").blob_size(&layer.digest).await.unwrap_err();
+    assert_eq!(refused.status(), Some(reqwest::StatusCode::SERVICE_UNAVAILABLE), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_through_nginx_with_its_one_mebibyte_body_limit() {
+    let test = "pushes_through_nginx_with_its_one_mebibyte_body_limit";
+    if !has_peer("nginx", test) {
+        return;
+    }
+    let (_, upstream) = wharf_server().await;
+    let work = tempfile::tempdir().unwrap();
+    let temp = work.path();
+    let port = peers::free_port();
+    // nginx as it comes: no client_max_body_size, so 1 MiB.
+    let conf = format!(
+        "daemon off;\nmaster_process off;\npid {t}/nginx.pid;\nerror_log {t}/error.log warn;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n  server {{\n    listen 127.0.0.1:{port};\n    location /v2/ {{\n      proxy_pass http://{upstream};\n      proxy_set_header Host $http_host;\n      proxy_request_buffering off;\n    }}\n  }}\n}}\n",
+        t = temp.display()
+    );
+    std::fs::write(temp.join("nginx.conf"), conf).unwrap();
+    let _nginx = KillOnDrop(
+        std::process::Command::new("nginx")
+            .arg("-p")
+            .arg(temp)
+            .arg("-e")
+            .arg(temp.join("error.log"))
+            .arg("-c")
+            .arg(temp.join("nginx.conf"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx starts"),
+    );
+    peers::wait_for_port(port, "nginx");
+    let host = format!("127.0.0.1:{port}");
+    let client = plain_client(&host, UploadOptions::default());
+    let repository = client.repository(&host, "team/nginx");
+    let layers: Vec<_> = (0..2).map(|i| blob(&format!("nginx-{i}"), 5 << 20)).collect();
+    // The first 5 MiB body is refused (413); the blob goes again in chunks under 1 MiB, and
+    // the host's limit is remembered for the next blob.
+    let first = repository.push_blob(&layers[0].0, &layers[0].1, None).await.unwrap();
+    assert!(matches!(first, BlobOutcome::Uploaded { resumes: 1.., .. }), "{first:?}");
+    let second = repository.push_blob(&layers[1].0, &layers[1].1, None).await.unwrap();
+    assert!(matches!(second, BlobOutcome::Uploaded { resumes: 0, .. }), "{second:?}");
+    let manifest = push_image(&repository, "v1", &layers).await;
+    assert_eq!(repository.manifest("v1").await.unwrap().raw(), manifest.raw());
+    for (descriptor, data) in &layers {
+        assert_eq!(&pulled(&repository, descriptor).await.0, data);
+    }
+}
+
+/// A registry that answers with content that is not what it claims.
+async fn lying_registry() -> String {
+    let good =
+        image_manifest(("sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 2), &[], None);
+    let large = {
+        let mut large = good.clone();
+        large.truncate(large.len() - 1);
+        large.extend_from_slice(b",\"annotations\":{\"pad\":\"");
+        large.extend(std::iter::repeat_n(b'x', 8 << 10));
+        large.extend_from_slice(b"\"}}");
+        large
+    };
+    let blob_bytes = b"these are not the bytes".to_vec();
+    let routes: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::new(Mutex::new(HashMap::from([
+        ("/v2/lies/manifests/swapped".to_owned(), good.clone()),
+        ("/v2/lies/manifests/large".to_owned(), large),
+        (format!("/v2/lies/manifests/{}", Digest::sha256(b"something else")), good),
+        (format!("/v2/lies/blobs/{}", Digest::sha256(b"the real bytes")), blob_bytes),
+    ])));
+    let router = Router::new().fallback(move |uri: axum::http::Uri| {
+        let routes = routes.clone();
+        async move {
+            let body = routes.lock().unwrap().get(uri.path()).cloned();
+            match body {
+                Some(body) if uri.path().ends_with("/swapped") => (
+                    StatusCode::OK,
+                    [
+                        ("content-type", media_type::OCI_IMAGE_MANIFEST),
+                        ("docker-content-digest", Digest::sha256(b"another").as_str()),
+                    ],
+                    body,
+                )
+                    .into_response(),
+                Some(body) if uri.path().contains("/manifests/") => {
+                    (StatusCode::OK, [("content-type", media_type::OCI_IMAGE_MANIFEST)], body).into_response()
+                }
+                Some(body) => (StatusCode::OK, body).into_response(),
+                None => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    });
+    serve(router).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_answers_and_bad_input_are_named() {
+    let host = lying_registry().await;
+    let client = Client::builder().plain_http(&host).max_manifest_bytes(4096).retry(Retry::NEVER).build().unwrap();
+    let lies = client.repository(&host, "lies");
+    let error = lies.manifest("swapped").await.unwrap_err();
+    assert!(matches!(error, Error::DigestMismatch { .. }), "{error}");
+    let error = lies.manifest(Digest::sha256(b"something else").as_str()).await.unwrap_err();
+    assert!(matches!(error, Error::DigestMismatch { .. }), "{error}");
+    let error = lies.manifest("large").await.unwrap_err();
+    assert!(matches!(error, Error::TooLarge { limit: 4096, .. }), "{error}");
+    let real = Digest::sha256(b"the real bytes");
+    let mut pull = lies.pull_blob(&real, None);
+    let mut last = None;
+    while let Some(item) = pull.next().await {
+        last = Some(item);
+    }
+    let error = last.expect("an answer").unwrap_err();
+    assert!(matches!(&error, Error::DigestMismatch { expected, .. } if *expected == real.to_string()), "{error}");
+
+    // Addresses that do not parse say why.
+    for bad in ["docker://", "docker://127.0.0.1:5000/UPPER:tag", "oci:", "ftp://x/y"] {
+        let error = bad.parse::<wharf_client::ImageAddress>().unwrap_err();
+        assert!(matches!(error, Error::Address { .. }), "{bad}: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_files_and_helpers() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let helpers = dir.join("bin");
+    std::fs::create_dir_all(&helpers).unwrap();
+    let script = |name: &str, body: &str| {
+        let path = helpers.join(format!("docker-credential-{name}"));
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script(
+        "good",
+        r#"read host; echo "{\"ServerURL\":\"$host\",\"Username\":\"helper-user\",\"Secret\":\"helper-pass\"}""#,
+    );
+    script("refresh", r#"read host; echo '{"Username":"<token>","Secret":"refresh-token"}'"#);
+    script("hang", "sleep 30");
+    script("missing", "echo 'credentials not found in native keychain'; exit 1");
+    std::fs::write(dir.join("auth.json"), r#"{"auths":{"podman.example:5000":{"auth":"cG9kbWFuOnBhc3M="}}}"#).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"auths":{"https://index.docker.io/v1/":{"auth":"aHViOmh1YnBhc3M="},"podman.example:5000":{"auth":"ZG9ja2VyOnBhc3M="}},
+           "credHelpers":{"helped.example":"good","refresh.example":"refresh","hang.example":"hang","none.example":"missing"},
+           "credsStore":"missing"}"#,
+    )
+    .unwrap();
+    let files = ConfigFiles::from_files([dir.join("auth.json"), dir.join("config.json")])
+        .helper_dirs([helpers.clone()])
+        .helper_timeout(Duration::from_millis(500));
+    use wharf_client::CredentialSource as _;
+    // The first file that has the host wins (podman's before docker's).
+    assert_eq!(files.credential("podman.example:5000").await.unwrap(), Some(Credential::basic("podman", "pass")));
+    assert_eq!(files.credential("docker.io").await.unwrap(), Some(Credential::basic("hub", "hubpass")));
+    assert_eq!(
+        files.credential("helped.example").await.unwrap(),
+        Some(Credential::basic("helper-user", "helper-pass"))
+    );
+    assert_eq!(
+        files.credential("refresh.example").await.unwrap(),
+        Some(Credential::IdentityToken("refresh-token".into()))
+    );
+    assert_eq!(files.credential("none.example").await.unwrap(), None);
+    assert_eq!(files.credential("elsewhere.example").await.unwrap(), None);
+    let started = std::time::Instant::now();
+    let error = files.credential("hang.example").await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "the hanging helper was not killed");
+    assert!(
+        matches!(&error, Error::Credentials { source_name, reason } if source_name.ends_with("docker-credential-hang") && reason.contains("killed")),
+        "{error}"
+    );
+    std::fs::write(dir.join("broken.json"), "{not json").unwrap();
+    let error = ConfigFiles::from_files([dir.join("broken.json")]).credential("x").await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Credentials { source_name, .. } if source_name.ends_with("broken.json")),
+        "{error}"
+    );
+}
