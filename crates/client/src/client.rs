@@ -423,18 +423,13 @@ pub(crate) fn transient(error: &reqwest::Error) -> bool {
 
 /// The server's `Retry-After`, in seconds or as a date.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    crate::headers::retry_after(value, std::time::SystemTime::now())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
 
     #[test]
     fn delays_grow_within_their_ceiling() {
@@ -446,17 +441,6 @@ mod tests {
         }
         assert_eq!(retry.delay(0, Some(Duration::from_secs(1))), Duration::from_secs(1));
         assert_eq!(retry.delay(0, Some(Duration::from_secs(600))), Duration::from_secs(2));
-    }
-
-    #[test]
-    fn retry_after_in_seconds_or_as_a_date() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
-        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&headers), None);
     }
 
     #[test]

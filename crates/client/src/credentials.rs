@@ -198,9 +198,7 @@ impl ConfigFiles {
             }) {
                 return run_helper(&self.helper_program(helper), &host, self.helper_timeout).await;
             }
-            if let Some(entry) = config.auths.iter().find(|(key, _)| normalize_host(key) == host).map(|(_, e)| e)
-                && let Some(credential) = entry.credential().map_err(|reason| credentials_error(file, reason))?
-            {
+            if let Some(credential) = config.stored(&host, file)? {
                 return Ok(Some(credential));
             }
             if let Some(store) = &config.creds_store
@@ -216,6 +214,27 @@ impl ConfigFiles {
 impl CredentialSource for ConfigFiles {
     fn credential<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Option<Credential>>> {
         Box::pin(self.lookup(host))
+    }
+}
+
+/// The credential a docker or podman config file (`config.json`, `auth.json`) stores for
+/// `host` in its `auths`, without running any helper it names.
+///
+/// # Errors
+/// [`Error::Credentials`] naming `file` when the text is not such a file or the entry for
+/// `host` cannot be read (an `auth` that is not base64 `user:password`).
+pub fn stored_credential(text: &[u8], host: &str, file: &Path) -> Result<Option<Credential>> {
+    let config: ConfigFile =
+        serde_json::from_slice(text).map_err(|e| credentials_error(file, format!("not a config file: {e}")))?;
+    config.stored(&normalize_host(host), file)
+}
+
+impl ConfigFile {
+    fn stored(&self, host: &str, file: &Path) -> Result<Option<Credential>> {
+        match self.auths.iter().find(|(key, _)| normalize_host(key) == host) {
+            Some((_, entry)) => entry.credential().map_err(|reason| credentials_error(file, reason)),
+            None => Ok(None),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod challenge;
 mod client;
 mod credentials;
 mod error;
+pub mod headers;
 mod pull;
 mod push;
 mod repository;
@@ -17,7 +18,7 @@ pub use crate::auth::Scope;
 pub use crate::challenge::Challenge;
 pub use crate::client::{Client, ClientBuilder, Retry};
 pub use crate::credentials::{
-    Anonymous, ConfigFiles, Credential, CredentialSource, DEFAULT_HELPER_TIMEOUT, StaticCredentials,
+    Anonymous, ConfigFiles, Credential, CredentialSource, DEFAULT_HELPER_TIMEOUT, StaticCredentials, stored_credential,
 };
 pub use crate::error::{Error, Result};
 pub use crate::pull::BlobPull;

@@ -200,10 +200,7 @@ impl Download {
         let response = Client::expect(&call, response, &[StatusCode::OK, StatusCode::PARTIAL_CONTENT]).await?;
         if response.status() == StatusCode::PARTIAL_CONTENT {
             let range = header_str(response.headers(), CONTENT_RANGE.as_str()).unwrap_or("");
-            let start = range
-                .strip_prefix("bytes ")
-                .and_then(|r| r.split('-').next())
-                .and_then(|s| s.trim().parse::<u64>().ok());
+            let start = crate::headers::content_range_start(range);
             if start != Some(offset) {
                 return Err(Error::Protocol {
                     what: self.what(),

@@ -239,7 +239,8 @@ impl Repository {
         let call = Call::new(Method::GET, &self.host, location.to_owned(), self.push_scope());
         let response = self.client.send(&call, |r| r).await?;
         let response = Client::expect(&call, response, &[StatusCode::NO_CONTENT, StatusCode::OK]).await?;
-        let reached = upload_offset(header_str(response.headers(), RANGE.as_str()))
+        let reached = header_str(response.headers(), RANGE.as_str())
+            .and_then(crate::headers::upload_offset)
             .ok_or_else(|| Error::Protocol { what: call.url.clone(), reason: "no valid Range header".into() })?;
         let location = self.location(&call, response.headers()).unwrap_or_else(|_| location.to_owned());
         Ok((reached, location))
@@ -466,36 +467,9 @@ fn with_digest(location: &str, digest: &Digest) -> String {
     format!("{location}{separator}digest={digest}")
 }
 
-/// How many bytes an upload holds from its `Range: 0-<last>` header. Distribution writes
-/// `0-0` for an empty upload as well as for one of a single byte; both read as 0 here, so
-/// at worst one byte is sent again and refused as out of order.
-fn upload_offset(range: Option<&str>) -> Option<u64> {
-    let range = range?.trim();
-    let range = range.strip_prefix("bytes=").unwrap_or(range);
-    let (start, end) = range.split_once('-')?;
-    if start.trim() != "0" {
-        return None;
-    }
-    match end.trim() {
-        "0" | "-1" => Some(0),
-        end => end.parse::<u64>().ok()?.checked_add(1),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn upload_offsets() {
-        assert_eq!(upload_offset(Some("0-0")), Some(0));
-        assert_eq!(upload_offset(Some("0--1")), Some(0));
-        assert_eq!(upload_offset(Some("0-1023")), Some(1024));
-        assert_eq!(upload_offset(Some("bytes=0-9")), Some(10));
-        assert_eq!(upload_offset(Some("5-9")), None);
-        assert_eq!(upload_offset(Some("0-18446744073709551615")), None);
-        assert_eq!(upload_offset(None), None);
-    }
 
     #[test]
     fn digest_joins_the_query() {

@@ -268,43 +268,7 @@ pub(crate) async fn read_capped(response: Response, limit: u64, what: &str) -> R
     Ok(bytes.freeze())
 }
 
-/// The next page from a `Link: <…>; rel="next"` header, resolved against the page's address.
-pub(crate) fn next_link(current: &str, headers: &HeaderMap) -> Option<String> {
-    for value in headers.get_all(LINK) {
-        let Ok(value) = value.to_str() else { continue };
-        for link in value.split(',') {
-            let mut parts = link.split(';');
-            let target = parts.next()?.trim();
-            let is_next = parts.any(|p| {
-                let p = p.trim();
-                p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next")
-            });
-            if !is_next {
-                continue;
-            }
-            let target = target.strip_prefix('<')?.strip_suffix('>')?;
-            return reqwest::Url::parse(current).ok()?.join(target).ok().map(String::from);
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn next_links_relative_and_absolute() {
-        let mut headers = HeaderMap::new();
-        headers.insert(LINK, HeaderValue::from_static(r#"</v2/a/tags/list?last=b&n=2>; rel="next""#));
-        assert_eq!(
-            next_link("http://127.0.0.1:5000/v2/a/tags/list?n=2", &headers).as_deref(),
-            Some("http://127.0.0.1:5000/v2/a/tags/list?last=b&n=2")
-        );
-        headers.insert(LINK, HeaderValue::from_static(r#"<https://other/v2/_catalog?last=x>; rel=next"#));
-        assert_eq!(next_link("http://h/v2/_catalog", &headers).as_deref(), Some("https://other/v2/_catalog?last=x"));
-        headers.insert(LINK, HeaderValue::from_static(r#"</v2/x>; rel="prev""#));
-        assert_eq!(next_link("http://h/v2/_catalog", &headers), None);
-    }
+/// The next page a `Link` header names, resolved against the page's address.
+fn next_link(current: &str, headers: &HeaderMap) -> Option<String> {
+    crate::headers::next_link(current, headers.get_all(LINK).iter().filter_map(|v| v.to_str().ok()))
 }
