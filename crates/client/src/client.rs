@@ -55,6 +55,7 @@ impl Retry {
 pub struct ClientBuilder {
     credentials: Arc<dyn CredentialSource>,
     plain_http: BTreeSet<String>,
+    insecure: BTreeSet<String>,
     roots: Vec<reqwest::Certificate>,
     identity: Option<reqwest::Identity>,
     verify_tls: bool,
@@ -77,6 +78,14 @@ impl ClientBuilder {
     #[must_use]
     pub fn plain_http(mut self, host: &str) -> ClientBuilder {
         self.plain_http.insert(host.to_ascii_lowercase());
+        self
+    }
+
+    /// Reach `host` as skopeo's `--tls-verify=false` does: HTTPS without checking its
+    /// certificate, or plain HTTP when it does not speak TLS. Other hosts keep checks.
+    #[must_use]
+    pub fn insecure(mut self, host: &str) -> ClientBuilder {
+        self.insecure.insert(host.to_ascii_lowercase());
         self
     }
 
@@ -174,24 +183,31 @@ impl ClientBuilder {
     /// # Errors
     /// [`Error::Tls`] when the TLS settings cannot be put together.
     pub fn build(self) -> Result<Client> {
-        let mut http = reqwest::Client::builder()
-            .user_agent(&self.user_agent)
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .danger_accept_invalid_certs(!self.verify_tls);
-        for root in self.roots {
-            http = http.add_root_certificate(root);
-        }
-        if let Some(identity) = self.identity {
-            http = http.identity(identity);
-        }
-        let http = http.build().map_err(|e| Error::Tls(format!("building the HTTP client: {e}")))?;
+        let make = |verify: bool| -> Result<reqwest::Client> {
+            let mut http = reqwest::Client::builder()
+                .user_agent(&self.user_agent)
+                .connect_timeout(self.connect_timeout)
+                .tcp_nodelay(true)
+                .danger_accept_invalid_certs(!verify);
+            for root in &self.roots {
+                http = http.add_root_certificate(root.clone());
+            }
+            if let Some(identity) = &self.identity {
+                http = http.identity(identity.clone());
+            }
+            http.build().map_err(|e| Error::Tls(format!("building the HTTP client: {e}")))
+        };
+        let http = make(self.verify_tls)?;
+        let unchecked = if self.insecure.is_empty() { None } else { Some(make(false)?) };
         let auth = Auth::new(self.credentials, http.clone());
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
                 auth,
                 plain_http: self.plain_http,
+                insecure: self.insecure,
+                unchecked,
+                downgraded: Mutex::default(),
                 retry: self.retry,
                 max_manifest_bytes: self.max_manifest_bytes,
                 upload_defaults: self.uploads,
@@ -212,6 +228,11 @@ pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     auth: Auth,
     plain_http: BTreeSet<String>,
+    /// Hosts reached without certificate checks, through `unchecked`.
+    insecure: BTreeSet<String>,
+    unchecked: Option<reqwest::Client>,
+    /// Insecure hosts found to speak plain HTTP.
+    downgraded: Mutex<BTreeSet<String>>,
     pub(crate) retry: Retry,
     pub(crate) max_manifest_bytes: u64,
     upload_defaults: UploadOptions,
@@ -271,6 +292,7 @@ impl Client {
         ClientBuilder {
             credentials: Arc::new(Anonymous),
             plain_http: BTreeSet::new(),
+            insecure: BTreeSet::new(),
             roots: Vec::new(),
             identity: None,
             verify_tls: true,
@@ -320,7 +342,10 @@ impl Client {
     /// The address of `path` under `/v2/` on `host`. Docker Hub's API lives on
     /// `registry-1.docker.io`.
     pub(crate) fn url(&self, host: &str, path: &str) -> String {
-        let scheme = if self.inner.plain_http.contains(&host.to_ascii_lowercase()) { "http" } else { "https" };
+        let host_key = host.to_ascii_lowercase();
+        let plain = self.inner.plain_http.contains(&host_key)
+            || self.inner.downgraded.lock().unwrap_or_else(PoisonError::into_inner).contains(&host_key);
+        let scheme = if plain { "http" } else { "https" };
         let api_host = if host == "docker.io" { "registry-1.docker.io" } else { host };
         format!("{scheme}://{api_host}/v2/{path}")
     }
@@ -335,8 +360,20 @@ impl Client {
         let inner = &self.inner;
         let mut attempt = 0;
         let mut challenged = false;
+        let host = call.host.to_ascii_lowercase();
+        let insecure = inner.insecure.contains(&host);
+        let http = match (&inner.unchecked, insecure) {
+            (Some(unchecked), true) => unchecked,
+            _ => &inner.http,
+        };
         loop {
-            let mut request = build(inner.http.request(call.method.clone(), &call.url));
+            let downgraded =
+                insecure && inner.downgraded.lock().unwrap_or_else(PoisonError::into_inner).contains(&host);
+            let url = match call.url.strip_prefix("https://") {
+                Some(rest) if downgraded => format!("http://{rest}"),
+                _ => call.url.clone(),
+            };
+            let mut request = build(http.request(call.method.clone(), &url));
             if let Some(authorization) = inner.auth.authorization(call.host, &call.scopes).await? {
                 request = request.header(AUTHORIZATION, authorization);
             }
@@ -361,6 +398,12 @@ impl Client {
                     Some(retry_after(response.headers()))
                 }
                 Ok(response) => return Ok(response),
+                Err(e) if insecure && !downgraded && url.starts_with("https://") && e.is_connect() => {
+                    // No TLS there: an insecure host may speak plain HTTP.
+                    tracing::debug!(host = call.host, error = %e, "no TLS; trying plain HTTP");
+                    inner.downgraded.lock().unwrap_or_else(PoisonError::into_inner).insert(host.clone());
+                    continue;
+                }
                 Err(e) if attempt < inner.retry.attempts && (e.is_connect() || (call.idempotent && transient(&e))) => {
                     tracing::debug!(url = %call.url, error = %e, attempt, "request failed; retrying");
                     None

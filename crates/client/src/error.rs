@@ -32,6 +32,14 @@ pub enum Error {
     /// TLS settings that cannot be used: a certificate or key that does not parse.
     #[error("TLS: {0}")]
     Tls(String),
+    /// An OCI image layout that cannot be read or written.
+    #[error("OCI layout {path}: {reason}")]
+    Layout {
+        /// The file or folder concerned.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A token server refused or answered something that is not a token.
     #[error("token server {realm}: {reason}")]
     Token {

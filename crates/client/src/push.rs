@@ -360,6 +360,7 @@ impl Repository {
             self.client.send(&call, |r| r.header(CONTENT_TYPE, media_type.as_str()).body(raw.clone())).await?;
         let response = Client::expect(&call, response, &[StatusCode::CREATED, StatusCode::OK]).await?;
         let digest = manifest.digest().clone();
+        let subject_seen = response.headers().contains_key("oci-subject");
         if let Some(answered) = header_str(response.headers(), crate::repository::DOCKER_CONTENT_DIGEST)
             .and_then(|d| d.parse::<Digest>().ok())
             .filter(|d| d.algorithm() == digest.algorithm())
@@ -371,7 +372,44 @@ impl Repository {
                 actual: answered.to_string(),
             });
         }
+        if let Some(subject) = manifest.subject()
+            && !subject_seen
+        {
+            // No referrers API: keep the tag schema's index up to date.
+            self.add_fallback_referrer(&subject.digest, manifest.descriptor()).await?;
+        }
         Ok(digest)
+    }
+
+    /// Adds `referrer` to the index tagged `<alg>-<hex>` for `subject`, as registries
+    /// without the referrers API are read.
+    async fn add_fallback_referrer(&self, subject: &Digest, referrer: Descriptor) -> Result<()> {
+        let mut manifests = self.fallback_referrers(subject).await?;
+        if manifests.iter().any(|d| d.digest == referrer.digest) {
+            return Ok(());
+        }
+        manifests.push(referrer);
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": wharf_oci::media_type::OCI_IMAGE_INDEX,
+            "manifests": manifests,
+        });
+        let bytes = serde_json::to_vec(&index)
+            .map_err(|e| Error::Protocol { what: "referrers index".into(), reason: e.to_string() })?;
+        let index = Manifest::parse(bytes, Some(wharf_oci::media_type::OCI_IMAGE_INDEX))
+            .map_err(|e| Error::Protocol { what: "referrers index".into(), reason: e.to_string() })?;
+        let call = self.call(
+            Method::PUT,
+            &manifest_path(&self.name, &crate::repository::fallback_tag(subject)),
+            self.push_scope(),
+        );
+        let raw = index.raw().clone();
+        let response = self
+            .client
+            .send(&call, |r| r.header(CONTENT_TYPE, wharf_oci::media_type::OCI_IMAGE_INDEX).body(raw.clone()))
+            .await?;
+        Client::expect(&call, response, &[StatusCode::CREATED, StatusCode::OK]).await?;
+        Ok(())
     }
 }
 

@@ -70,6 +70,11 @@ impl Client {
     }
 }
 
+/// The tag the referrers tag schema files `subject`'s referrers under.
+pub(crate) fn fallback_tag(subject: &Digest) -> String {
+    format!("{}-{}", subject.algorithm(), subject.hex())
+}
+
 /// Where a manifest is: by tag or by digest.
 pub(crate) fn manifest_path(name: &str, reference: &str) -> String {
     format!("{name}/manifests/{reference}")
@@ -218,6 +223,65 @@ impl Repository {
                 Some(next) => url = next,
                 None => return Ok(tags),
             }
+        }
+    }
+
+    /// The manifests that refer to `subject` (signatures, SBOMs), from the referrers API,
+    /// following its pages; filtered to `artifact_type` when given. A registry without
+    /// the API is read through the tag schema: the index tagged `<alg>-<hex>`.
+    ///
+    /// # Errors
+    /// [`Error::Status`] for refusals other than a missing API; [`Error::Protocol`] when
+    /// an answer is not an index.
+    pub async fn referrers(&self, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
+        #[derive(serde::Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<Descriptor>,
+        }
+        let mut found = Vec::new();
+        let mut url = self.client.url(&self.host, &format!("{}/referrers/{subject}", self.name));
+        if let Some(artifact_type) = artifact_type {
+            url = reqwest::Url::parse_with_params(&url, [("artifactType", artifact_type)])
+                .map(String::from)
+                .unwrap_or(url);
+        }
+        loop {
+            let call = Call::new(Method::GET, &self.host, url, self.pull_scope());
+            let response = self.client.send(&call, |r| r.header(ACCEPT, media_type::OCI_IMAGE_INDEX)).await?;
+            if response.status() == StatusCode::NOT_FOUND && found.is_empty() {
+                let tagged = self.fallback_referrers(subject).await?;
+                return Ok(tagged
+                    .into_iter()
+                    .filter(|d| artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t)))
+                    .collect());
+            }
+            let response = Client::expect(&call, response, &[StatusCode::OK]).await?;
+            let next = next_link(&call.url, response.headers());
+            let body = read_capped(response, MAX_LISTING_BYTES, &call.url).await?;
+            let page: Index = serde_json::from_slice(&body).map_err(|e| Error::Protocol {
+                what: call.url.clone(),
+                reason: format!("not a referrers index: {e}"),
+            })?;
+            // A registry that does not filter (no OCI-Filters-Applied) is filtered here.
+            found.extend(
+                page.manifests
+                    .into_iter()
+                    .filter(|d| artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t))),
+            );
+            match next {
+                Some(next) => url = next,
+                None => return Ok(found),
+            }
+        }
+    }
+
+    /// The referrers index under the tag schema's `<alg>-<hex>` tag, or nothing.
+    pub(crate) async fn fallback_referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>> {
+        match self.manifest(&fallback_tag(subject)).await {
+            Ok(index) => Ok(index.manifests().to_vec()),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(Vec::new()),
+            Err(e) => Err(e),
         }
     }
 

@@ -19,7 +19,8 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use wharf_client::{
-    BlobOutcome, BlobSource, Client, ConfigFiles, Credential, Error, Retry, StaticCredentials, UploadOptions,
+    BlobOutcome, BlobSource, Client, ConfigFiles, CopyOptions, Credential, Error, PlatformSpec, Platforms, Retry,
+    StaticCredentials, UploadOptions, copy,
 };
 use wharf_oci::{Descriptor, Digest, Manifest, media_type};
 use wharf_server::{ServerOptions, TokenAuth};
@@ -571,4 +572,177 @@ async fn credential_files_and_helpers() {
         matches!(&error, Error::Credentials { source_name, .. } if source_name.ends_with("broken.json")),
         "{error}"
     );
+}
+
+/// Runs skopeo off the async threads.
+async fn skopeo(args: Vec<String>) {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        peers::skopeo(&args);
+    })
+    .await
+    .unwrap();
+}
+
+/// An index of two platform images (sharing a layer) and an SBOM referring to the first;
+/// returns the index and the amd64 image.
+async fn multi_arch(repository: &wharf_client::Repository, tag: &str) -> (Manifest, Manifest) {
+    let shared = blob("shared-layer", 200 << 10);
+    let amd64 = push_image(repository, "amd64", &[shared.clone(), blob("amd64-layer", 300 << 10)]).await;
+    let arm64 =
+        push_image(repository, "arm64", &[shared, blob("arm64-layer", 100 << 10), blob("arm64-extra", 10)]).await;
+    let entry = |m: &Manifest, arch: &str| {
+        serde_json::json!({"mediaType": media_type::OCI_IMAGE_MANIFEST, "digest": m.digest(), "size": m.raw().len(),
+            "platform": {"os": "linux", "architecture": arch}})
+    };
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_IMAGE_INDEX,
+        "manifests": [entry(&amd64, "amd64"), entry(&arm64, "arm64")]});
+    let index = Manifest::parse(serde_json::to_vec(&index).unwrap(), Some(media_type::OCI_IMAGE_INDEX)).unwrap();
+    repository.push_manifest(tag, &index).await.unwrap();
+    // The SBOM: an artifact whose subject is the amd64 image.
+    let (sbom, sbom_data) = blob("sbom", 2000);
+    let config = Bytes::from_static(b"{}");
+    let config_descriptor = Descriptor::new(media_type::OCI_EMPTY, Digest::sha256(&config), 2);
+    repository.push_blob(&config_descriptor, &config, None).await.unwrap();
+    repository.push_blob(&sbom, &sbom_data, None).await.unwrap();
+    let raw = image_manifest(
+        (config_descriptor.digest.as_str(), 2),
+        &[(sbom.digest.as_str(), sbom_data.len())],
+        Some((amd64.digest().as_str(), amd64.raw().len())),
+    );
+    let sbom_manifest = Manifest::parse(raw, Some(media_type::OCI_IMAGE_MANIFEST)).unwrap();
+    repository.push_manifest(sbom_manifest.digest().as_str(), &sbom_manifest).await.unwrap();
+    (index, amd64)
+}
+
+/// Whether two repositories hold the same manifest under `reference`, byte for byte, with
+/// the same children and blobs.
+async fn same_image(a: &wharf_client::Repository, b: &wharf_client::Repository, reference: &str) {
+    let (left, right) = (a.manifest(reference).await.unwrap(), b.manifest(reference).await.unwrap());
+    assert_eq!(left.raw(), right.raw(), "{reference} differs between {} and {}", a.name(), b.name());
+    for child in left.manifests() {
+        Box::pin(same_image(a, b, child.digest.as_str())).await;
+    }
+    for blob in left.config().into_iter().chain(left.layers()) {
+        assert_eq!(b.blob_size(&blob.digest).await.unwrap(), Some(blob.size), "{} lacks {}", b.name(), blob.digest);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_match_skopeos() {
+    let test = "copies_match_skopeos";
+    if !has_peer("skopeo", test) {
+        return;
+    }
+    let (source_host, _) = wharf_server().await;
+    let (target_host, _) = wharf_server().await;
+    let client =
+        Client::builder().plain_http(&source_host).plain_http(&target_host).retry(quick_retries()).build().unwrap();
+    let source = client.repository(&source_host, "team/app");
+    let (index, amd64) = multi_arch(&source, "multi").await;
+    let address = |host: &str, repository: &str, tag: &str| format!("docker://{host}/{repository}:{tag}");
+    let parse = |text: String| text.parse::<wharf_client::ImageAddress>().unwrap();
+    let everything = CopyOptions { platforms: Platforms::All, referrers: true, ..CopyOptions::default() };
+
+    // Registry to registry: the same manifests and blobs as skopeo's copy, and the SBOM too.
+    let from = parse(address(&source_host, "team/app", "multi"));
+    let report =
+        copy(&client, &from, &client, &parse(address(&target_host, "ours/app", "multi")), &everything).await.unwrap();
+    assert_eq!(report.manifest.as_ref().map(|d| &d.digest), Some(index.digest()));
+    assert_eq!(report.manifests, 4, "{report:?}");
+    skopeo(vec![
+        "copy".into(),
+        "--all".into(),
+        "--preserve-digests".into(),
+        "--src-tls-verify=false".into(),
+        "--dest-tls-verify=false".into(),
+        address(&source_host, "team/app", "multi"),
+        address(&target_host, "skopeo/app", "multi"),
+    ])
+    .await;
+    let ours = client.repository(&target_host, "ours/app");
+    let theirs = client.repository(&target_host, "skopeo/app");
+    same_image(&ours, &theirs, "multi").await;
+    same_image(&source, &ours, "multi").await;
+    let referrers = ours.referrers(amd64.digest(), None).await.unwrap();
+    assert_eq!(referrers.len(), 1, "{referrers:?}");
+    same_image(&source, &ours, referrers[0].digest.as_str()).await;
+
+    // Again: nothing to send.
+    let again =
+        copy(&client, &from, &client, &parse(address(&target_host, "ours/app", "multi")), &everything).await.unwrap();
+    assert_eq!(again.sent.0, 0, "{again:?}");
+    assert_eq!(again.skipped.0, report.sent.0 + report.skipped.0, "{again:?}");
+    // Within one registry, blobs are mounted.
+    let mounted = copy(&client, &from, &client, &parse(address(&source_host, "team/mounted", "multi")), &everything)
+        .await
+        .unwrap();
+    assert_eq!((mounted.sent.0, mounted.mounted.0), (0, report.sent.0), "{mounted:?}");
+
+    // One platform: a new index of it alone, its digest reported; the host's: the image alone.
+    let arm =
+        CopyOptions { platforms: Platforms::Only(vec!["linux/arm64".parse().unwrap()]), ..CopyOptions::default() };
+    let report = copy(&client, &from, &client, &parse(address(&target_host, "ours/arm", "v1")), &arm).await.unwrap();
+    let filtered = client.repository(&target_host, "ours/arm").manifest("v1").await.unwrap();
+    assert_eq!(report.manifest.as_ref().map(|d| &d.digest), Some(filtered.digest()));
+    assert_ne!(filtered.digest(), index.digest());
+    assert_eq!(filtered.manifests().len(), 1);
+    assert_eq!(
+        filtered.manifests()[0].platform.as_ref().map(|p| p.architecture().to_string()).as_deref(),
+        Some("arm64")
+    );
+    if PlatformSpec::host() == "linux/amd64".parse().unwrap() {
+        copy(&client, &from, &client, &parse(address(&target_host, "ours/host", "v1")), &CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(client.repository(&target_host, "ours/host").manifest("v1").await.unwrap().raw(), amd64.raw());
+    }
+
+    // To an OCI layout and back; skopeo reads what copy wrote, and copy what skopeo wrote.
+    let work = tempfile::tempdir().unwrap();
+    let ours_layout = work.path().join("ours");
+    let layout_address = format!("oci:{}:multi", ours_layout.display());
+    copy(&client, &from, &client, &parse(layout_address.clone()), &everything).await.unwrap();
+    skopeo(vec![
+        "copy".into(),
+        "--all".into(),
+        "--preserve-digests".into(),
+        "--dest-tls-verify=false".into(),
+        layout_address.clone(),
+        address(&target_host, "skopeo/from-layout", "multi"),
+    ])
+    .await;
+    same_image(&source, &client.repository(&target_host, "skopeo/from-layout"), "multi").await;
+    copy(
+        &client,
+        &parse(layout_address),
+        &client,
+        &parse(address(&target_host, "ours/from-layout", "multi")),
+        &everything,
+    )
+    .await
+    .unwrap();
+    let back = client.repository(&target_host, "ours/from-layout");
+    same_image(&source, &back, "multi").await;
+    assert_eq!(back.referrers(amd64.digest(), None).await.unwrap().len(), 1, "the SBOM went through the layout");
+    let theirs_layout = format!("oci:{}:multi", work.path().join("theirs").display());
+    skopeo(vec![
+        "copy".into(),
+        "--all".into(),
+        "--preserve-digests".into(),
+        "--src-tls-verify=false".into(),
+        address(&source_host, "team/app", "multi"),
+        theirs_layout.clone(),
+    ])
+    .await;
+    copy(
+        &client,
+        &parse(theirs_layout),
+        &client,
+        &parse(address(&target_host, "ours/from-skopeo", "multi")),
+        &everything,
+    )
+    .await
+    .unwrap();
+    same_image(&source, &client.repository(&target_host, "ours/from-skopeo"), "multi").await;
 }

@@ -1,0 +1,509 @@
+//! Copying images: between registries, and to and from OCI image layouts. Children go
+//! before what points to them (blobs, then manifests, then the index), so the target never
+//! holds a manifest whose content is missing; manifests keep their exact bytes and so their
+//! digests, unless a subset of an index's platforms is asked for, which makes a new index.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{StreamExt as _, TryStreamExt as _};
+use wharf_oci::{Descriptor, Digest, Manifest, ManifestKind, Platform, Reference};
+
+use crate::address::{ImageAddress, LayoutImage};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::push::{BlobOutcome, BlobSource, RegistryBlob};
+use crate::repository::Repository;
+
+/// Which images of an index to copy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Platforms {
+    /// The image for the platform this program runs on, copied alone (as skopeo does by
+    /// default); a manifest that is not an index is copied as it is.
+    #[default]
+    Host,
+    /// The whole index, every image in it.
+    All,
+    /// The images for these platforms, under a new index that lists only them.
+    Only(Vec<PlatformSpec>),
+}
+
+/// A platform as `os/architecture[/variant]` names it (`linux/arm64/v8`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformSpec {
+    /// `linux`, `windows`, …
+    pub os: String,
+    /// `amd64`, `arm64`, …
+    pub architecture: String,
+    /// `v7`, `v8`, … when it matters.
+    pub variant: Option<String>,
+}
+
+impl std::str::FromStr for PlatformSpec {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<PlatformSpec> {
+        let bad = |reason: &str| Error::Address { address: text.chars().take(80).collect(), reason: reason.into() };
+        let mut parts = text.split('/');
+        let (Some(os), Some(architecture)) = (parts.next(), parts.next()) else {
+            return Err(bad("a platform is os/architecture[/variant]"));
+        };
+        let variant = parts.next().map(str::to_owned);
+        if parts.next().is_some() || os.is_empty() || architecture.is_empty() || variant.as_deref() == Some("") {
+            return Err(bad("a platform is os/architecture[/variant]"));
+        }
+        Ok(PlatformSpec { os: os.to_owned(), architecture: architecture.to_owned(), variant })
+    }
+}
+
+impl PlatformSpec {
+    /// The platform this program was built for, in Go's names as images use them.
+    pub fn host() -> PlatformSpec {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
+        PlatformSpec { os: std::env::consts::OS.to_owned(), architecture: architecture.to_owned(), variant: None }
+    }
+
+    /// Whether an index entry's platform is this one (a variant asked for must match).
+    pub fn matches(&self, platform: &Platform) -> bool {
+        platform.os().to_string() == self.os
+            && platform.architecture().to_string() == self.architecture
+            && self.variant.as_deref().is_none_or(|variant| platform.variant().as_deref() == Some(variant))
+    }
+}
+
+/// What a copy reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// A blob's transfer began.
+    Started {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// Bytes of a blob went out.
+    Bytes {
+        /// The blob.
+        digest: Digest,
+        /// Bytes read from the source so far.
+        done: u64,
+        /// Its size.
+        size: u64,
+    },
+    /// A blob is at the target.
+    Finished {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// How it got there.
+        outcome: BlobOutcome,
+    },
+    /// A manifest is at the target.
+    Manifest {
+        /// Its digest.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+}
+
+type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How to copy.
+#[derive(Clone)]
+pub struct CopyOptions {
+    /// Which images of an index.
+    pub platforms: Platforms,
+    /// Also copy the manifests that refer to each copied one (signatures, SBOMs), and theirs.
+    pub referrers: bool,
+    /// How many blobs go at once.
+    pub concurrency: usize,
+    /// Told of every step.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for CopyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyOptions")
+            .field("platforms", &self.platforms)
+            .field("referrers", &self.referrers)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CopyOptions {
+    fn default() -> CopyOptions {
+        CopyOptions { platforms: Platforms::Host, referrers: false, concurrency: 8, progress: None }
+    }
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CopyReport {
+    /// The manifest written at the target's name (a new index when platforms were chosen).
+    pub manifest: Option<Descriptor>,
+    /// Manifests written, referrers included.
+    pub manifests: u64,
+    /// Blobs whose bytes were sent, and how many bytes (counting any sent again).
+    pub sent: (u64, u64),
+    /// Blobs the target had already, and their bytes.
+    pub skipped: (u64, u64),
+    /// Blobs the target linked from a repository of its own, and their bytes.
+    pub mounted: (u64, u64),
+}
+
+/// One side of a copy.
+#[derive(Debug, Clone)]
+enum Side {
+    Registry { repository: Repository, reference: Option<String> },
+    Layout { layout: Layout, image: Option<LayoutImage> },
+}
+
+/// Where an image is, opened for a copy through `client` (used for registry addresses).
+fn side(client: &Client, address: &ImageAddress, writing: bool) -> Result<Side> {
+    match address {
+        ImageAddress::Registry(reference) => {
+            Ok(Side::Registry { repository: client.repository_of(reference), reference: reference_text(reference) })
+        }
+        ImageAddress::Layout { dir, image } => {
+            let layout = if writing { Layout::create(dir)? } else { Layout::open(dir)? };
+            Ok(Side::Layout { layout, image: image.clone() })
+        }
+    }
+}
+
+fn reference_text(reference: &Reference) -> Option<String> {
+    reference.digest().map(ToString::to_string).or_else(|| reference.tag().map(str::to_owned))
+}
+
+struct Copier<'a> {
+    source: Side,
+    target: Side,
+    options: &'a CopyOptions,
+    max_manifest_bytes: u64,
+    report: std::sync::Mutex<CopyReport>,
+}
+
+/// Copies the image at `source` to `target`: `source_client` reaches the source's registry,
+/// `target_client` the target's (one client may do both).
+///
+/// # Errors
+/// The first failure; blobs in flight beside it are abandoned, and the target gets no
+/// manifest whose content is not all there.
+pub async fn copy(
+    source_client: &Client,
+    source: &ImageAddress,
+    target_client: &Client,
+    target: &ImageAddress,
+    options: &CopyOptions,
+) -> Result<CopyReport> {
+    let copier = Copier {
+        source: side(source_client, source, false)?,
+        target: side(target_client, target, true)?,
+        options,
+        max_manifest_bytes: source_client.inner.max_manifest_bytes,
+        report: std::sync::Mutex::default(),
+    };
+    let top = copier.top_manifest().await?;
+    let top = copier.choose_platforms(top).await?;
+    copier.copy_manifest(&top, 0).await?;
+    let name = copier.target_name(&top);
+    copier.put_manifest(&top, name.as_deref()).await?;
+    let mut report = copier.report.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    report.manifest = Some(layout_descriptor(&top));
+    Ok(report)
+}
+
+/// A descriptor with only what an index entry needs.
+fn layout_descriptor(manifest: &Manifest) -> Descriptor {
+    Descriptor::new(manifest.media_type(), manifest.digest().clone(), manifest.raw().len() as u64)
+}
+
+impl Copier<'_> {
+    async fn top_manifest(&self) -> Result<Manifest> {
+        match &self.source {
+            Side::Registry { repository, reference } => {
+                let reference = reference.as_deref().unwrap_or("latest");
+                repository.manifest(reference).await
+            }
+            Side::Layout { layout, image } => {
+                let descriptor = layout.resolve(image.as_ref())?;
+                layout.manifest(&descriptor, self.max_manifest_bytes)
+            }
+        }
+    }
+
+    async fn manifest(&self, descriptor: &Descriptor) -> Result<Manifest> {
+        match &self.source {
+            Side::Registry { repository, .. } => repository.manifest(descriptor.digest.as_str()).await,
+            Side::Layout { layout, .. } => layout.manifest(descriptor, self.max_manifest_bytes),
+        }
+    }
+
+    /// The manifest to copy at the top: as it is, its host platform's image, or a new
+    /// index of the platforms asked for.
+    async fn choose_platforms(&self, top: Manifest) -> Result<Manifest> {
+        if !matches!(top.kind(), ManifestKind::OciIndex | ManifestKind::DockerManifestList) {
+            return Ok(top);
+        }
+        let choose = |specs: &[PlatformSpec]| -> Vec<Descriptor> {
+            top.manifests()
+                .iter()
+                .filter(|d| d.platform.as_ref().is_some_and(|p| specs.iter().any(|spec| spec.matches(p))))
+                .cloned()
+                .collect()
+        };
+        match &self.options.platforms {
+            Platforms::All => Ok(top),
+            Platforms::Host => {
+                let chosen = choose(&[PlatformSpec::host()]);
+                let first = chosen.first().ok_or_else(|| Error::Protocol {
+                    what: format!("index {}", top.digest()),
+                    reason: format!("no image for {:?}; copy --all or name platforms", PlatformSpec::host()),
+                })?;
+                self.manifest(first).await
+            }
+            Platforms::Only(specs) => {
+                let chosen = choose(specs);
+                if chosen.is_empty() {
+                    return Err(Error::Protocol {
+                        what: format!("index {}", top.digest()),
+                        reason: format!("no image for the platforms asked for ({specs:?})"),
+                    });
+                }
+                let mut document: serde_json::Value = serde_json::from_slice(top.raw())
+                    .map_err(|e| Error::Protocol { what: format!("index {}", top.digest()), reason: e.to_string() })?;
+                let kept: Vec<&str> = chosen.iter().map(|d| d.digest.as_str()).collect();
+                if let Some(entries) = document.get_mut("manifests").and_then(serde_json::Value::as_array_mut) {
+                    entries.retain(|entry| entry["digest"].as_str().is_some_and(|d| kept.contains(&d)));
+                }
+                let bytes = serde_json::to_vec(&document)
+                    .map_err(|e| Error::Protocol { what: format!("index {}", top.digest()), reason: e.to_string() })?;
+                Manifest::parse(bytes, Some(top.media_type())).map_err(|e| Error::Protocol {
+                    what: format!("filtered index of {}", top.digest()),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Copies everything `manifest` points to (and, when asked, what refers to it), then
+    /// leaves the manifest itself to the caller.
+    fn copy_manifest<'s>(&'s self, manifest: &'s Manifest, depth: u32) -> BoxFuture<'s, Result<()>> {
+        Box::pin(async move {
+            if depth > 8 {
+                return Err(Error::Protocol {
+                    what: format!("manifest {}", manifest.digest()),
+                    reason: "nested too deeply".into(),
+                });
+            }
+            for child in manifest.manifests() {
+                let child_manifest = self.manifest(child).await?;
+                self.copy_manifest(&child_manifest, depth + 1).await?;
+                self.put_manifest(&child_manifest, None).await?;
+            }
+            let blobs: Vec<&Descriptor> = manifest.config().into_iter().chain(manifest.layers()).collect();
+            futures::stream::iter(blobs.into_iter().map(Ok))
+                .try_for_each_concurrent(self.options.concurrency.max(1), |descriptor| self.copy_blob(descriptor))
+                .await?;
+            if self.options.referrers {
+                for referrer in self.source_referrers(manifest.digest()).await? {
+                    let referrer_manifest = self.manifest(&referrer).await?;
+                    self.copy_manifest(&referrer_manifest, depth + 1).await?;
+                    self.put_manifest(&referrer_manifest, None).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn source_referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>> {
+        match &self.source {
+            Side::Registry { repository, .. } => repository.referrers(subject, None).await,
+            // A layout keeps referrers as images with a subject; skopeo writes none, so a
+            // layout is read for them only when it lists them by digest in its index.
+            Side::Layout { layout, .. } => layout.referrers(subject, self.max_manifest_bytes),
+        }
+    }
+
+    /// The name the top manifest gets at the target: the target's tag or digest, else the
+    /// source's tag.
+    fn target_name(&self, top: &Manifest) -> Option<String> {
+        let source_tag = match &self.source {
+            Side::Registry { reference, .. } => reference.clone().filter(|r| r.parse::<Digest>().is_err()),
+            Side::Layout { image: Some(LayoutImage::Tag(tag)), .. } => Some(tag.as_str().to_owned()),
+            Side::Layout { .. } => None,
+        };
+        let named = match &self.target {
+            Side::Registry { reference, .. } => reference.clone(),
+            Side::Layout { image: Some(LayoutImage::Tag(tag)), .. } => Some(tag.as_str().to_owned()),
+            Side::Layout { image: Some(LayoutImage::Digest(digest)), .. } => Some(digest.to_string()),
+            Side::Layout { image: None, .. } => None,
+        };
+        named.or(source_tag).or_else(|| Some(top.digest().to_string()))
+    }
+
+    async fn put_manifest(&self, manifest: &Manifest, name: Option<&str>) -> Result<()> {
+        let digest = manifest.digest().to_string();
+        match &self.target {
+            Side::Registry { repository, .. } => {
+                repository.push_manifest(name.unwrap_or(&digest), manifest).await?;
+            }
+            Side::Layout { layout, .. } => {
+                layout.write_manifest(manifest).await?;
+                let tag = name.filter(|n| n.parse::<Digest>().is_err());
+                if tag.is_some() || manifest.subject().is_some() || name.is_some() {
+                    layout.add_to_index(&layout_descriptor(manifest), tag)?;
+                }
+            }
+        }
+        self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).manifests += 1;
+        self.tell(&Progress::Manifest { digest: manifest.digest().clone(), size: manifest.raw().len() as u64 });
+        Ok(())
+    }
+
+    fn tell(&self, progress: &Progress) {
+        if let Some(tell) = &self.options.progress {
+            tell(progress);
+        }
+    }
+
+    async fn copy_blob(&self, descriptor: &Descriptor) -> Result<()> {
+        let (digest, size) = (descriptor.digest.clone(), descriptor.size);
+        self.tell(&Progress::Started { digest: digest.clone(), size });
+        let source: Box<dyn BlobSource> = match &self.source {
+            Side::Registry { repository, .. } => {
+                Box::new(RegistryBlob { repository: repository.clone(), digest: digest.clone(), size })
+            }
+            Side::Layout { layout, .. } => Box::new(layout.blob(descriptor)),
+        };
+        let watched =
+            Watched { source: source.as_ref(), digest: digest.clone(), size, progress: self.options.progress.clone() };
+        let outcome = match &self.target {
+            Side::Registry { repository, .. } => {
+                let mount_from = match &self.source {
+                    Side::Registry { repository: from, .. }
+                        if from.host == repository.host && from.name != repository.name =>
+                    {
+                        Some(from.name.as_str())
+                    }
+                    _ => None,
+                };
+                repository.push_blob(descriptor, &watched, mount_from).await?
+            }
+            Side::Layout { layout, .. } => {
+                if layout.has_blob(&digest, size) {
+                    BlobOutcome::Skipped
+                } else {
+                    let stream: BoxStream<'static, Result<Bytes>> = match &self.source {
+                        // From a registry, the download checks the digest and resumes.
+                        Side::Registry { repository, .. } => {
+                            let pull = repository.pull_blob(&digest, Some(size));
+                            let watched = Watched {
+                                source: &EmptySource,
+                                digest: digest.clone(),
+                                size,
+                                progress: self.options.progress.clone(),
+                            };
+                            watched.watch(pull.boxed(), 0)
+                        }
+                        Side::Layout { .. } => watched.open(0).await?,
+                    };
+                    let sent = layout.write_blob(descriptor, stream).await?;
+                    BlobOutcome::Uploaded { sent, resumes: 0 }
+                }
+            }
+        };
+        {
+            let mut report = self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match outcome {
+                BlobOutcome::Skipped => add(&mut report.skipped, size),
+                BlobOutcome::Mounted => add(&mut report.mounted, size),
+                BlobOutcome::Uploaded { sent, .. } => add(&mut report.sent, sent),
+            }
+        }
+        self.tell(&Progress::Finished { digest, size, outcome });
+        Ok(())
+    }
+}
+
+fn add(counter: &mut (u64, u64), bytes: u64) {
+    counter.0 += 1;
+    counter.1 = counter.1.saturating_add(bytes);
+}
+
+/// A source that says how far its readers got.
+struct Watched<'a> {
+    source: &'a dyn BlobSource,
+    digest: Digest,
+    size: u64,
+    progress: Option<ProgressFn>,
+}
+
+impl Watched<'_> {
+    fn watch(&self, stream: BoxStream<'static, Result<Bytes>>, offset: u64) -> BoxStream<'static, Result<Bytes>> {
+        let Some(progress) = self.progress.clone() else { return stream };
+        let (digest, size) = (self.digest.clone(), self.size);
+        let done = Arc::new(AtomicU64::new(offset));
+        stream
+            .inspect_ok(move |chunk| {
+                let done = done.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+                progress(&Progress::Bytes { digest: digest.clone(), done, size });
+            })
+            .boxed()
+    }
+}
+
+impl BlobSource for Watched<'_> {
+    fn open(&self, offset: u64) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes>>>> {
+        Box::pin(async move {
+            let stream = self.source.open(offset).await?;
+            Ok(self.watch(stream, offset))
+        })
+    }
+}
+
+/// No bytes: the stand-in source of a [`Watched`] that only wraps a stream.
+struct EmptySource;
+
+impl BlobSource for EmptySource {
+    fn open(&self, _offset: u64) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes>>>> {
+        Box::pin(async { Ok(futures::stream::empty().boxed()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_specs() {
+        let spec: PlatformSpec = "linux/arm64/v8".parse().unwrap();
+        assert_eq!(
+            (spec.os.as_str(), spec.architecture.as_str(), spec.variant.as_deref()),
+            ("linux", "arm64", Some("v8"))
+        );
+        assert_eq!("linux/amd64".parse::<PlatformSpec>().unwrap().variant, None);
+        for bad in ["linux", "linux/", "/amd64", "linux/arm/v7/x", "linux/arm/"] {
+            assert!(bad.parse::<PlatformSpec>().is_err(), "{bad}");
+        }
+        let platform: Platform =
+            serde_json::from_str(r#"{"os":"linux","architecture":"arm64","variant":"v8"}"#).unwrap();
+        assert!("linux/arm64".parse::<PlatformSpec>().unwrap().matches(&platform));
+        assert!("linux/arm64/v8".parse::<PlatformSpec>().unwrap().matches(&platform));
+        assert!(!"linux/arm64/v9".parse::<PlatformSpec>().unwrap().matches(&platform));
+        assert!(!"linux/amd64".parse::<PlatformSpec>().unwrap().matches(&platform));
+    }
+}
