@@ -331,3 +331,72 @@ async fn two_instances_on_one_bucket() {
     a.stop();
     b.stop();
 }
+
+/// Runs the copy example; returns its exit code, output and errors.
+async fn run_copy(args: Vec<String>) -> (i32, String, String) {
+    let binary = example_binary("copy");
+    let output = tokio::task::spawn_blocking(move || Command::new(binary).args(&args).output().expect("copy runs"))
+        .await
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_example_copies_and_says_what_failed() {
+    let (_, source_app) = common::app(wharf::server::ServerOptions::default());
+    let source = Target::over_tcp(source_app).await;
+    let (_, target_app) = common::app(wharf::server::ServerOptions::default());
+    let target = Target::over_tcp(target_app).await;
+    let host = |target: &Target| match target {
+        Target::Tcp { base, .. } => base.trim_start_matches("http://").to_owned(),
+        Target::Router(_) => unreachable!("over TCP"),
+    };
+    let (source_host, target_host) = (host(&source), host(&target));
+    let (manifest, digest) = common::push_image(&source, "team/app", "v1", 7).await;
+    let insecure = ["--src-tls-verify=false".to_owned(), "--dest-tls-verify=false".to_owned()];
+    let copy_args = |from: String, to: String| {
+        let mut args = vec![from, to];
+        args.extend(insecure.iter().cloned());
+        args
+    };
+
+    // A copy, then the same again: the second sends nothing.
+    let (code, out, err) = run_copy(copy_args(
+        format!("docker://{source_host}/team/app:v1"),
+        format!("docker://{target_host}/copied/app:v1"),
+    ))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("copied {digest}")) && out.contains("blobs sent 2"), "{out}");
+    assert!(err.contains("sent"), "a line per blob when not on a terminal: {err}");
+    let pulled = target.get("/v2/copied/app/manifests/v1").await;
+    assert_eq!(pulled.body, manifest);
+    let (code, out, err) = run_copy(copy_args(
+        format!("docker://{source_host}/team/app:v1"),
+        format!("docker://{target_host}/copied/app:v1"),
+    ))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("blobs sent 0") && out.contains("skipped 2"), "{out}");
+
+    // Into an OCI layout.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = format!("oci:{}:v1", dir.path().join("export").display());
+    let (code, out, err) = run_copy(copy_args(format!("docker://{source_host}/team/app:v1"), layout)).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(dir.path().join("export/index.json").exists());
+
+    // What went wrong, named, and a failing exit status.
+    let (code, _, err) =
+        run_copy(copy_args(format!("docker://{source_host}/team/app:absent"), format!("docker://{target_host}/x:y")))
+            .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("MANIFEST_UNKNOWN"), "{err}");
+    let (code, _, err) = run_copy(vec!["docker://".into(), format!("docker://{target_host}/x:y")]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("image address"), "{err}");
+    let (code, _, err) = run_copy(vec!["only-one".into()]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("usage"), "{err}");
+}
