@@ -363,8 +363,10 @@ impl Copier<'_> {
             }
             Side::Layout { layout, .. } => {
                 layout.write_manifest(manifest).await?;
+                // The top manifest is named in the index, and so is a referrer (a layout
+                // has no other way to find it); the children of an index are not.
                 let tag = name.filter(|n| n.parse::<Digest>().is_err());
-                if tag.is_some() || manifest.subject().is_some() || name.is_some() {
+                if name.is_some() || manifest.subject().is_some() {
                     layout.add_to_index(&layout_descriptor(manifest), tag)?;
                 }
             }
