@@ -224,10 +224,17 @@ async fn issue_token(
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
         return (StatusCode::UNAUTHORIZED, "{\"details\":\"wrong credentials\"}").into_response();
     }
-    let access: Vec<serde_json::Value> = query
+    let scopes: Vec<String> =
+        query.iter().filter(|(name, _)| name == "scope").map(|(_, scope)| scope.clone()).collect();
+    let token = sign(&server, &scopes);
+    axum::Json(serde_json::json!({"token": token, "expires_in": 60})).into_response()
+}
+
+/// A token granting the access `scopes` name, valid at the registry for the server's lifetime.
+fn sign(server: &TokenServer, scopes: &[String]) -> String {
+    let access: Vec<serde_json::Value> = scopes
         .iter()
-        .filter(|(name, _)| name == "scope")
-        .flat_map(|(_, scope)| scope.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|scope| scope.split(' ').map(str::to_owned).collect::<Vec<_>>())
         .filter_map(|scope| {
             let mut parts = scope.rsplitn(2, ':');
             let actions = parts.next()?;
@@ -244,7 +251,21 @@ async fn issue_token(
     header.kid = Some("key-1".into());
     let token = jsonwebtoken::encode(&header, &claims, &server.key).unwrap();
     server.issued.fetch_add(1, Ordering::Relaxed);
-    axum::Json(serde_json::json!({"token": token, "expires_in": 60})).into_response()
+    token
+}
+
+/// The OAuth2 side: a refresh token (docker's `identitytoken`) exchanged for an access token.
+async fn refresh_token(State(server): State<TokenServer>, body: String) -> axum::response::Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    if form.get("grant_type").map(String::as_str) != Some("refresh_token")
+        || form.get("refresh_token").map(String::as_str) != Some("refresh-for-alice")
+        || !form.contains_key("client_id")
+    {
+        return (StatusCode::BAD_REQUEST, "{\"error\":\"invalid_grant\"}").into_response();
+    }
+    let scopes: Vec<String> = form.get("scope").cloned().into_iter().collect();
+    let token = sign(&server, &scopes);
+    axum::Json(serde_json::json!({"access_token": token, "expires_in": 60, "scope": form.get("scope")})).into_response()
 }
 
 /// A registry with token authentication and its token server; returns the registry host
@@ -268,7 +289,8 @@ async fn token_registry(lifetime: Duration, garbage: bool) -> (String, Arc<Atomi
         issued: issued.clone(),
         garbage,
     };
-    let (token_host, _) = serve(Router::new().route("/token", get(issue_token)).with_state(server)).await;
+    let (token_host, _) =
+        serve(Router::new().route("/token", get(issue_token).post(refresh_token)).with_state(server)).await;
     let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
     let realm = format!("http://{token_host}/token");
     let auth = TokenAuth::new(&realm, "wharf-registry", "wharf-test-issuer", None, Some(&jwks)).unwrap();
@@ -327,6 +349,21 @@ async fn token_authentication_with_tokens_expiring_mid_transfer() {
     assert!(matches!(outcome, BlobOutcome::Uploaded { .. }), "{outcome:?}");
     assert!(issued.load(Ordering::Relaxed) >= before + 2, "the expired token was not renewed");
     assert_eq!(pulled(&repository, &layer).await.0, data);
+
+    // An identity token (an OAuth2 refresh token) is exchanged for access tokens.
+    let refreshing = Client::builder()
+        .plain_http(&host)
+        .credentials(StaticCredentials::new().with(&host, Credential::IdentityToken("refresh-for-alice".into())))
+        .build()
+        .unwrap();
+    assert_eq!(refreshing.repository(&host, "team/slow").blob_size(&layer.digest).await.unwrap(), Some(layer.size));
+    let stale = Client::builder()
+        .plain_http(&host)
+        .credentials(StaticCredentials::new().with(&host, Credential::IdentityToken("revoked".into())))
+        .build()
+        .unwrap();
+    let refused = stale.repository(&host, "team/app").tags().await.unwrap_err();
+    assert!(matches!(&refused, Error::Token { reason, .. } if reason.contains("400")), "{refused}");
 
     // Wrong credentials: the token server's refusal, named.
     let wrong = Client::builder()
