@@ -493,8 +493,14 @@ async fn lying_registry() -> String {
         large.extend_from_slice(b"\"}}");
         large
     };
-    let blob_bytes = b"these are not the bytes".to_vec();
+    let blob_bytes = b"not the bytes!".to_vec();
+    // An image whose config is sound and whose layer is served with other bytes.
+    let config = b"{}".to_vec();
+    let real = Digest::sha256(b"the real bytes");
+    let broken = image_manifest((Digest::sha256(&config).as_str(), 2), &[(real.as_str(), 14)], None);
     let routes: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::new(Mutex::new(HashMap::from([
+        ("/v2/lies/manifests/broken".to_owned(), broken),
+        (format!("/v2/lies/blobs/{}", Digest::sha256(&config)), config),
         ("/v2/lies/manifests/swapped".to_owned(), good.clone()),
         ("/v2/lies/manifests/large".to_owned(), large),
         (format!("/v2/lies/manifests/{}", Digest::sha256(b"something else")), good),
@@ -544,6 +550,26 @@ async fn bad_answers_and_bad_input_are_named() {
     }
     let error = last.expect("an answer").unwrap_err();
     assert!(matches!(&error, Error::DigestMismatch { expected, .. } if *expected == real.to_string()), "{error}");
+
+    // A copy of that image into a layout fails by name and leaves nothing of it there.
+    let work = tempfile::tempdir().unwrap();
+    let export = work.path().join("export");
+    let error = copy(
+        &client,
+        &format!("docker://{host}/lies:broken").parse().unwrap(),
+        &client,
+        &format!("oci:{}:broken", export.display()).parse().unwrap(),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, Error::DigestMismatch { .. }), "{error}");
+    let left: Vec<String> = std::fs::read_dir(export.join("blobs/sha256"))
+        .map(|entries| entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(!left.iter().any(|name| name == real.hex() || name.starts_with(".partial")), "{left:?}");
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(export.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"], serde_json::json!([]), "the image is not named");
 
     // Addresses that do not parse say why.
     for bad in ["docker://", "docker://127.0.0.1:5000/UPPER:tag", "oci:", "ftp://x/y"] {
