@@ -195,7 +195,7 @@ impl ClientBuilder {
             if let Some(identity) = &self.identity {
                 http = http.identity(identity.clone());
             }
-            http.build().map_err(|e| Error::Tls(format!("building the HTTP client: {e}")))
+            http.build().map_err(|e| Error::Tls(format!("building the HTTP client: {}", chain(&e))))
         };
         let http = make(self.verify_tls)?;
         let unchecked = if self.insecure.is_empty() { None } else { Some(make(false)?) };
@@ -452,6 +452,17 @@ struct ErrorsBody {
 struct ErrorEntry {
     code: Option<String>,
     message: Option<String>,
+}
+
+/// An error and its sources, `: `-separated.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// Statuses that say "not now" rather than "no".

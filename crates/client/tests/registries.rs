@@ -809,3 +809,92 @@ async fn copies_match_skopeos() {
     .unwrap();
     same_image(&source, &client.repository(&target_host, "ours/from-skopeo"), "multi").await;
 }
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_from_a_cert_dir() {
+    let test = "client_certificates_from_a_cert_dir";
+    if !has_peer("docker-registry", test) || !has_peer("openssl", test) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    peers::self_signed_for_loopback(dir, "registry");
+    // A CA, and a client certificate it signed.
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=wharf-test-ca",
+            "-days",
+            "1",
+        ],
+    );
+    openssl(
+        dir,
+        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=pusher"],
+    );
+    // Extensions make it a version 3 certificate, the only kind rustls takes.
+    std::fs::write(dir.join("client.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.cert",
+            "-days",
+            "1",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+    let tls = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n    clientcas:\n      - {}\n",
+        dir.join("registry.crt").display(),
+        dir.join("registry.key").display(),
+        dir.join("ca.pem").display()
+    );
+    let distribution = Distribution::start(&tls, "");
+    let host = distribution.host();
+    // The folder as docker lays it out: the server's root as a .crt, the client's pair.
+    let certs = dir.join("certs.d");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("registry.crt"), certs.join("registry.crt")).unwrap();
+    std::fs::copy(dir.join("client.cert"), certs.join("client.cert")).unwrap();
+    std::fs::copy(dir.join("client.key"), certs.join("client.key")).unwrap();
+    let client = Client::builder().cert_dir(&certs).unwrap().retry(Retry::NEVER).build().unwrap();
+    let (layer, data) = blob("mtls", 1000);
+    let repository = client.repository(&host, "team/mtls");
+    assert!(matches!(repository.push_blob(&layer, &data, None).await.unwrap(), BlobOutcome::Uploaded { .. }));
+    assert_eq!(pulled(&repository, &layer).await.0, data);
+    // Trusting the server without presenting a certificate: refused in the handshake.
+    let ca = std::fs::read(dir.join("registry.crt")).unwrap();
+    let without = Client::builder().root_certificates(&ca).unwrap().retry(Retry::NEVER).build().unwrap();
+    let refused = without.repository(&host, "team/mtls").blob_size(&layer.digest).await.unwrap_err();
+    assert!(matches!(refused, Error::Transport { .. }), "{refused}");
+    // A key that does not parse is named.
+    std::fs::write(certs.join("client.key"), "not a key").unwrap();
+    let error = Client::builder().cert_dir(&certs).unwrap_err();
+    assert!(matches!(&error, Error::Tls(reason) if reason.contains("client.cert")), "{error}");
+}
