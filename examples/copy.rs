@@ -1,12 +1,13 @@
-//! `cargo run --release --example copy -- SRC DST [--all | --platform os/arch[,…]]
+//! `cargo run --release --example copy -- SRC DST [--all | --platform os/arch[,…] [--sparse]]
 //! [--referrers] [--src-creds U:P] [--dest-creds U:P] [--src-tls-verify=false]
 //! [--dest-tls-verify=false] [--src-cert-dir DIR] [--dest-cert-dir DIR]`
 //!
 //! Copies an image as `skopeo copy` does, with SRC and DST written as skopeo writes them:
 //! `docker://host[:port]/repo:tag|@digest` or `oci:DIR[:tag|@digest]`. Credentials come
-//! from the flags, else from docker's and podman's files and helpers. Progress bars on a
-//! terminal, one line per blob otherwise; a summary at the end. Exit status 0 only when the
-//! copy is whole.
+//! from the flags, else from docker's and podman's files and helpers. `--sparse` copies the
+//! platforms named under the original index (its digest kept) rather than a new one.
+//! Progress bars on a terminal, one line per blob otherwise; a summary at the end. Exit
+//! status 0 only when the copy is whole.
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints its progress and report")]
 
@@ -42,6 +43,7 @@ fn parse_args() -> Result<Args, String> {
     let mut positional = Vec::new();
     let mut platforms = Platforms::Host;
     let mut referrers = false;
+    let mut sparse = false;
     let mut src = SideFlags { tls_verify: true, ..SideFlags::default() };
     let mut dest = SideFlags { tls_verify: true, ..SideFlags::default() };
     let mut args = std::env::args().skip(1);
@@ -62,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
                 platforms = Platforms::Only(specs);
             }
             "--referrers" => referrers = true,
+            "--sparse" => sparse = true,
             "--src-creds" => src.creds = Some(value("--src-creds")?),
             "--dest-creds" => dest.creds = Some(value("--dest-creds")?),
             "--src-tls-verify" => src.tls_verify = value("--src-tls-verify")? != "false",
@@ -73,11 +76,15 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let [source, target] = positional.as_slice() else {
-        return Err("usage: copy SRC DST [--all | --platform os/arch[,…]] [--referrers] [--src-creds U:P] \
+        return Err("usage: copy SRC DST [--all | --platform os/arch[,…] [--sparse]] [--referrers] [--src-creds U:P] \
                     [--dest-creds U:P] [--src-tls-verify=false] [--dest-tls-verify=false] [--src-cert-dir DIR] \
                     [--dest-cert-dir DIR]"
             .into());
     };
+    if sparse {
+        let Platforms::Only(specs) = platforms else { return Err("--sparse goes with --platform".into()) };
+        platforms = Platforms::Sparse(specs);
+    }
     let source = source.parse().map_err(|e: wharf::client::Error| e.to_string())?;
     let target = target.parse().map_err(|e: wharf::client::Error| e.to_string())?;
     Ok(Args { source, target, platforms, referrers, src, dest })

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{Auth, Scope};
 use crate::credentials::{Anonymous, CredentialSource};
@@ -64,6 +65,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     user_agent: String,
     uploads: UploadOptions,
+    transfers_per_host: usize,
 }
 
 impl ClientBuilder {
@@ -171,6 +173,15 @@ impl ClientBuilder {
         self
     }
 
+    /// How many blobs move to or from one host at once, across every copy, push and pull
+    /// of this client and its clones (default: 8; at least 1). A copy between two hosts
+    /// takes a place at each.
+    #[must_use]
+    pub fn transfers_per_host(mut self, limit: usize) -> ClientBuilder {
+        self.transfers_per_host = limit.max(1);
+        self
+    }
+
     /// How long to wait for a connection (default: 30 s).
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> ClientBuilder {
@@ -212,6 +223,8 @@ impl ClientBuilder {
                 max_manifest_bytes: self.max_manifest_bytes,
                 upload_defaults: self.uploads,
                 hosts: Mutex::default(),
+                transfers_per_host: self.transfers_per_host,
+                transfers: Mutex::default(),
             }),
         })
     }
@@ -238,6 +251,15 @@ pub(crate) struct Inner {
     upload_defaults: UploadOptions,
     /// What was learnt of each host's uploads: its chunk limits.
     hosts: Mutex<HashMap<String, HostUploads>>,
+    transfers_per_host: usize,
+    /// The places for blob transfers, one semaphore per host.
+    transfers: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// Places held for one blob transfer, one at each host it touches; given back on drop.
+#[derive(Debug)]
+pub(crate) struct TransferSlots {
+    _permits: Vec<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -301,7 +323,33 @@ impl Client {
             connect_timeout: Duration::from_secs(30),
             user_agent: concat!("wharf-client/", env!("CARGO_PKG_VERSION")).to_owned(),
             uploads: UploadOptions::default(),
+            transfers_per_host: 8,
         }
+    }
+
+    /// Waits for a place at each of `hosts` for one blob transfer. Places are taken in the
+    /// hosts' order, each host once, so transfers that need the same two hosts in either
+    /// direction cannot each hold what the other waits for.
+    pub(crate) async fn transfer_slots(&self, hosts: &[&str]) -> TransferSlots {
+        let mut hosts: Vec<String> = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        hosts.sort();
+        hosts.dedup();
+        let mut held = Vec::with_capacity(hosts.len());
+        for host in hosts {
+            let semaphore = self
+                .inner
+                .transfers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(host)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.inner.transfers_per_host)))
+                .clone();
+            // The semaphore is never closed.
+            if let Ok(permit) = semaphore.acquire_owned().await {
+                held.push(permit);
+            }
+        }
+        TransferSlots { _permits: held }
     }
 
     /// How to upload to `host`: the client's options with what the host taught it.

@@ -4,19 +4,16 @@
 //! digests, unless a subset of an index's platforms is asked for, which makes a new index.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::stream::BoxStream;
 use futures::{StreamExt as _, TryStreamExt as _};
 use wharf_oci::{Descriptor, Digest, Manifest, ManifestKind, Platform, Reference};
 
 use crate::address::{ImageAddress, LayoutImage};
-use crate::client::Client;
+use crate::client::{Client, TransferSlots};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::push::{BlobOutcome, BlobSource, RegistryBlob};
+use crate::push::{BlobOutcome, BlobSource, Meter, Metered, RegistryBlob, metered};
 use crate::repository::Repository;
 
 /// Which images of an index to copy.
@@ -30,6 +27,11 @@ pub enum Platforms {
     All,
     /// The images for these platforms, under a new index that lists only them.
     Only(Vec<PlatformSpec>),
+    /// The images for these platforms under the original index, whose other entries then
+    /// name manifests the target lacks (a sparse index): the index keeps its digest, and
+    /// signatures of it stay valid. Registries refuse one unless told to take it
+    /// (Distribution's `validation.manifests.indexes.platforms`); an OCI layout takes it.
+    Sparse(Vec<PlatformSpec>),
 }
 
 /// A platform as `os/architecture[/variant]` names it (`linux/arm64/v8`).
@@ -267,6 +269,15 @@ impl Copier<'_> {
         };
         match &self.options.platforms {
             Platforms::All => Ok(top),
+            Platforms::Sparse(specs) => {
+                if choose(specs).is_empty() {
+                    return Err(Error::Protocol {
+                        what: format!("index {}", top.digest()),
+                        reason: format!("no image for the platforms asked for ({specs:?})"),
+                    });
+                }
+                Ok(top)
+            }
             Platforms::Host => {
                 let chosen = choose(&[PlatformSpec::host()]);
                 let first = chosen.first().ok_or_else(|| Error::Protocol {
@@ -310,6 +321,9 @@ impl Copier<'_> {
                 });
             }
             for child in manifest.manifests() {
+                if depth == 0 && !self.is_copied(child) {
+                    continue;
+                }
                 let child_manifest = self.manifest(child).await?;
                 self.copy_manifest(&child_manifest, depth + 1).await?;
                 self.put_manifest(&child_manifest, None).await?;
@@ -327,6 +341,16 @@ impl Copier<'_> {
             }
             Ok(())
         })
+    }
+
+    /// Whether an entry of the top index is copied: all are, but for a sparse copy.
+    fn is_copied(&self, entry: &Descriptor) -> bool {
+        match &self.options.platforms {
+            Platforms::Sparse(specs) => {
+                entry.platform.as_ref().is_some_and(|platform| specs.iter().any(|spec| spec.matches(platform)))
+            }
+            _ => true,
+        }
     }
 
     async fn source_referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>> {
@@ -359,7 +383,17 @@ impl Copier<'_> {
         let digest = manifest.digest().to_string();
         match &self.target {
             Side::Registry { repository, .. } => {
-                repository.push_manifest(name.unwrap_or(&digest), manifest).await?;
+                let sparse = matches!(self.options.platforms, Platforms::Sparse(_)) && !manifest.manifests().is_empty();
+                repository.push_manifest(name.unwrap_or(&digest), manifest).await.map_err(|error| match error {
+                    Error::Status { method, url, status, codes, message } if sparse && status.is_client_error() => {
+                        let message = format!(
+                            "the target refuses a sparse index (the images left out are not there); \
+                             copy every platform or a filtered index instead: {message}"
+                        );
+                        Error::Status { method, url, status, codes, message }
+                    }
+                    other => other,
+                })?;
             }
             Side::Layout { layout, .. } => {
                 layout.write_manifest(manifest).await?;
@@ -384,48 +418,31 @@ impl Copier<'_> {
 
     async fn copy_blob(&self, descriptor: &Descriptor) -> Result<()> {
         let (digest, size) = (descriptor.digest.clone(), descriptor.size);
+        let _slots = self.transfer_slots().await;
         self.tell(&Progress::Started { digest: digest.clone(), size });
-        let source: Box<dyn BlobSource> = match &self.source {
-            Side::Registry { repository, .. } => {
-                Box::new(RegistryBlob { repository: repository.clone(), digest: digest.clone(), size })
-            }
-            Side::Layout { layout, .. } => Box::new(layout.blob(descriptor)),
-        };
-        let watched =
-            Watched { source: source.as_ref(), digest: digest.clone(), size, progress: self.options.progress.clone() };
+        let meter = self.progress_meter(&digest, size);
         let outcome = match &self.target {
             Side::Registry { repository, .. } => {
-                let mount_from = match &self.source {
-                    Side::Registry { repository: from, .. }
-                        if from.host == repository.host && from.name != repository.name =>
-                    {
-                        Some(from.name.as_str())
+                let (source, mount_from): (Box<dyn BlobSource>, _) = match &self.source {
+                    Side::Registry { repository: from, .. } => {
+                        let blob = RegistryBlob { repository: from.clone(), digest: digest.clone(), size };
+                        let same_registry = from.host == repository.host && from.name != repository.name;
+                        (Box::new(blob), same_registry.then_some(from.name.as_str()))
                     }
-                    _ => None,
+                    Side::Layout { layout, .. } => (Box::new(layout.blob(descriptor)), None),
                 };
-                repository.push_blob(descriptor, &watched, mount_from).await?
+                let source = Metered { source: source.as_ref(), meter };
+                repository.push_blob_in_slot(descriptor, &source, mount_from).await?
             }
+            Side::Layout { layout, .. } if layout.has_blob(&digest, size) => BlobOutcome::Skipped,
             Side::Layout { layout, .. } => {
-                if layout.has_blob(&digest, size) {
-                    BlobOutcome::Skipped
-                } else {
-                    let stream: BoxStream<'static, Result<Bytes>> = match &self.source {
-                        // From a registry, the download checks the digest and resumes.
-                        Side::Registry { repository, .. } => {
-                            let pull = repository.pull_blob(&digest, Some(size));
-                            let watched = Watched {
-                                source: &EmptySource,
-                                digest: digest.clone(),
-                                size,
-                                progress: self.options.progress.clone(),
-                            };
-                            watched.watch(pull.boxed(), 0)
-                        }
-                        Side::Layout { .. } => watched.open(0).await?,
-                    };
-                    let sent = layout.write_blob(descriptor, stream).await?;
-                    BlobOutcome::Uploaded { sent, resumes: 0 }
-                }
+                let stream = match &self.source {
+                    // From a registry, the download checks the digest and resumes.
+                    Side::Registry { repository, .. } => repository.pull_blob_in_slot(&digest, Some(size)).boxed(),
+                    Side::Layout { layout: from, .. } => from.blob(descriptor).open(0).await?,
+                };
+                let sent = layout.write_blob(descriptor, metered(stream, 0, meter)).await?;
+                BlobOutcome::Uploaded { sent, resumes: 0 }
             }
         };
         {
@@ -439,51 +456,43 @@ impl Copier<'_> {
         self.tell(&Progress::Finished { digest, size, outcome });
         Ok(())
     }
+
+    /// A place among the transfers of each registry host the copy touches, taken in the
+    /// hosts' order (see [`Client::transfer_slots`]).
+    async fn transfer_slots(&self) -> Vec<TransferSlots> {
+        let mut repositories: Vec<&Repository> = [&self.source, &self.target]
+            .into_iter()
+            .filter_map(|side| match side {
+                Side::Registry { repository, .. } => Some(repository),
+                Side::Layout { .. } => None,
+            })
+            .collect();
+        repositories.sort_by(|a, b| a.host.cmp(&b.host));
+        match repositories.as_slice() {
+            [a, b] if Arc::ptr_eq(&a.client.inner, &b.client.inner) => {
+                vec![a.client.transfer_slots(&[&a.host, &b.host]).await]
+            }
+            _ => {
+                let mut slots = Vec::with_capacity(repositories.len());
+                for repository in repositories {
+                    slots.push(repository.client.transfer_slots(&[&repository.host]).await);
+                }
+                slots
+            }
+        }
+    }
+
+    /// What tells the caller how far blob `digest`'s bytes got.
+    fn progress_meter(&self, digest: &Digest, size: u64) -> Meter {
+        let Some(progress) = self.options.progress.clone() else { return Arc::new(|_, _| {}) };
+        let digest = digest.clone();
+        Arc::new(move |_, done| progress(&Progress::Bytes { digest: digest.clone(), done, size }))
+    }
 }
 
 fn add(counter: &mut (u64, u64), bytes: u64) {
     counter.0 += 1;
     counter.1 = counter.1.saturating_add(bytes);
-}
-
-/// A source that says how far its readers got.
-struct Watched<'a> {
-    source: &'a dyn BlobSource,
-    digest: Digest,
-    size: u64,
-    progress: Option<ProgressFn>,
-}
-
-impl Watched<'_> {
-    fn watch(&self, stream: BoxStream<'static, Result<Bytes>>, offset: u64) -> BoxStream<'static, Result<Bytes>> {
-        let Some(progress) = self.progress.clone() else { return stream };
-        let (digest, size) = (self.digest.clone(), self.size);
-        let done = Arc::new(AtomicU64::new(offset));
-        stream
-            .inspect_ok(move |chunk| {
-                let done = done.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
-                progress(&Progress::Bytes { digest: digest.clone(), done, size });
-            })
-            .boxed()
-    }
-}
-
-impl BlobSource for Watched<'_> {
-    fn open(&self, offset: u64) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes>>>> {
-        Box::pin(async move {
-            let stream = self.source.open(offset).await?;
-            Ok(self.watch(stream, offset))
-        })
-    }
-}
-
-/// No bytes: the stand-in source of a [`Watched`] that only wraps a stream.
-struct EmptySource;
-
-impl BlobSource for EmptySource {
-    fn open(&self, _offset: u64) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes>>>> {
-        Box::pin(async { Ok(futures::stream::empty().boxed()) })
-    }
 }
 
 #[cfg(test)]

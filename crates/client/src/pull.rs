@@ -14,7 +14,7 @@ use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{Method, StatusCode};
 use wharf_oci::{Digest, Digester};
 
-use crate::client::Client;
+use crate::client::{Client, TransferSlots};
 use crate::error::{Error, Result};
 use crate::repository::{Repository, header_str};
 
@@ -54,10 +54,17 @@ impl BlobPull {
     /// The bytes of blob `digest` from `offset` on, unchecked: whoever reads them checks
     /// the whole (a push's target).
     pub(crate) fn from_offset(repository: &Repository, digest: &Digest, size: u64, offset: u64) -> BlobPull {
-        BlobPull::start(repository, digest, Some(size), offset, false)
+        BlobPull::start(repository, digest, Some(size), offset, false, false)
     }
 
-    fn start(repository: &Repository, digest: &Digest, size: Option<u64>, offset: u64, verify: bool) -> BlobPull {
+    fn start(
+        repository: &Repository,
+        digest: &Digest,
+        size: Option<u64>,
+        offset: u64,
+        verify: bool,
+        takes_slot: bool,
+    ) -> BlobPull {
         let resumes = Arc::new(AtomicU32::new(0));
         let state = Download {
             repository: repository.clone(),
@@ -71,15 +78,25 @@ impl BlobPull {
             fruitless: 0,
             resumes: resumes.clone(),
             done: false,
+            takes_slot,
+            slots: None,
         };
         BlobPull { inner: futures::stream::try_unfold(state, Download::next).boxed(), resumes }
     }
 }
 
 impl Repository {
-    /// Downloads blob `digest`; `size`, when known (from a descriptor), is enforced.
+    /// Downloads blob `digest`; `size`, when known (from a descriptor), is enforced. The
+    /// download waits for a place among the host's transfers
+    /// ([`ClientBuilder::transfers_per_host`](crate::ClientBuilder::transfers_per_host))
+    /// when first polled, and gives it back when it ends or is dropped.
     pub fn pull_blob(&self, digest: &Digest, size: Option<u64>) -> BlobPull {
-        BlobPull::start(self, digest, size, 0, true)
+        BlobPull::start(self, digest, size, 0, true, true)
+    }
+
+    /// [`Repository::pull_blob`] for a caller that holds the host's place already.
+    pub(crate) fn pull_blob_in_slot(&self, digest: &Digest, size: Option<u64>) -> BlobPull {
+        BlobPull::start(self, digest, size, 0, true, false)
     }
 }
 
@@ -99,6 +116,9 @@ struct Download {
     fruitless: u32,
     resumes: Arc<AtomicU32>,
     done: bool,
+    /// Whether the download waits for a place among its host's transfers.
+    takes_slot: bool,
+    slots: Option<TransferSlots>,
 }
 
 impl Download {
@@ -110,6 +130,9 @@ impl Download {
         loop {
             if self.done {
                 return Ok(None);
+            }
+            if self.takes_slot && self.slots.is_none() {
+                self.slots = Some(self.repository.client.transfer_slots(&[&self.repository.host]).await);
             }
             let Some(body) = self.body.as_mut() else {
                 self.body = Some(self.open().await?);

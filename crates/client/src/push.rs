@@ -102,13 +102,27 @@ impl Repository {
     }
 
     /// Pushes blob `descriptor` from `source`: skipped when the repository has it, mounted
-    /// from `mount_from` (a repository on the same registry) when given, otherwise
-    /// uploaded, continuing from the server's offset after any failed request.
+    /// from `mount_from` (a repository on the same registry) when given, or from wherever
+    /// the registry holds it when it mounts without `from`; otherwise uploaded, continuing
+    /// from the server's offset after any failed request. The push waits for a place among
+    /// the host's transfers ([`ClientBuilder::transfers_per_host`](crate::ClientBuilder::transfers_per_host));
+    /// reading `source` takes none.
     ///
     /// # Errors
     /// The last failure when the upload made no progress through the retry policy's
     /// attempts; [`Error::Status`] when the registry refuses the digest.
     pub async fn push_blob(
+        &self,
+        descriptor: &Descriptor,
+        source: &dyn BlobSource,
+        mount_from: Option<&str>,
+    ) -> Result<BlobOutcome> {
+        let _slots = self.client.transfer_slots(&[&self.host]).await;
+        self.push_blob_in_slot(descriptor, source, mount_from).await
+    }
+
+    /// [`Repository::push_blob`] for a caller that holds the host's place already.
+    pub(crate) async fn push_blob_in_slot(
         &self,
         descriptor: &Descriptor,
         source: &dyn BlobSource,
@@ -126,14 +140,22 @@ impl Repository {
             }
         };
         let size = descriptor.size;
-        let counted = Counted { source, sent: Arc::new(AtomicU64::new(0)) };
+        // The bytes read from the source are the bytes put in requests.
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let counted = Metered {
+            source,
+            meter: Arc::new(move |length, _| {
+                counter.fetch_add(length, Ordering::Relaxed);
+            }),
+        };
         let source: &dyn BlobSource = &counted;
         let mut offset = 0;
         let mut resumes = 0;
         let mut fruitless = 0;
         loop {
             let options = self.client.upload_options(&self.host);
-            let handed_before = counted.sent.load(Ordering::Relaxed);
+            let handed_before = sent.load(Ordering::Relaxed);
             let step =
                 if offset == 0 && size <= options.monolithic_max && options.max_chunk.is_none_or(|max| size <= max) {
                     self.put_whole(&location, digest, size, source).await
@@ -141,7 +163,7 @@ impl Repository {
                     self.send_rest(&location, digest, size, offset, options.max_chunk, source).await
                 };
             let Err(Failed { error, body_length, retry }) = step else {
-                return Ok(BlobOutcome::Uploaded { sent: counted.sent.load(Ordering::Relaxed), resumes });
+                return Ok(BlobOutcome::Uploaded { sent: sent.load(Ordering::Relaxed), resumes });
             };
             if !retry {
                 return Err(error);
@@ -157,7 +179,7 @@ impl Repository {
                 return Err(error);
             }
             tracing::info!(blob = %digest, error = %error, "upload failed; asking where it stands");
-            let handed = counted.sent.load(Ordering::Relaxed) > handed_before;
+            let handed = sent.load(Ordering::Relaxed) > handed_before;
             let Some((reached, now_at)) = self.where_it_stands(&location, digest, offset, handed).await? else {
                 return Ok(BlobOutcome::Mounted);
             };
@@ -206,22 +228,43 @@ impl Repository {
         Ok(status)
     }
 
-    /// `POST` a new upload, or a mount when `mount_from` is given.
+    /// `POST` a mount of `digest`, from `mount_from` when given and otherwise from wherever
+    /// the registry holds it (an anonymous mount), which becomes a new upload where the
+    /// registry cannot mount. A registry that refuses a mount without `from` outright is
+    /// asked again for a plain upload.
     async fn start_upload(&self, digest: &Digest, mount_from: Option<&str>) -> Result<Started> {
-        let mut path = format!("{}/blobs/uploads/", self.name);
         let mut scopes = self.push_scope();
-        if let Some(from) = mount_from {
-            path.push_str(&format!("?mount={digest}&from={from}"));
-            scopes.push(Scope::pull(from));
-        }
-        let call = self.call(Method::POST, &path, scopes);
+        let query = match mount_from {
+            Some(from) => {
+                scopes.push(Scope::pull(from));
+                format!("?mount={digest}&from={from}")
+            }
+            None => format!("?mount={digest}"),
+        };
+        let call = self.call(Method::POST, &format!("{}/blobs/uploads/{query}", self.name), scopes);
         let response = self.client.send(&call, |r| r.header(CONTENT_LENGTH, "0")).await?;
-        let response = Client::expect(&call, response, &[StatusCode::ACCEPTED, StatusCode::CREATED]).await?;
+        if mount_from.is_none() && response.status().is_client_error() {
+            tracing::debug!(host = %self.host, status = %response.status(), "mount without from refused");
+            return self.start_plain_upload().await;
+        }
+        self.started(&call, response).await
+    }
+
+    /// `POST` a new upload.
+    async fn start_plain_upload(&self) -> Result<Started> {
+        let call = self.call(Method::POST, &format!("{}/blobs/uploads/", self.name), self.push_scope());
+        let response = self.client.send(&call, |r| r.header(CONTENT_LENGTH, "0")).await?;
+        self.started(&call, response).await
+    }
+
+    /// What the answer to a `POST` of an upload says: mounted, or where to send the bytes.
+    async fn started(&self, call: &Call<'_>, response: reqwest::Response) -> Result<Started> {
+        let response = Client::expect(call, response, &[StatusCode::ACCEPTED, StatusCode::CREATED]).await?;
         if response.status() == StatusCode::CREATED {
             return Ok(Started::Mounted);
         }
         let min_chunk = header_str(response.headers(), "oci-chunk-min-length").and_then(|v| v.parse().ok());
-        Ok(Started::Upload { location: self.location(&call, response.headers())?, min_chunk })
+        Ok(Started::Upload { location: self.location(call, response.headers())?, min_chunk })
     }
 
     /// The absolute address of an upload from a `Location` header.
@@ -389,6 +432,23 @@ impl Repository {
             return Ok(());
         }
         manifests.push(referrer);
+        self.put_fallback_referrers(subject, &manifests).await
+    }
+
+    /// Takes `referrer` out of the index tagged `<alg>-<hex>` for `subject`, when it is
+    /// listed there.
+    pub(crate) async fn remove_fallback_referrer(&self, subject: &Digest, referrer: &Digest) -> Result<()> {
+        let mut manifests = self.fallback_referrers(subject).await?;
+        let before = manifests.len();
+        manifests.retain(|d| &d.digest != referrer);
+        if manifests.len() == before {
+            return Ok(());
+        }
+        self.put_fallback_referrers(subject, &manifests).await
+    }
+
+    /// Pushes `manifests` as the index tagged `<alg>-<hex>` for `subject`.
+    async fn put_fallback_referrers(&self, subject: &Digest, manifests: &[Descriptor]) -> Result<()> {
         let index = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": wharf_oci::media_type::OCI_IMAGE_INDEX,
@@ -396,14 +456,12 @@ impl Repository {
         });
         let bytes = serde_json::to_vec(&index)
             .map_err(|e| Error::Protocol { what: "referrers index".into(), reason: e.to_string() })?;
-        let index = Manifest::parse(bytes, Some(wharf_oci::media_type::OCI_IMAGE_INDEX))
-            .map_err(|e| Error::Protocol { what: "referrers index".into(), reason: e.to_string() })?;
         let call = self.call(
             Method::PUT,
             &manifest_path(&self.name, &crate::repository::fallback_tag(subject)),
             self.push_scope(),
         );
-        let raw = index.raw().clone();
+        let raw = Bytes::from(bytes);
         let response = self
             .client
             .send(&call, |r| r.header(CONTENT_TYPE, wharf_oci::media_type::OCI_IMAGE_INDEX).body(raw.clone()))
@@ -413,23 +471,34 @@ impl Repository {
     }
 }
 
-/// A source that counts the bytes read from it, which are the bytes put in requests.
-struct Counted<'a> {
-    source: &'a dyn BlobSource,
-    sent: Arc<AtomicU64>,
+/// Told of each chunk read from a stream: its length, and the offset in the blob after it.
+pub(crate) type Meter = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// `stream`, which starts at `offset` in its blob, with `meter` told of every chunk.
+pub(crate) fn metered(
+    stream: BoxStream<'static, Result<Bytes>>,
+    offset: u64,
+    meter: Meter,
+) -> BoxStream<'static, Result<Bytes>> {
+    let mut reached = offset;
+    stream
+        .inspect_ok(move |chunk| {
+            let length = chunk.len() as u64;
+            reached = reached.saturating_add(length);
+            meter(length, reached);
+        })
+        .boxed()
 }
 
-impl BlobSource for Counted<'_> {
+/// A source whose readers are metered: what a push counts as sent, what a copy reports.
+pub(crate) struct Metered<'a> {
+    pub(crate) source: &'a dyn BlobSource,
+    pub(crate) meter: Meter,
+}
+
+impl BlobSource for Metered<'_> {
     fn open(&self, offset: u64) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes>>>> {
-        Box::pin(async move {
-            let sent = self.sent.clone();
-            let stream = self.source.open(offset).await?;
-            Ok(stream
-                .inspect_ok(move |chunk| {
-                    sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                })
-                .boxed())
-        })
+        Box::pin(async move { Ok(metered(self.source.open(offset).await?, offset, self.meter.clone())) })
     }
 }
 

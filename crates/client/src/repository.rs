@@ -286,14 +286,31 @@ impl Repository {
     }
 
     /// Deletes the manifest `reference` names: by digest the manifest, by tag only the tag
-    /// (where the registry allows it).
+    /// (where the registry allows it). A manifest with a `subject` is also taken out of the
+    /// tag schema's referrers index of its subject, where that index lists it (a registry
+    /// without the referrers API).
     ///
     /// # Errors
     /// [`Error::Status`]: 404 when there is none, 405 when the registry does not delete.
     pub async fn delete_manifest(&self, reference: &str) -> Result<()> {
+        // The subject is read before the manifest goes. One that cannot be read (a media
+        // type this client does not know) is deleted all the same.
+        let referrer = match reference.parse::<Digest>() {
+            Ok(digest) => match self.manifest(reference).await {
+                Ok(manifest) => manifest.subject().map(|subject| (subject.digest.clone(), digest)),
+                Err(e) => {
+                    tracing::debug!(reference, error = %e, "manifest unread before its deletion");
+                    None
+                }
+            },
+            Err(_) => None,
+        };
         let call = self.call(Method::DELETE, &manifest_path(&self.name, reference), vec![Scope::delete(&self.name)]);
         let response = self.client.send(&call, |r| r).await?;
         Client::expect(&call, response, &[StatusCode::ACCEPTED, StatusCode::OK, StatusCode::NO_CONTENT]).await?;
+        if let Some((subject, digest)) = referrer {
+            self.remove_fallback_referrer(&subject, &digest).await?;
+        }
         Ok(())
     }
 

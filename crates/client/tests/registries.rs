@@ -23,8 +23,9 @@ use wharf_client::{
     StaticCredentials, UploadOptions, copy,
 };
 use wharf_oci::{Descriptor, Digest, Manifest, media_type};
+use wharf_registry::{IndexChildren, RegistryOptions};
 use wharf_server::{ServerOptions, TokenAuth};
-use wharf_testing::http::{app, image_manifest};
+use wharf_testing::http::{app, app_with, image_manifest};
 use wharf_testing::images::content;
 use wharf_testing::peers::{self, Distribution, KillOnDrop, has_peer};
 use wharf_testing::proxy::{Direction, FaultProxy};
@@ -81,8 +82,9 @@ async fn push_image(repository: &wharf_client::Repository, tag: &str, layers: &[
     manifest
 }
 
-/// Every operation the client has, against `host` as `client` reaches it.
-async fn every_operation(client: &Client, host: &str) {
+/// Every operation the client has, against `host` as `client` reaches it; `anonymous_mounts`
+/// says whether the registry mounts a blob it holds without being told from where.
+async fn every_operation(client: &Client, host: &str, anonymous_mounts: bool) {
     let repository = client.repository(host, "team/app");
     // A small blob goes in one PUT; a second push finds it there.
     let (small, small_data) = blob("small", 1000);
@@ -118,6 +120,14 @@ async fn every_operation(client: &Client, host: &str) {
     assert_eq!(pulled(&other, &small).await.0, small_data);
     let catalog = client.catalog(host).await.unwrap();
     assert_eq!(catalog, vec!["team/app".to_owned(), "team/other".to_owned()]);
+    // Without a repository to mount from, the registry is asked to find the blob itself;
+    // one that does not (Distribution) opens an upload instead.
+    let third = client.repository(host, "team/third");
+    let outcome = third.push_blob(&small, &small_data, None).await.unwrap();
+    let expected =
+        if anonymous_mounts { BlobOutcome::Mounted } else { BlobOutcome::Uploaded { sent: 1000, resumes: 0 } };
+    assert_eq!(outcome, expected);
+    assert_eq!(pulled(&third, &small).await.0, small_data);
 
     // Deletes: the manifest by digest, then a blob.
     repository.delete_manifest(manifest.digest().as_str()).await.unwrap();
@@ -130,11 +140,11 @@ async fn every_operation(client: &Client, host: &str) {
 async fn every_operation_against_wharf_server() {
     let (host, _) = wharf_server().await;
     let client = plain_client(&host, UploadOptions { monolithic_max: 1 << 20, max_chunk: None });
-    every_operation(&client, &host).await;
+    every_operation(&client, &host, true).await;
     // The same pushes in chunks of 256 KiB, into a fresh server.
     let (host, _) = wharf_server().await;
     let chunked = plain_client(&host, UploadOptions { monolithic_max: 1 << 20, max_chunk: Some(256 << 10) });
-    every_operation(&chunked, &host).await;
+    every_operation(&chunked, &host, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +176,18 @@ async fn every_operation_against_distribution_with_htpasswd_over_tls() {
         .upload_options(UploadOptions { monolithic_max: 1 << 20, max_chunk: None })
         .build()
         .unwrap();
-    every_operation(&client, &host).await;
+    every_operation(&client, &host, false).await;
+
+    // No referrers API there: the tag schema's index is kept up to date on push and delete.
+    let signed = client.repository(&host, "team/signed");
+    let (_, amd64) = multi_arch(&signed, "multi").await;
+    let fallback = format!("sha256-{}", amd64.digest().hex());
+    let referrers = signed.referrers(amd64.digest(), None).await.unwrap();
+    assert_eq!(referrers.len(), 1, "{referrers:?}");
+    assert_eq!(signed.manifest(&fallback).await.unwrap().manifests(), referrers.as_slice());
+    signed.delete_manifest(referrers[0].digest.as_str()).await.unwrap();
+    assert_eq!(signed.referrers(amd64.digest(), None).await.unwrap(), Vec::new());
+    assert!(signed.manifest(&fallback).await.unwrap().manifests().is_empty());
     let chunked = Client::builder()
         .root_certificates(&ca)
         .unwrap()
@@ -338,7 +359,7 @@ async fn token_authentication_with_tokens_expiring_mid_transfer() {
         .upload_options(UploadOptions { monolithic_max: 64 << 10, max_chunk: Some(64 << 10) })
         .build()
         .unwrap();
-    every_operation(&client, &host).await;
+    every_operation(&client, &host, false).await;
 
     // A push of chunks that takes well over a token's life: every chunk still lands.
     let (layer, data) = blob("slow", 512 << 10);
@@ -897,4 +918,132 @@ async fn client_certificates_from_a_cert_dir() {
     std::fs::write(certs.join("client.key"), "not a key").unwrap();
     let error = Client::builder().cert_dir(&certs).unwrap_err();
     assert!(matches!(&error, Error::Tls(reason) if reason.contains("client.cert")), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_copies_and_transfers_per_host() {
+    let (source_host, _) = wharf_server().await;
+    let (strict_host, _) = wharf_server().await;
+    let sparse_options = RegistryOptions::default().with_index_children(IndexChildren::None);
+    let (sparse_host, _) = serve(app_with(sparse_options, ServerOptions::default()).1).await;
+    let client = Client::builder()
+        .plain_http(&source_host)
+        .plain_http(&strict_host)
+        .plain_http(&sparse_host)
+        .retry(quick_retries())
+        .build()
+        .unwrap();
+    let source = client.repository(&source_host, "team/app");
+    let (index, amd64) = multi_arch(&source, "multi").await;
+    let arm64 = index.manifests().iter().find(|d| d.digest != *amd64.digest()).unwrap().digest.clone();
+    let arm64_layer = blob("arm64-layer", 100 << 10).0.digest;
+    let address = |host: &str, repository: &str| format!("docker://{host}/{repository}:multi");
+    let parse = |text: String| text.parse::<wharf_client::ImageAddress>().unwrap();
+    let from = parse(address(&source_host, "team/app"));
+    let sparse = CopyOptions {
+        platforms: Platforms::Sparse(vec!["linux/amd64".parse().unwrap()]),
+        referrers: true,
+        ..CopyOptions::default()
+    };
+
+    // A registry that takes sparse indexes: the original index, its amd64 image (and the
+    // SBOM of it), nothing of arm64.
+    let report = copy(&client, &from, &client, &parse(address(&sparse_host, "ours/app")), &sparse).await.unwrap();
+    assert_eq!(report.manifest.as_ref().map(|d| &d.digest), Some(index.digest()));
+    let ours = client.repository(&sparse_host, "ours/app");
+    assert_eq!(ours.manifest("multi").await.unwrap().raw(), index.raw());
+    same_image(&source, &ours, amd64.digest().as_str()).await;
+    assert_eq!(ours.referrers(amd64.digest(), None).await.unwrap().len(), 1);
+    assert_eq!(ours.manifest_descriptor(arm64.as_str()).await.unwrap(), None);
+    assert_eq!(ours.blob_size(&arm64_layer).await.unwrap(), None);
+    // One that requires every image of an index says so, and gets no index.
+    let refused = copy(&client, &from, &client, &parse(address(&strict_host, "ours/app")), &sparse).await.unwrap_err();
+    assert!(refused.to_string().contains("refuses a sparse index"), "{refused}");
+    let strict = client.repository(&strict_host, "ours/app");
+    assert_eq!(strict.manifest_descriptor("multi").await.unwrap(), None);
+    // An OCI layout takes one.
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("sparse");
+    copy(&client, &from, &client, &parse(format!("oci:{}:multi", layout.display())), &sparse).await.unwrap();
+    let index_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let named: Vec<&str> =
+        index_json["manifests"].as_array().unwrap().iter().filter_map(|d| d["digest"].as_str()).collect();
+    assert!(named.contains(&index.digest().as_str()), "{index_json}");
+    assert!(layout.join("blobs/sha256").join(amd64.digest().hex()).exists());
+    assert!(!layout.join("blobs/sha256").join(arm64.hex()).exists());
+
+    // Two copies at once through one client allowed two transfers per host: never more
+    // than two blobs between their start and their end. Without the limit, one copy alone
+    // has eight in flight.
+    let layers: Vec<(Descriptor, Bytes)> = (0..12).map(|i| blob(&format!("many-{i}"), 64 << 10)).collect();
+    push_image(&source, "many", &layers).await;
+    let from_many = parse(format!("docker://{source_host}/team/app:many"));
+    let peak_in_flight = |client: Client, targets: Vec<&'static str>| {
+        let strict_host = strict_host.clone();
+        let from_many = from_many.clone();
+        async move {
+            let (in_flight, peak) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+            let (counter, highest) = (in_flight.clone(), peak.clone());
+            let progress: Arc<dyn Fn(&wharf_client::Progress) + Send + Sync> = Arc::new(move |event| match event {
+                wharf_client::Progress::Started { .. } => {
+                    highest.fetch_max(counter.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                }
+                wharf_client::Progress::Finished { .. } => {
+                    counter.fetch_sub(1, Ordering::SeqCst);
+                }
+                _ => {}
+            });
+            let options = CopyOptions { concurrency: 8, progress: Some(progress), ..CopyOptions::default() };
+            let copies = targets.into_iter().map(|target| {
+                let to = format!("docker://{strict_host}/{target}:many").parse::<wharf_client::ImageAddress>().unwrap();
+                let (client, from_many, options) = (client.clone(), from_many.clone(), options.clone());
+                async move { copy(&client, &from_many, &client, &to, &options).await.unwrap() }
+            });
+            futures::future::join_all(copies).await;
+            peak.load(Ordering::SeqCst)
+        }
+    };
+    let limited = Client::builder()
+        .plain_http(&source_host)
+        .plain_http(&strict_host)
+        .transfers_per_host(2)
+        .retry(quick_retries())
+        .build()
+        .unwrap();
+    let peak = peak_in_flight(limited, vec!["limited/a", "limited/b"]).await;
+    assert!((1..=2).contains(&peak), "{peak} blobs in flight with a limit of 2");
+    let unlimited = peak_in_flight(client.clone(), vec!["unlimited/a"]).await;
+    assert!(unlimited > 2, "{unlimited} blobs in flight without a limit");
+    for copied in ["limited/a", "limited/b", "unlimited/a"] {
+        same_image(&source, &client.repository(&strict_host, copied), "many").await;
+    }
+
+    // Eight copies at once into one layout, each under its own tag: every tag is in the
+    // index, every blob whole.
+    let shared = work.path().join("shared");
+    let copies = (0..8).map(|i| {
+        let (client, from) = (client.clone(), from.clone());
+        let to = parse(format!("oci:{}:tag{i}", shared.display()));
+        let options = CopyOptions { platforms: Platforms::All, ..CopyOptions::default() };
+        async move { copy(&client, &from, &client, &to, &options).await.unwrap() }
+    });
+    futures::future::join_all(copies).await;
+    let layout = wharf_client::Layout::open(&shared).unwrap();
+    for i in 0..8 {
+        let tag = format!("tag{i}").parse().unwrap();
+        let descriptor = layout.resolve(Some(&wharf_client::LayoutImage::Tag(tag))).unwrap();
+        assert_eq!(descriptor.digest, *index.digest());
+    }
+    let back = client.repository(&strict_host, "from/shared");
+    copy(
+        &client,
+        &parse(format!("oci:{}:tag7", shared.display())),
+        &client,
+        &parse(address(&strict_host, "from/shared")),
+        &CopyOptions { platforms: Platforms::All, ..CopyOptions::default() },
+    )
+    .await
+    .unwrap();
+    same_image(&source, &back, "multi").await;
 }

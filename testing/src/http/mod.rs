@@ -198,7 +198,12 @@ async fn raw_request(base: &str, method: &Method, path: &str, headers: &[(&str, 
 
 /// A registry in memory and a router over it.
 pub fn app(options: ServerOptions) -> (Registry, Router) {
-    let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), RegistryOptions::default());
+    app_with(RegistryOptions::default(), options)
+}
+
+/// As [`app`], with the registry's options given.
+pub fn app_with(registry_options: RegistryOptions, options: ServerOptions) -> (Registry, Router) {
+    let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), registry_options);
     let app = router(registry.clone(), options.with_relative_urls(true));
     (registry, app)
 }
