@@ -104,13 +104,12 @@ pub fn self_signed_for_loopback(dir: &std::path::Path, name: &str) {
         "-addext",
         "basicConstraints=critical,CA:FALSE",
     ];
-    let output = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
-    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    openssl(dir, &args);
 }
 
-/// Debian's `docker-registry` (Distribution 2.8.2) serving a fresh root on a free loopback
-/// port, with `extra` appended to its config (an `auth:` section, `http.tls` indented under
-/// `http:` with `extra_http`); stopped on drop.
+/// Debian's `docker-registry` (Distribution 2.8.2) with filesystem storage on a free
+/// loopback port, with `extra` appended to its config (an `auth:` section, `http.tls`
+/// indented under `http:` with `extra_http`); stopped on drop.
 pub struct Distribution {
     /// Where it listens.
     pub port: u16,
@@ -119,14 +118,24 @@ pub struct Distribution {
 }
 
 impl Distribution {
-    /// Starts it.
+    /// Starts it over a fresh root of its own.
     pub fn start(extra_http: &str, extra: &str) -> Distribution {
+        Distribution::start_over(None, extra_http, extra)
+    }
+
+    /// Starts it over the storage root `root` (what it stored stays there after it stops).
+    pub fn serve(root: &std::path::Path) -> Distribution {
+        Distribution::start_over(Some(root), "", "")
+    }
+
+    fn start_over(root: Option<&std::path::Path>, extra_http: &str, extra: &str) -> Distribution {
         let dir = tempfile::tempdir().expect("a folder for docker-registry");
         let port = free_port();
         let file = dir.path().join("config.yml");
+        let root = root.map_or_else(|| dir.path().join("root"), std::path::Path::to_path_buf);
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra_http}{extra}",
-            dir.path().join("root").display()
+            root.display()
         );
         std::fs::write(&file, config).expect("docker-registry's config");
         let child = Command::new("docker-registry")
@@ -134,6 +143,7 @@ impl Distribution {
             .arg(&file)
             // Its S3 driver panics when this is set; unset it for any driver.
             .env_remove("AWS_CA_BUNDLE")
+            // Its log (every 404 a client's probe gets is an "error" line) stays in a file.
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("registry.log")).expect("its log"))
             .spawn()
@@ -147,4 +157,49 @@ impl Distribution {
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// The address of `repository:tag` there, as skopeo writes it.
+    pub fn url(&self, repository: &str, tag: &str) -> String {
+        format!("docker://{}/{repository}:{tag}", self.host())
+    }
+}
+
+/// Debian's nginx as one process of the test's user, everything it writes under `dir`,
+/// serving `servers` (its `server { … }` blocks) inside an `http` block of nginx's
+/// defaults (so a 1 MiB body limit); stopped on drop.
+pub struct Nginx {
+    _child: KillOnDrop,
+}
+
+impl Nginx {
+    /// Starts it and waits until it listens on `port` (which `servers` names).
+    pub fn start(dir: &std::path::Path, port: u16, servers: &str) -> Nginx {
+        std::fs::create_dir_all(dir).expect("nginx's folder");
+        let conf = format!(
+            "daemon off;\nmaster_process off;\npid {t}/nginx.pid;\nerror_log {t}/error.log warn;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n{servers}}}\n",
+            t = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).expect("nginx's config");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let nginx = Nginx { _child: KillOnDrop(child) };
+        wait_for_port(port, "nginx");
+        nginx
+    }
+}
+
+/// Runs `openssl` with `args` in `dir`, failing the test with its output when it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
 }

@@ -27,7 +27,7 @@ use wharf_registry::{IndexChildren, RegistryOptions};
 use wharf_server::{ServerOptions, TokenAuth};
 use wharf_testing::http::{app, app_with, image_manifest};
 use wharf_testing::images::content;
-use wharf_testing::peers::{self, Distribution, KillOnDrop, has_peer};
+use wharf_testing::peers::{self, Distribution, has_peer};
 use wharf_testing::proxy::{Direction, FaultProxy};
 
 /// Serves `router` on a free loopback port; returns `127.0.0.1:<port>`.
@@ -462,29 +462,12 @@ async fn pushes_through_nginx_with_its_one_mebibyte_body_limit() {
     }
     let (_, upstream) = wharf_server().await;
     let work = tempfile::tempdir().unwrap();
-    let temp = work.path();
     let port = peers::free_port();
     // nginx as it comes: no client_max_body_size, so 1 MiB.
-    let conf = format!(
-        "daemon off;\nmaster_process off;\npid {t}/nginx.pid;\nerror_log {t}/error.log warn;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n  server {{\n    listen 127.0.0.1:{port};\n    location /v2/ {{\n      proxy_pass http://{upstream};\n      proxy_set_header Host $http_host;\n      proxy_request_buffering off;\n    }}\n  }}\n}}\n",
-        t = temp.display()
+    let server = format!(
+        "  server {{\n    listen 127.0.0.1:{port};\n    location /v2/ {{\n      proxy_pass http://{upstream};\n      proxy_set_header Host $http_host;\n      proxy_request_buffering off;\n    }}\n  }}\n"
     );
-    std::fs::write(temp.join("nginx.conf"), conf).unwrap();
-    let _nginx = KillOnDrop(
-        std::process::Command::new("nginx")
-            .arg("-p")
-            .arg(temp)
-            .arg("-e")
-            .arg(temp.join("error.log"))
-            .arg("-c")
-            .arg(temp.join("nginx.conf"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nginx starts"),
-    );
-    peers::wait_for_port(port, "nginx");
+    let _nginx = peers::Nginx::start(work.path(), port, &server);
     let host = format!("127.0.0.1:{port}");
     let client = plain_client(&host, UploadOptions::default());
     let repository = client.repository(&host, "team/nginx");
@@ -831,11 +814,6 @@ async fn copies_match_skopeos() {
     same_image(&source, &client.repository(&target_host, "ours/from-skopeo"), "multi").await;
 }
 
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let output = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
-    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_from_a_cert_dir() {
     let test = "client_certificates_from_a_cert_dir";
@@ -846,7 +824,7 @@ async fn client_certificates_from_a_cert_dir() {
     let dir = work.path();
     peers::self_signed_for_loopback(dir, "registry");
     // A CA, and a client certificate it signed.
-    openssl(
+    peers::openssl(
         dir,
         &[
             "req",
@@ -864,13 +842,13 @@ async fn client_certificates_from_a_cert_dir() {
             "1",
         ],
     );
-    openssl(
+    peers::openssl(
         dir,
         &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=pusher"],
     );
     // Extensions make it a version 3 certificate, the only kind rustls takes.
     std::fs::write(dir.join("client.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
-    openssl(
+    peers::openssl(
         dir,
         &[
             "x509",

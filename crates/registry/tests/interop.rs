@@ -7,63 +7,15 @@ use wharf_testing::images;
 use wharf_testing::peers;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{TryStreamExt, stream};
 use images::Images;
-use peers::{free_port, has_peer, skopeo, wait_for_port};
+use peers::{Distribution, has_peer, skopeo};
 use wharf_oci::{Digest, Manifest};
 use wharf_registry::{ManifestReference, Registry, RegistryOptions};
 use wharf_storage::FilesystemDriver;
-
-/// `docker-registry serve` over a root folder, on a free 127.0.0.1 port; stopped on drop.
-struct Distribution {
-    child: Child,
-    port: u16,
-    _config: tempfile::TempDir,
-}
-
-impl Distribution {
-    fn serve(root: &Path) -> Distribution {
-        let config = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let file = config.path().join("config.yml");
-        std::fs::write(
-            &file,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                root.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&file)
-            // Its S3 driver panics when this is set; unset it for any driver.
-            .env_remove("AWS_CA_BUNDLE")
-            // Its log (every 404 a client's probe gets is an "error" line) stays in a file.
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(config.path().join("registry.log")).unwrap())
-            .spawn()
-            .expect("docker-registry starts");
-        let distribution = Distribution { child, port, _config: config };
-        wait_for_port(port, "docker-registry");
-        distribution
-    }
-
-    fn url(&self, repository: &str, tag: &str) -> String {
-        format!("docker://127.0.0.1:{}/{repository}:{tag}", self.port)
-    }
-}
-
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn registry_over(root: &Path) -> Registry {
     Registry::new(Arc::new(FilesystemDriver::new(root).unwrap()), RegistryOptions::default())

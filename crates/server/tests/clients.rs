@@ -272,12 +272,7 @@ fn self_signed(dir: &std::path::Path, name: &str, key_type: &str, subject: &str,
     let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
     let mut args = vec!["req", "-newkey", key_type, "-nodes", "-keyout", &key, "-x509", "-out", &crt, "-subj", subject];
     args.extend_from_slice(extra);
-    openssl(dir, &args);
-}
-
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let output = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
-    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    peers::openssl(dir, &args);
 }
 
 /// `http.tls.clientcas` and `minimumtls`: only clients with a certificate from the CA get
@@ -293,7 +288,7 @@ async fn client_certificates_and_minimum_tls() {
     let dir = work.path();
     self_signed(dir, "domain", "rsa:2048", "/CN=127.0.0.1", &["-days", "2", "-addext", "subjectAltName=IP:127.0.0.1"]);
     self_signed(dir, "clients-ca", "rsa:2048", "/CN=wharf test client CA", &["-days", "2"]);
-    openssl(
+    peers::openssl(
         dir,
         &[
             "req",
@@ -313,7 +308,7 @@ async fn client_certificates_and_minimum_tls() {
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
     )
     .unwrap();
-    openssl(
+    peers::openssl(
         dir,
         &[
             "x509",
@@ -422,28 +417,7 @@ async fn skopeo_through_nginx_terminating_tls() {
         block.replace(from, to)
     });
     // One process as the test's user, everything it writes in the test's folder.
-    let temp = dir.join("nginx");
-    std::fs::create_dir_all(&temp).unwrap();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\npid {t}/nginx.pid;\nerror_log {t}/error.log warn;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n{block}}}\n",
-        t = temp.display()
-    );
-    std::fs::write(temp.join("nginx.conf"), conf).unwrap();
-    let _nginx = KillOnDrop(
-        std::process::Command::new("nginx")
-            .arg("-p")
-            .arg(&temp)
-            .arg("-e")
-            .arg(temp.join("error.log"))
-            .arg("-c")
-            .arg(temp.join("nginx.conf"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nginx starts"),
-    );
-    peers::wait_for_port(port, "nginx");
+    let _nginx = peers::Nginx::start(&dir.join("nginx"), port, &block);
 
     let mut images = Images::standard();
     let large = Images::large(3 << 20);
@@ -465,14 +439,4 @@ async fn skopeo_through_nginx_terminating_tls() {
         .await;
     running.stop().await;
     images.check_layout(&out);
-}
-
-/// A child process, killed when the test ends, however it ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
