@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::{StreamExt as _, TryStreamExt as _};
-use wharf_oci::{Descriptor, Digest, Manifest, ManifestKind, Platform, Reference};
+use wharf_oci::{Descriptor, Digest, Manifest, ManifestKind, Reference};
 
 use crate::address::{ImageAddress, LayoutImage};
 use crate::client::{Client, TransferSlots};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use crate::platform::PlatformSpec;
 use crate::push::{BlobOutcome, BlobSource, Meter, Metered, RegistryBlob, metered};
 use crate::repository::Repository;
 
@@ -32,55 +33,6 @@ pub enum Platforms {
     /// signatures of it stay valid. Registries refuse one unless told to take it
     /// (Distribution's `validation.manifests.indexes.platforms`); an OCI layout takes it.
     Sparse(Vec<PlatformSpec>),
-}
-
-/// A platform as `os/architecture[/variant]` names it (`linux/arm64/v8`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlatformSpec {
-    /// `linux`, `windows`, …
-    pub os: String,
-    /// `amd64`, `arm64`, …
-    pub architecture: String,
-    /// `v7`, `v8`, … when it matters.
-    pub variant: Option<String>,
-}
-
-impl std::str::FromStr for PlatformSpec {
-    type Err = Error;
-
-    fn from_str(text: &str) -> Result<PlatformSpec> {
-        let bad = |reason: &str| Error::Address { address: text.chars().take(80).collect(), reason: reason.into() };
-        let mut parts = text.split('/');
-        let (Some(os), Some(architecture)) = (parts.next(), parts.next()) else {
-            return Err(bad("a platform is os/architecture[/variant]"));
-        };
-        let variant = parts.next().map(str::to_owned);
-        if parts.next().is_some() || os.is_empty() || architecture.is_empty() || variant.as_deref() == Some("") {
-            return Err(bad("a platform is os/architecture[/variant]"));
-        }
-        Ok(PlatformSpec { os: os.to_owned(), architecture: architecture.to_owned(), variant })
-    }
-}
-
-impl PlatformSpec {
-    /// The platform this program was built for, in Go's names as images use them.
-    pub fn host() -> PlatformSpec {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            other => other,
-        };
-        PlatformSpec { os: std::env::consts::OS.to_owned(), architecture: architecture.to_owned(), variant: None }
-    }
-
-    /// Whether an index entry's platform is this one (a variant asked for must match).
-    pub fn matches(&self, platform: &Platform) -> bool {
-        platform.os().to_string() == self.os
-            && platform.architecture().to_string() == self.architecture
-            && self.variant.as_deref().is_none_or(|variant| platform.variant().as_deref() == Some(variant))
-    }
 }
 
 /// What a copy reports as it goes.
@@ -194,6 +146,10 @@ struct Copier<'a> {
     source: Side,
     target: Side,
     options: &'a CopyOptions,
+    /// The copy's own bound on blobs in flight, across every image of an index.
+    blobs_at_once: tokio::sync::Semaphore,
+    /// Each blob's one transfer in this copy.
+    blobs: std::sync::Mutex<std::collections::HashMap<Digest, Arc<tokio::sync::OnceCell<()>>>>,
     max_manifest_bytes: u64,
     report: std::sync::Mutex<CopyReport>,
 }
@@ -215,11 +171,14 @@ pub async fn copy(
         source: side(source_client, source, false)?,
         target: side(target_client, target, true)?,
         options,
+        blobs_at_once: tokio::sync::Semaphore::new(options.concurrency.max(1)),
+        blobs: std::sync::Mutex::default(),
         max_manifest_bytes: source_client.inner.max_manifest_bytes,
         report: std::sync::Mutex::default(),
     };
     let top = copier.top_manifest().await?;
     let top = copier.choose_platforms(top).await?;
+    // The top manifest is put even when the target has it: its name may point elsewhere.
     copier.copy_manifest(&top, 0).await?;
     let name = copier.target_name(&top);
     copier.put_manifest(&top, name.as_deref()).await?;
@@ -311,8 +270,12 @@ impl Copier<'_> {
     }
 
     /// Copies everything `manifest` points to (and, when asked, what refers to it), then
-    /// leaves the manifest itself to the caller.
-    fn copy_manifest<'s>(&'s self, manifest: &'s Manifest, depth: u32) -> BoxFuture<'s, Result<()>> {
+    /// leaves the manifest itself to the caller; says whether the target has it already.
+    /// An image manifest the target holds needs none of its blobs sent: a registry takes a
+    /// manifest only once its blobs are there. An index is never taken on trust, since it may
+    /// be sparse there. The images of an index go side by side, their blobs within the copy's
+    /// concurrency.
+    fn copy_manifest<'s>(&'s self, manifest: &'s Manifest, depth: u32) -> BoxFuture<'s, Result<bool>> {
         Box::pin(async move {
             if depth > 8 {
                 return Err(Error::Protocol {
@@ -320,27 +283,63 @@ impl Copier<'_> {
                     reason: "nested too deeply".into(),
                 });
             }
-            for child in manifest.manifests() {
-                if depth == 0 && !self.is_copied(child) {
-                    continue;
-                }
-                let child_manifest = self.manifest(child).await?;
-                self.copy_manifest(&child_manifest, depth + 1).await?;
-                self.put_manifest(&child_manifest, None).await?;
-            }
+            let present = !manifest.kind().is_index() && self.target_has(manifest).await?;
+            let children: Vec<BoxFuture<'s, Result<()>>> = manifest
+                .manifests()
+                .iter()
+                .filter(|child| depth > 0 || self.is_copied(child))
+                .map(|child| self.copy_child(child, depth + 1))
+                .collect();
+            let children = futures::stream::iter(children)
+                .buffer_unordered(self.options.concurrency.max(1))
+                .try_for_each(|()| futures::future::ok(()));
             let blobs: Vec<&Descriptor> = manifest.config().into_iter().chain(manifest.layers()).collect();
-            futures::stream::iter(blobs.into_iter().map(Ok))
-                .try_for_each_concurrent(self.options.concurrency.max(1), |descriptor| self.copy_blob(descriptor))
-                .await?;
+            let blobs = async {
+                if present {
+                    blobs.into_iter().for_each(|blob| self.already_there(blob));
+                    return Ok(());
+                }
+                futures::future::try_join_all(blobs.into_iter().map(|descriptor| self.copy_blob(descriptor)))
+                    .await
+                    .map(drop)
+            };
+            futures::try_join!(children, blobs)?;
             if self.options.referrers {
                 for referrer in self.source_referrers(manifest.digest()).await? {
-                    let referrer_manifest = self.manifest(&referrer).await?;
-                    self.copy_manifest(&referrer_manifest, depth + 1).await?;
-                    self.put_manifest(&referrer_manifest, None).await?;
+                    self.copy_child(&referrer, depth + 1).await?;
                 }
+            }
+            Ok(present)
+        })
+    }
+
+    /// Copies the manifest `child` names with everything it points to, and puts it.
+    fn copy_child<'s>(&'s self, child: &'s Descriptor, depth: u32) -> BoxFuture<'s, Result<()>> {
+        Box::pin(async move {
+            let child_manifest = self.manifest(child).await?;
+            if !self.copy_manifest(&child_manifest, depth).await? {
+                self.put_manifest(&child_manifest, None).await?;
             }
             Ok(())
         })
+    }
+
+    /// Whether the target's registry holds `manifest` (by digest). A layout is not asked:
+    /// its blobs are checked one by one, at the cost of a file's metadata each.
+    async fn target_has(&self, manifest: &Manifest) -> Result<bool> {
+        match &self.target {
+            Side::Registry { repository, .. } => Ok(repository
+                .manifest_descriptor(manifest.digest().as_str())
+                .await?
+                .is_some_and(|found| &found.digest == manifest.digest())),
+            Side::Layout { .. } => Ok(false),
+        }
+    }
+
+    /// Counts `blob` as skipped without asking: its manifest is at the target.
+    fn already_there(&self, blob: &Descriptor) {
+        add(&mut self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).skipped, blob.size);
+        self.tell(&Progress::Finished { digest: blob.digest.clone(), size: blob.size, outcome: BlobOutcome::Skipped });
     }
 
     /// Whether an entry of the top index is copied: all are, but for a sparse copy.
@@ -416,8 +415,32 @@ impl Copier<'_> {
         }
     }
 
+    /// Copies a blob once per copy: images of an index that share a layer, copied side by
+    /// side, wait for the one transfer of it, and count it as already there.
     async fn copy_blob(&self, descriptor: &Descriptor) -> Result<()> {
+        let once = self
+            .blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(descriptor.digest.clone())
+            .or_default()
+            .clone();
+        let mut first = false;
+        once.get_or_try_init(|| {
+            first = true;
+            self.transfer_blob(descriptor)
+        })
+        .await?;
+        if !first {
+            self.already_there(descriptor);
+        }
+        Ok(())
+    }
+
+    async fn transfer_blob(&self, descriptor: &Descriptor) -> Result<()> {
         let (digest, size) = (descriptor.digest.clone(), descriptor.size);
+        // Never closed; then the host's places, always in this order.
+        let _turn = self.blobs_at_once.acquire().await.ok();
         let _slots = self.transfer_slots().await;
         self.tell(&Progress::Started { digest: digest.clone(), size });
         let meter = self.progress_meter(&digest, size);
@@ -436,13 +459,17 @@ impl Copier<'_> {
             }
             Side::Layout { layout, .. } if layout.has_blob(&digest, size) => BlobOutcome::Skipped,
             Side::Layout { layout, .. } => {
-                let stream = match &self.source {
+                let (stream, resumes) = match &self.source {
                     // From a registry, the download checks the digest and resumes.
-                    Side::Registry { repository, .. } => repository.pull_blob_in_slot(&digest, Some(size)).boxed(),
-                    Side::Layout { layout: from, .. } => from.blob(descriptor).open(0).await?,
+                    Side::Registry { repository, .. } => {
+                        let pull = repository.pull_blob_in_slot(&digest, Some(size));
+                        let resumes = pull.resume_counter();
+                        (pull.boxed(), resumes)
+                    }
+                    Side::Layout { layout: from, .. } => (from.blob(descriptor).open(0).await?, Arc::default()),
                 };
                 let sent = layout.write_blob(descriptor, metered(stream, 0, meter)).await?;
-                BlobOutcome::Uploaded { sent, resumes: 0 }
+                BlobOutcome::Uploaded { sent, resumes: resumes.load(std::sync::atomic::Ordering::Relaxed) }
             }
         };
         {
@@ -493,28 +520,4 @@ impl Copier<'_> {
 fn add(counter: &mut (u64, u64), bytes: u64) {
     counter.0 += 1;
     counter.1 = counter.1.saturating_add(bytes);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn platform_specs() {
-        let spec: PlatformSpec = "linux/arm64/v8".parse().unwrap();
-        assert_eq!(
-            (spec.os.as_str(), spec.architecture.as_str(), spec.variant.as_deref()),
-            ("linux", "arm64", Some("v8"))
-        );
-        assert_eq!("linux/amd64".parse::<PlatformSpec>().unwrap().variant, None);
-        for bad in ["linux", "linux/", "/amd64", "linux/arm/v7/x", "linux/arm/"] {
-            assert!(bad.parse::<PlatformSpec>().is_err(), "{bad}");
-        }
-        let platform: Platform =
-            serde_json::from_str(r#"{"os":"linux","architecture":"arm64","variant":"v8"}"#).unwrap();
-        assert!("linux/arm64".parse::<PlatformSpec>().unwrap().matches(&platform));
-        assert!("linux/arm64/v8".parse::<PlatformSpec>().unwrap().matches(&platform));
-        assert!(!"linux/arm64/v9".parse::<PlatformSpec>().unwrap().matches(&platform));
-        assert!(!"linux/amd64".parse::<PlatformSpec>().unwrap().matches(&platform));
-    }
 }

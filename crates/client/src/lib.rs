@@ -11,6 +11,7 @@ mod credentials;
 mod error;
 pub mod headers;
 mod layout;
+mod platform;
 mod pull;
 mod push;
 mod repository;
@@ -19,12 +20,13 @@ pub use crate::address::{ImageAddress, LayoutImage};
 pub use crate::auth::Scope;
 pub use crate::challenge::Challenge;
 pub use crate::client::{Client, ClientBuilder, Retry};
-pub use crate::copy::{CopyOptions, CopyReport, PlatformSpec, Platforms, Progress, copy};
+pub use crate::copy::{CopyOptions, CopyReport, Platforms, Progress, copy};
 pub use crate::credentials::{
     Anonymous, ConfigFiles, Credential, CredentialSource, DEFAULT_HELPER_TIMEOUT, StaticCredentials, stored_credential,
 };
 pub use crate::error::{Error, Result};
 pub use crate::layout::{Layout, LayoutBlob, REF_NAME};
+pub use crate::platform::PlatformSpec;
 pub use crate::pull::BlobPull;
 pub use crate::push::{BlobOutcome, BlobSource, RegistryBlob, UploadOptions};
 pub use crate::repository::Repository;

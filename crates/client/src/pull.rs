@@ -40,6 +40,11 @@ impl BlobPull {
     pub fn resumes(&self) -> u32 {
         self.resumes.load(Ordering::Relaxed)
     }
+
+    /// The count behind [`BlobPull::resumes`], readable after the stream is handed on.
+    pub(crate) fn resume_counter(&self) -> Arc<AtomicU32> {
+        self.resumes.clone()
+    }
 }
 
 impl Stream for BlobPull {

@@ -438,6 +438,25 @@ async fn cut_connections_resume_and_refusals_are_retried() {
     assert!(carried < data.len() as u64 + (1 << 20), "{carried} bytes crossed for a {} byte blob", data.len());
     assert_eq!(pulled(&direct, &layer).await.0, data);
 
+    // A copy into a layout whose download is cut resumes it, and its progress says so.
+    push_image(&direct, "cut", &[(layer.clone(), data.clone())]).await;
+    let finished: Arc<Mutex<HashMap<Digest, BlobOutcome>>> = Arc::default();
+    let record = finished.clone();
+    let progress: Arc<dyn Fn(&wharf_client::Progress) + Send + Sync> = Arc::new(move |event| {
+        if let wharf_client::Progress::Finished { digest, outcome, .. } = event {
+            record.lock().unwrap().insert(digest.clone(), *outcome);
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let from = format!("docker://{through}/team/faults:cut").parse().unwrap();
+    let to = format!("oci:{}:cut", work.path().display()).parse().unwrap();
+    proxy.cut_after(Direction::Downstream, 2 << 20);
+    let options = CopyOptions { progress: Some(progress), ..CopyOptions::default() };
+    copy(&client, &from, &client, &to, &options).await.unwrap();
+    let outcome = finished.lock().unwrap()[&layer.digest];
+    assert!(matches!(outcome, BlobOutcome::Uploaded { resumes: 1.., .. }), "{outcome:?}");
+    assert_eq!(std::fs::read(work.path().join("blobs/sha256").join(layer.digest.hex())).unwrap(), data);
+
     // 503 bursts and 429 with Retry-After are waited out; past the retry budget, named.
     let fresh = || plain_client(&through, UploadOptions::default());
     proxy.refuse_next(3, 503, None);
@@ -717,6 +736,8 @@ async fn copies_match_skopeos() {
         copy(&client, &from, &client, &parse(address(&target_host, "ours/app", "multi")), &everything).await.unwrap();
     assert_eq!(report.manifest.as_ref().map(|d| &d.digest), Some(index.digest()));
     assert_eq!(report.manifests, 4, "{report:?}");
+    // Eight distinct blobs; the layer both images share goes once though they go side by side.
+    assert_eq!((report.sent.0, report.skipped.0), (8, 1), "{report:?}");
     skopeo(vec![
         "copy".into(),
         "--all".into(),
@@ -934,6 +955,10 @@ async fn sparse_copies_and_transfers_per_host() {
     assert_eq!(ours.referrers(amd64.digest(), None).await.unwrap().len(), 1);
     assert_eq!(ours.manifest_descriptor(arm64.as_str()).await.unwrap(), None);
     assert_eq!(ours.blob_size(&arm64_layer).await.unwrap(), None);
+    // The whole index copied over it fills in what the sparse copy left out.
+    let everything = CopyOptions { platforms: Platforms::All, ..CopyOptions::default() };
+    copy(&client, &from, &client, &parse(address(&sparse_host, "ours/app")), &everything).await.unwrap();
+    same_image(&source, &ours, "multi").await;
     // One that requires every image of an index says so, and gets no index.
     let refused = copy(&client, &from, &client, &parse(address(&strict_host, "ours/app")), &sparse).await.unwrap_err();
     assert!(refused.to_string().contains("refuses a sparse index"), "{refused}");

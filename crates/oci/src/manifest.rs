@@ -46,7 +46,7 @@ pub struct Descriptor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
     /// The platform an index entry is for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "platform_fields")]
     pub platform: Option<Platform>,
     /// The artifact type of the content, when it is an artifact manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -488,6 +488,56 @@ fn schema1() -> Error {
     }
 }
 
+/// The platform object as the image spec spells it. `oci-spec`'s own serde names two fields
+/// `os_version` and `os_features` where the spec (and every registry) writes `os.version` and
+/// `os.features`, so a platform goes through these fields instead.
+mod platform_fields {
+    use oci_spec::image::{Arch, Os, Platform};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Fields {
+        architecture: String,
+        os: String,
+        #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+        os_version: Option<String>,
+        #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
+        os_features: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        variant: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        features: Option<Vec<String>>,
+    }
+
+    pub(super) fn serialize<S: Serializer>(platform: &Option<Platform>, serializer: S) -> Result<S::Ok, S::Error> {
+        platform
+            .as_ref()
+            .map(|p| Fields {
+                architecture: p.architecture().to_string(),
+                os: p.os().to_string(),
+                os_version: p.os_version().clone(),
+                os_features: p.os_features().clone(),
+                variant: p.variant().clone(),
+                features: p.features().clone(),
+            })
+            .serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Platform>, D::Error> {
+        Ok(Option::<Fields>::deserialize(deserializer)?.map(|fields| {
+            let mut platform = Platform::default();
+            platform
+                .set_architecture(Arch::from(fields.architecture.as_str()))
+                .set_os(Os::from(fields.os.as_str()))
+                .set_os_version(fields.os_version)
+                .set_os_features(fields.os_features)
+                .set_variant(fields.variant)
+                .set_features(fields.features);
+            platform
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,6 +585,28 @@ mod tests {
             Error::InvalidManifest { reason } => reason,
             other => panic!("{raw}: expected InvalidManifest, got {other}"),
         }
+    }
+
+    #[test]
+    fn platforms_keep_the_specs_dotted_fields() {
+        let raw = index(Some(OCI_IMAGE_INDEX)).replace(
+            r#""os":"linux"}"#,
+            r#""os":"windows","os.version":"10.0.17763.6659","os.features":["win32k"],"variant":"v1"}"#,
+        );
+        let manifest = Manifest::parse(raw, None).unwrap();
+        let platform = manifest.manifests()[0].platform.as_ref().unwrap();
+        assert_eq!(platform.os().to_string(), "windows");
+        assert_eq!(platform.os_version().as_deref(), Some("10.0.17763.6659"));
+        assert_eq!(platform.os_features().as_deref(), Some(&["win32k".to_owned()][..]));
+        assert_eq!(platform.variant().as_deref(), Some("v1"));
+        let written = serde_json::to_value(&manifest.manifests()[0]).unwrap();
+        assert_eq!(
+            written["platform"],
+            serde_json::json!({"architecture": "amd64", "os": "windows", "os.version": "10.0.17763.6659",
+                "os.features": ["win32k"], "variant": "v1"})
+        );
+        let again: Descriptor = serde_json::from_value(written).unwrap();
+        assert_eq!(&again, &manifest.manifests()[0]);
     }
 
     #[test]
