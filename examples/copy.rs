@@ -1,6 +1,7 @@
 //! `cargo run --release --example copy -- SRC DST [--all | --platform os/arch[,…] [--sparse]]
 //! [--referrers] [--src-creds U:P] [--dest-creds U:P] [--src-tls-verify=false]
-//! [--dest-tls-verify=false] [--src-cert-dir DIR] [--dest-cert-dir DIR]`
+//! [--dest-tls-verify=false] [--src-cert-dir DIR] [--dest-cert-dir DIR]
+//! [--image-parallel-copies N]`
 //!
 //! Copies an image as `skopeo copy` does, with SRC and DST written as skopeo writes them:
 //! `docker://host[:port]/repo:tag|@digest` or `oci:DIR[:tag|@digest]`. Credentials come
@@ -35,6 +36,7 @@ struct Args {
     target: ImageAddress,
     platforms: Platforms,
     referrers: bool,
+    parallel: usize,
     src: SideFlags,
     dest: SideFlags,
 }
@@ -44,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
     let mut platforms = Platforms::Host;
     let mut referrers = false;
     let mut sparse = false;
+    let mut parallel = CopyOptions::default().concurrency;
     let mut src = SideFlags { tls_verify: true, ..SideFlags::default() };
     let mut dest = SideFlags { tls_verify: true, ..SideFlags::default() };
     let mut args = std::env::args().skip(1);
@@ -65,6 +68,14 @@ fn parse_args() -> Result<Args, String> {
             }
             "--referrers" => referrers = true,
             "--sparse" => sparse = true,
+            "--image-parallel-copies" => {
+                let text = value("--image-parallel-copies")?;
+                parallel = text
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or(format!("--image-parallel-copies {text:?}: not a count"))?;
+            }
             "--src-creds" => src.creds = Some(value("--src-creds")?),
             "--dest-creds" => dest.creds = Some(value("--dest-creds")?),
             "--src-tls-verify" => src.tls_verify = value("--src-tls-verify")? != "false",
@@ -78,7 +89,7 @@ fn parse_args() -> Result<Args, String> {
     let [source, target] = positional.as_slice() else {
         return Err("usage: copy SRC DST [--all | --platform os/arch[,…] [--sparse]] [--referrers] [--src-creds U:P] \
                     [--dest-creds U:P] [--src-tls-verify=false] [--dest-tls-verify=false] [--src-cert-dir DIR] \
-                    [--dest-cert-dir DIR]"
+                    [--dest-cert-dir DIR] [--image-parallel-copies N]"
             .into());
     };
     if sparse {
@@ -87,7 +98,7 @@ fn parse_args() -> Result<Args, String> {
     }
     let source = source.parse().map_err(|e: wharf::client::Error| e.to_string())?;
     let target = target.parse().map_err(|e: wharf::client::Error| e.to_string())?;
-    Ok(Args { source, target, platforms, referrers, src, dest })
+    Ok(Args { source, target, platforms, referrers, parallel, src, dest })
 }
 
 /// The client for one side.
@@ -167,6 +178,7 @@ async fn main() -> std::process::ExitCode {
     let options = CopyOptions {
         platforms: args.platforms,
         referrers: args.referrers,
+        concurrency: args.parallel,
         progress: Some(progress()),
         ..CopyOptions::default()
     };

@@ -3,10 +3,12 @@
 //! holds a manifest whose content is missing; manifests keep their exact bytes and so their
 //! digests, unless a subset of an index's platforms is asked for, which makes a new index.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 use futures::{StreamExt as _, TryStreamExt as _};
+use tokio::sync::{OnceCell, Semaphore};
 use wharf_oci::{Descriptor, Digest, Manifest, ManifestKind, Reference};
 
 use crate::address::{ImageAddress, LayoutImage};
@@ -147,11 +149,11 @@ struct Copier<'a> {
     target: Side,
     options: &'a CopyOptions,
     /// The copy's own bound on blobs in flight, across every image of an index.
-    blobs_at_once: tokio::sync::Semaphore,
+    blobs_at_once: Semaphore,
     /// Each blob's one transfer in this copy.
-    blobs: std::sync::Mutex<std::collections::HashMap<Digest, Arc<tokio::sync::OnceCell<()>>>>,
+    blobs: Mutex<HashMap<Digest, Arc<OnceCell<()>>>>,
     max_manifest_bytes: u64,
-    report: std::sync::Mutex<CopyReport>,
+    report: Mutex<CopyReport>,
 }
 
 /// Copies the image at `source` to `target`: `source_client` reaches the source's registry,
@@ -171,10 +173,10 @@ pub async fn copy(
         source: side(source_client, source, false)?,
         target: side(target_client, target, true)?,
         options,
-        blobs_at_once: tokio::sync::Semaphore::new(options.concurrency.max(1)),
-        blobs: std::sync::Mutex::default(),
+        blobs_at_once: Semaphore::new(options.concurrency.max(1)),
+        blobs: Mutex::default(),
         max_manifest_bytes: source_client.inner.max_manifest_bytes,
-        report: std::sync::Mutex::default(),
+        report: Mutex::default(),
     };
     let top = copier.top_manifest().await?;
     let top = copier.choose_platforms(top).await?;
@@ -182,7 +184,7 @@ pub async fn copy(
     copier.copy_manifest(&top, 0).await?;
     let name = copier.target_name(&top);
     copier.put_manifest(&top, name.as_deref()).await?;
-    let mut report = copier.report.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut report = copier.report.into_inner().unwrap_or_else(PoisonError::into_inner);
     report.manifest = Some(layout_descriptor(&top));
     Ok(report)
 }
@@ -338,7 +340,7 @@ impl Copier<'_> {
 
     /// Counts `blob` as skipped without asking: its manifest is at the target.
     fn already_there(&self, blob: &Descriptor) {
-        add(&mut self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).skipped, blob.size);
+        add(&mut self.report.lock().unwrap_or_else(PoisonError::into_inner).skipped, blob.size);
         self.tell(&Progress::Finished { digest: blob.digest.clone(), size: blob.size, outcome: BlobOutcome::Skipped });
     }
 
@@ -404,7 +406,7 @@ impl Copier<'_> {
                 }
             }
         }
-        self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).manifests += 1;
+        self.report.lock().unwrap_or_else(PoisonError::into_inner).manifests += 1;
         self.tell(&Progress::Manifest { digest: manifest.digest().clone(), size: manifest.raw().len() as u64 });
         Ok(())
     }
@@ -421,7 +423,7 @@ impl Copier<'_> {
         let once = self
             .blobs
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .entry(descriptor.digest.clone())
             .or_default()
             .clone();
@@ -473,7 +475,7 @@ impl Copier<'_> {
             }
         };
         {
-            let mut report = self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut report = self.report.lock().unwrap_or_else(PoisonError::into_inner);
             match outcome {
                 BlobOutcome::Skipped => add(&mut report.skipped, size),
                 BlobOutcome::Mounted => add(&mut report.mounted, size),
