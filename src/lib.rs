@@ -13,6 +13,7 @@
 
 pub use wharf_client as client;
 pub use wharf_oci as oci;
+pub use wharf_policy as policy;
 pub use wharf_registry as registry;
 pub use wharf_server as server;
 pub use wharf_storage as storage;
