@@ -180,7 +180,6 @@ async fn main() -> std::process::ExitCode {
         referrers: args.referrers,
         concurrency: args.parallel,
         progress: Some(progress()),
-        ..CopyOptions::default()
     };
     match wharf::client::copy(&source_client, &args.source, &target_client, &args.target, &options).await {
         Ok(report) => {

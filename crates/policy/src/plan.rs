@@ -313,7 +313,7 @@ impl<'p> Planner<'p> {
         for unit in &units {
             let candidate = unit.candidate();
             let protected = if let Some(scope) = self.policy.immutable_scope(name, &candidate) {
-                Some((scope.place.clone(), "immutable".to_owned()))
+                Some((scope.place.clone(), "an immutable tag".to_owned()))
             } else if self.in_use.protects(name, unit.tag.map(|t| t.name.as_str()), unit.digest) {
                 Some(("in-use".to_owned(), "named in the in-use list".to_owned()))
             } else if unit.pushed > grace_start {
@@ -359,9 +359,9 @@ impl<'p> Planner<'p> {
                     });
                 }
                 None => {
-                    let reason = match &rule {
+                    let reason = match rule.as_deref() {
+                        Some("untagged") | None => reason,
                         Some(rule) => format!("untagged; {reason} (rule {rule})"),
-                        None => reason,
                     };
                     if decision == Decision::Keep {
                         kept.insert(unit.digest, reason);
