@@ -213,6 +213,29 @@ async fn tags_page_and_deletes(registry: &Registry) {
     assert_eq!(repository.get_manifest(&"z".parse().unwrap()).await.unwrap().digest, other);
 }
 
+async fn listings_with_link_times(registry: &Registry) {
+    let repository = registry.repository(&name("listed"));
+    assert!(repository.manifest_revisions().await.unwrap().is_empty());
+    assert!(repository.tag_links().await.unwrap().is_empty());
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+    let first = push_image(&repository, "v1", "first").await;
+    let second = push_image(&repository, "v2", "second").await;
+    repository.tag("also-first", &first).await.unwrap();
+    let mut expected = vec![first.clone(), second.clone()];
+    expected.sort();
+    let revisions = repository.manifest_revisions().await.unwrap();
+    assert_eq!(revisions.iter().map(|r| r.digest.clone()).collect::<Vec<_>>(), expected);
+    assert!(revisions.iter().all(|r| r.linked >= before), "{revisions:?}");
+    let links = repository.tag_links().await.unwrap();
+    let named: Vec<(&str, &Digest)> = links.iter().map(|l| (l.tag.as_str(), &l.digest)).collect();
+    assert_eq!(named, [("also-first", &first), ("v1", &first), ("v2", &second)]);
+    assert!(links.iter().all(|l| l.linked >= before));
+    repository.untag("v2").await.unwrap();
+    repository.delete_manifest(&second).await.unwrap();
+    assert_eq!(repository.manifest_revisions().await.unwrap().len(), 1);
+    assert_eq!(repository.tag_links().await.unwrap().len(), 2);
+}
+
 async fn failed_chunk_keeps_what_arrived(registry: &Registry) {
     let repository = registry.repository(&name("flaky"));
     let upload = repository.start_upload().await.unwrap();
@@ -254,6 +277,7 @@ async fn run_all(driver: Arc<dyn StorageDriver>) {
     manifests_by_tag_and_digest(&registry).await;
     indexes_need_their_children(&registry).await;
     tags_page_and_deletes(&registry).await;
+    listings_with_link_times(&registry).await;
     failed_chunk_keeps_what_arrived(&registry).await;
     cancelled_uploads_are_gone(&registry).await;
     catalog_pages(&registry).await;
