@@ -21,6 +21,14 @@ pub enum Error {
         /// What is wrong there.
         reason: String,
     },
+    /// A registry that could not be read or changed.
+    #[error("registry: {what}: {reason}")]
+    Registry {
+        /// What was being read or changed.
+        what: String,
+        /// What failed.
+        reason: String,
+    },
     /// A line of an in-use list that is not a reference or a digest.
     #[error("in-use list, line {line}: {reason}")]
     InUse {

@@ -47,6 +47,8 @@ mod in_use;
 mod inventory;
 mod plan;
 mod policy;
+#[cfg(feature = "registry")]
+pub mod registry;
 mod selector;
 mod time;
 

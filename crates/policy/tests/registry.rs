@@ -1,0 +1,196 @@
+//! Retention on an embedded registry, end to end: the inventory read from a filesystem root,
+//! a plan made and carried out with an audit line per deletion, the same plan again deleting
+//! nothing, and what changed between planning and applying left alone.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::stream;
+use wharf_oci::{Digest, media_type};
+use wharf_policy::registry::{AuditEntry, apply, inventory};
+use wharf_policy::{Decision, InUse, Policy, Timestamp, plan};
+use wharf_registry::{ManifestReference, Registry, RegistryOptions, Repository};
+use wharf_storage::FilesystemDriver;
+use wharf_testing::http::image_manifest;
+
+async fn blob(repository: &Repository, data: &[u8]) -> (Digest, usize) {
+    let digest = Digest::sha256(data);
+    repository.put_blob(&digest, stream::iter([Ok(Bytes::copy_from_slice(data))])).await.unwrap();
+    (digest, data.len())
+}
+
+/// An image with a layer of its own; tagged `tag` when given. Returns its digest and size.
+async fn image(repository: &Repository, seed: &str, tag: Option<&str>) -> (Digest, usize) {
+    let (config, config_size) = blob(repository, format!("{{\"seed\":\"{seed}\"}}").as_bytes()).await;
+    let (layer, layer_size) = blob(repository, format!("layer of {seed}").as_bytes()).await;
+    let raw = image_manifest((config.as_str(), config_size), &[(layer.as_str(), layer_size)], None);
+    let size = raw.len();
+    let reference = tag.map_or_else(|| ManifestReference::Digest(Digest::sha256(&raw)), |t| t.parse().unwrap());
+    (repository.put_manifest(&reference, Bytes::from(raw), None).await.unwrap(), size)
+}
+
+/// A cosign-style signature of `subject`.
+async fn signature(repository: &Repository, subject: &(Digest, usize), seed: &str) -> Digest {
+    let (config, config_size) = blob(repository, b"{}").await;
+    let (payload, payload_size) = blob(repository, seed.as_bytes()).await;
+    let mut raw: serde_json::Value = serde_json::from_slice(&image_manifest(
+        (config.as_str(), config_size),
+        &[(payload.as_str(), payload_size)],
+        Some((subject.0.as_str(), subject.1)),
+    ))
+    .unwrap();
+    raw["artifactType"] = "application/vnd.dev.cosign.artifact.sig.v1+json".into();
+    raw["config"]["mediaType"] = media_type::OCI_EMPTY.into();
+    let raw = serde_json::to_vec(&raw).unwrap();
+    repository.put_manifest(&ManifestReference::Digest(Digest::sha256(&raw)), Bytes::from(raw), None).await.unwrap()
+}
+
+async fn index(repository: &Repository, children: &[&(Digest, usize)], tag: &str) -> Digest {
+    let manifests: Vec<serde_json::Value> = children
+        .iter()
+        .enumerate()
+        .map(|(i, (digest, size))| {
+            let architecture = ["amd64", "arm64"][i % 2];
+            serde_json::json!({"mediaType": media_type::OCI_IMAGE_MANIFEST, "digest": digest, "size": size,
+                "platform": {"os": "linux", "architecture": architecture}})
+        })
+        .collect();
+    let raw = serde_json::to_vec(
+        &serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_IMAGE_INDEX, "manifests": manifests}),
+    )
+    .unwrap();
+    repository.put_manifest(&tag.parse().unwrap(), Bytes::from(raw), None).await.unwrap()
+}
+
+fn has(repository: &Repository, digest: &Digest) -> impl std::future::Future<Output = bool> {
+    let (repository, digest) = (repository.clone(), digest.clone());
+    async move { repository.get_manifest(&ManifestReference::Digest(digest)).await.is_ok() }
+}
+
+const POLICY: &str = "version: 1
+rules:
+  - name: releases
+    tags: { semver: '*' }
+    keep: { newest: 2, by: version }
+  - name: old-releases
+    tags: { semver: '*' }
+    delete: { pushed_older_than: 30d }
+  - name: dev
+    tags: { glob: '*-dev' }
+    delete: { pushed_older_than: 30d }
+untagged: { delete_older_than: 1d }
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_carried_out_on_a_filesystem_registry() {
+    let root = tempfile::tempdir().unwrap();
+    let registry = Registry::new(Arc::new(FilesystemDriver::new(root.path()).unwrap()), RegistryOptions::default());
+    let app = registry.repository(&"team/app".parse().unwrap());
+    let mut releases = Vec::new();
+    for version in ["1.0.0", "1.1.0", "1.2.0", "2.0.0"] {
+        releases.push(image(&app, version, Some(&format!("v{version}"))).await);
+    }
+    let signed = signature(&app, &releases[0], "sig of 1.0.0").await;
+    let amd64 = image(&app, "amd64", None).await;
+    let arm64 = image(&app, "arm64", None).await;
+    let multi = index(&app, &[&amd64, &arm64], "multi-dev").await;
+    let orphan = image(&app, "orphan", None).await;
+    let tools = registry.repository(&"tools".parse().unwrap());
+    let kept_tool = image(&tools, "tool", Some("stable")).await;
+
+    // The inventory is what was pushed.
+    let found = inventory(&registry).await.unwrap();
+    let names: Vec<&str> = found.repositories.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["team/app", "tools"]);
+    let team = &found.repositories[0];
+    assert_eq!(team.tags.len(), 5);
+    assert_eq!(team.manifests.len(), 9);
+    let index_record = team.manifests.iter().find(|m| m.digest == multi).unwrap();
+    assert_eq!(index_record.children, [amd64.0.clone(), arm64.0.clone()]);
+    let signature_record = team.manifests.iter().find(|m| m.digest == signed).unwrap();
+    assert_eq!(signature_record.subject.as_ref(), Some(&releases[0].0));
+    assert_eq!(signature_record.artifact_type.as_deref(), Some("application/vnd.dev.cosign.artifact.sig.v1+json"));
+    assert_eq!(team.manifests.iter().find(|m| m.digest == releases[1].0).unwrap().blobs.len(), 2);
+    assert_eq!(team.manifests.iter().find(|m| m.digest == releases[1].0).unwrap().artifact_type, None);
+
+    // Forty days on: the two newest releases stay; the rest, the old dev index with its
+    // images, the signature of a deleted release and the orphan go.
+    let later = Timestamp(SystemTime::now() + Duration::from_secs(40 * 86_400));
+    let policy = Policy::from_yaml(POLICY).unwrap();
+    let planned = plan(&found, &policy, &InUse::default(), later);
+    let decided: Vec<(&str, Decision)> =
+        planned.repositories[0].tags.iter().map(|t| (t.name.as_str(), t.decision)).collect();
+    assert_eq!(
+        decided,
+        [
+            ("multi-dev", Decision::Delete),
+            ("v1.0.0", Decision::Delete),
+            ("v1.1.0", Decision::Delete),
+            ("v1.2.0", Decision::Keep),
+            ("v2.0.0", Decision::Keep)
+        ]
+    );
+    assert_eq!(planned.summary.manifests_deleted, 7);
+    let mut lines: Vec<AuditEntry> = Vec::new();
+    let applied = apply(&planned, &registry, &mut |entry| lines.push(entry.clone())).await.unwrap();
+    assert_eq!((applied.tags_deleted, applied.manifests_deleted, applied.skipped), (3, 7, 0), "{lines:?}");
+    assert_eq!(lines.len(), 10);
+    assert!(lines.iter().all(|l| l.repository == "team/app" && l.action.starts_with("delete-")));
+    let tag_line = lines.iter().find(|l| l.tag.as_deref() == Some("v1.0.0")).unwrap();
+    assert_eq!(
+        (tag_line.rule.as_deref(), tag_line.reason.as_str()),
+        (Some("old-releases"), "pushed more than 30d ago")
+    );
+    let index_first = lines.iter().position(|l| l.digest == multi && l.action == "delete-manifest").unwrap();
+    let child_after = lines.iter().position(|l| l.digest == amd64.0 && l.action == "delete-manifest").unwrap();
+    assert!(index_first < child_after, "an index goes before its children");
+    assert_eq!(app.tags(None, None).await.unwrap(), ["v1.2.0", "v2.0.0"]);
+    for gone in [&releases[0].0, &releases[1].0, &signed, &multi, &amd64.0, &arm64.0, &orphan.0] {
+        assert!(!has(&app, gone).await, "{gone} is still there");
+    }
+    for kept in [&releases[2].0, &releases[3].0] {
+        assert!(has(&app, kept).await);
+    }
+    assert!(has(&tools, &kept_tool.0).await);
+
+    // The same plan again deletes nothing.
+    let mut again = Vec::new();
+    let second = apply(&planned, &registry, &mut |entry| again.push(entry.clone())).await.unwrap();
+    assert_eq!((second.tags_deleted, second.manifests_deleted, second.skipped, second.already_gone), (0, 0, 0, 10));
+    assert!(again.is_empty());
+    // And a new plan for what is left has nothing to delete.
+    let replanned = plan(&inventory(&registry).await.unwrap(), &policy, &InUse::default(), later);
+    assert_eq!(replanned.summary.tags_deleted + replanned.summary.manifests_deleted, 0, "{}", replanned.to_json());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_changed_since_the_plan_is_left_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let registry = Registry::new(Arc::new(FilesystemDriver::new(root.path()).unwrap()), RegistryOptions::default());
+    let app = registry.repository(&"team/app".parse().unwrap());
+    let old = image(&app, "old", Some("old-dev")).await;
+    let moved = image(&app, "moved", Some("moved-dev")).await;
+    let signed_later = image(&app, "signed-later", Some("signed-dev")).await;
+    let later = Timestamp(SystemTime::now() + Duration::from_secs(40 * 86_400));
+    let planned =
+        plan(&inventory(&registry).await.unwrap(), &Policy::from_yaml(POLICY).unwrap(), &InUse::default(), later);
+    assert_eq!(planned.summary.tags_deleted, 3);
+
+    // Meanwhile: a tag moves to a new image, and a signature arrives for another.
+    let new = image(&app, "new", None).await;
+    app.tag("moved-dev", &new.0).await.unwrap();
+    let signature = signature(&app, &signed_later, "arrived after the plan").await;
+
+    let mut lines = Vec::new();
+    let applied = apply(&planned, &registry, &mut |entry| lines.push(entry.clone())).await.unwrap();
+    assert_eq!((applied.tags_deleted, applied.manifests_deleted, applied.skipped), (2, 2, 2), "{lines:?}");
+    let skips: Vec<&AuditEntry> = lines.iter().filter(|l| l.action == "skip").collect();
+    assert!(skips.iter().any(|l| l.tag.as_deref() == Some("moved-dev") && l.reason.contains("points at")), "{skips:?}");
+    assert!(skips.iter().any(|l| l.digest == signed_later.0 && l.reason.contains(signature.as_str())), "{skips:?}");
+    assert!(!has(&app, &old.0).await);
+    assert!(has(&app, &new.0).await && has(&app, &signed_later.0).await && has(&app, &signature).await);
+    assert_eq!(app.tags(None, None).await.unwrap(), ["moved-dev"]);
+    // The moved tag's old image goes all the same: nothing names it any more.
+    assert!(!has(&app, &moved.0).await);
+}
