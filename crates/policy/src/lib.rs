@@ -55,7 +55,7 @@ mod time;
 pub use crate::error::{Error, Result};
 pub use crate::in_use::InUse;
 pub use crate::inventory::{BlobRecord, Inventory, ManifestRecord, RepositoryInventory, TagRecord};
-pub use crate::plan::{ManifestPlan, Plan, RepositoryPlan, Summary, TagPlan, plan};
+pub use crate::plan::{Explanation, ManifestPlan, Plan, RepositoryPlan, RuleVerdict, Summary, TagPlan, explain, plan};
 pub use crate::policy::{By, Decision, Per, Policy, Refusal};
 pub use crate::time::{Timestamp, format_duration, parse_duration};
 

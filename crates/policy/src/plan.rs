@@ -103,7 +103,7 @@ pub fn plan(inventory: &Inventory, policy: &Policy, in_use: &InUse, now: Timesta
     for repository in &inventory.repositories {
         repositories.entry(repository.name.as_str()).or_default().push(repository);
     }
-    let planner = Planner { policy, in_use, now, default_versions: default_version_pattern() };
+    let planner = Planner { policy, in_use, now, default_versions: default_version_pattern(), explaining: false };
     let decided: Vec<Decided<'_>> =
         repositories.into_iter().map(|(name, parts)| planner.repository(name, &parts)).collect();
 
@@ -149,11 +149,68 @@ pub fn plan(inventory: &Inventory, policy: &Policy, in_use: &InUse, now: Timesta
     Plan { repositories: plans, summary }
 }
 
+/// A rule's verdict on one tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleVerdict {
+    /// The rule.
+    pub rule: String,
+    /// What the rule does when it holds.
+    pub decision: Decision,
+    /// Whether it is for the repository, selects the tag, and holds.
+    pub verdict: String,
+}
+
+impl RuleVerdict {
+    fn new(rule: &Rule, verdict: String) -> RuleVerdict {
+        RuleVerdict { rule: rule.name.clone(), decision: rule.decision, verdict }
+    }
+}
+
+/// Why a tag is kept or deleted: the plan's entry for it, and every rule's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// The repository.
+    pub repository: String,
+    /// The tag's entry in the plan.
+    pub tag: TagPlan,
+    /// Each rule of the policy, in the file's order.
+    pub verdicts: Vec<RuleVerdict>,
+    /// Why nothing is deleted in the repository, when the plan is refused there.
+    pub refused: Option<String>,
+}
+
+/// Every rule's verdict on `tag` of `repository`, and the decision the plan makes for it;
+/// `None` when the inventory has no such tag.
+pub fn explain(
+    inventory: &Inventory,
+    policy: &Policy,
+    in_use: &InUse,
+    now: Timestamp,
+    repository: &str,
+    tag: &str,
+) -> Option<Explanation> {
+    let parts: Vec<&RepositoryInventory> = inventory.repositories.iter().filter(|r| r.name == repository).collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let planner = Planner { policy, in_use, now, default_versions: default_version_pattern(), explaining: true };
+    let mut decided = planner.repository(repository, &parts);
+    let entry = decided.tags.iter().find(|t| t.name == tag)?.clone();
+    Some(Explanation {
+        repository: repository.to_owned(),
+        tag: entry,
+        verdicts: decided.verdicts.remove(tag).unwrap_or_default(),
+        refused: decided.refused,
+    })
+}
+
 struct Planner<'p> {
     policy: &'p Policy,
     in_use: &'p InUse,
     now: Timestamp,
     default_versions: Regex,
+    /// Whether every rule's verdict on every unit is kept, for [`explain`].
+    explaining: bool,
 }
 
 /// A tag, or a manifest no tag, index or subject holds: what rules decide.
@@ -166,6 +223,8 @@ struct Unit<'a> {
     pulled: Option<Timestamp>,
     signed: bool,
     matched: Vec<String>,
+    /// Every rule's verdict, when explaining.
+    verdicts: Vec<RuleVerdict>,
     /// The first keep rule and the first delete rule whose conditions held, with why.
     keep: Option<(String, String)>,
     delete: Option<(String, String)>,
@@ -191,6 +250,8 @@ struct Decided<'a> {
     /// Deleted manifests, with why.
     deleted: BTreeMap<&'a Digest, String>,
     refused: Option<String>,
+    /// Each tag's rule verdicts, when explaining.
+    verdicts: BTreeMap<String, Vec<RuleVerdict>>,
 }
 
 impl Decided<'_> {
@@ -277,6 +338,7 @@ impl<'p> Planner<'p> {
                 pulled,
                 signed: signed(&tag.digest),
                 matched: Vec::new(),
+                verdicts: Vec::new(),
                 keep: None,
                 delete: None,
             });
@@ -294,14 +356,21 @@ impl<'p> Planner<'p> {
                     pulled: manifest.pulled,
                     signed: signed(&manifest.digest),
                     matched: Vec::new(),
+                    verdicts: Vec::new(),
                     keep: None,
                     delete: None,
                 });
             }
         }
 
-        for rule in self.policy.rules.iter().filter(|r| in_repositories(&r.repositories, name)) {
-            self.apply(rule, &mut units);
+        for rule in &self.policy.rules {
+            if in_repositories(&rule.repositories, name) {
+                self.apply(rule, &mut units);
+            } else if self.explaining {
+                for unit in &mut units {
+                    unit.verdicts.push(RuleVerdict::new(rule, "not for this repository".to_owned()));
+                }
+            }
         }
 
         // Decisions for tags and untagged manifests.
@@ -476,7 +545,11 @@ impl<'p> Planner<'p> {
         } else {
             None
         };
-        Decided { name, manifests, tags: tag_plans, kept, deleted, refused }
+        let verdicts = units
+            .iter_mut()
+            .filter_map(|unit| Some((unit.tag?.name.clone(), std::mem::take(&mut unit.verdicts))))
+            .collect();
+        Decided { name, manifests, tags: tag_plans, kept, deleted, refused, verdicts }
     }
 
     /// Records which units `rule` selects, and whether its conditions hold for each.
@@ -494,6 +567,13 @@ impl<'p> Planner<'p> {
             .collect();
         let pattern = rule.selector.as_ref().and_then(|s| s.version_pattern()).unwrap_or(&self.default_versions);
         let ranks = rule.conditions.newest.map(|(count, per, by)| rank(units, &selected, pattern, count, per, by));
+        if self.explaining {
+            let mut is_selected = vec![false; units.len()];
+            selected.iter().for_each(|&i| is_selected[i] = true);
+            for (unit, _) in units.iter_mut().zip(is_selected).filter(|(_, selected)| !selected) {
+                unit.verdicts.push(RuleVerdict::new(rule, "does not select it".to_owned()));
+            }
+        }
         for (position, &i) in selected.iter().enumerate() {
             let unit = &mut units[i];
             unit.matched.push(rule.name.clone());
@@ -501,11 +581,22 @@ impl<'p> Planner<'p> {
                 Decision::Keep => &unit.keep,
                 Decision::Delete => &unit.delete,
             };
-            if decided.is_some() {
+            if decided.is_some() && !self.explaining {
                 continue;
             }
             let newest = ranks.as_ref().map(|ranks| &ranks[position]);
-            if let Some(reason) = holds(&rule.conditions, unit, newest, self.now) {
+            let verdict = holds(&rule.conditions, unit, newest, self.now);
+            if self.explaining {
+                let words = match (&verdict, decided) {
+                    (Ok(reason), None) => format!("selects it, and holds: {reason}"),
+                    (Ok(reason), Some((earlier, _))) => {
+                        format!("selects it, and holds ({reason}), but rule {earlier} decided first")
+                    }
+                    (Err(failed), _) => format!("selects it, but does not hold: {failed}"),
+                };
+                unit.verdicts.push(RuleVerdict::new(rule, words));
+            }
+            if let (Ok(reason), None) = (verdict, decided) {
                 let verdict = Some((rule.name.clone(), reason));
                 match rule.decision {
                     Decision::Keep => unit.keep = verdict,
@@ -567,39 +658,44 @@ fn rank(units: &[Unit<'_>], selected: &[usize], pattern: &Regex, count: usize, p
     ranks.into_iter().map(|r| r.unwrap_or(Rank { within: false, words: String::new() })).collect()
 }
 
-/// Why `conditions` all hold for `unit`, or `None` when one does not.
-fn holds(conditions: &Conditions, unit: &Unit<'_>, newest: Option<&Rank>, now: Timestamp) -> Option<String> {
+/// Why `conditions` all hold for `unit`, or the first that does not.
+fn holds(conditions: &Conditions, unit: &Unit<'_>, newest: Option<&Rank>, now: Timestamp) -> Result<String, String> {
     let mut why = Vec::new();
     if let Some(rank) = newest {
         if !rank.within {
-            return None;
+            return Err(format!("not among {}", rank.words));
         }
         why.push(format!("among {}", rank.words));
     }
     if let Some(within) = conditions.pushed_within {
         if unit.pushed < now.minus(within) {
-            return None;
+            return Err(format!("not pushed within {}", format_duration(within)));
         }
         why.push(format!("pushed within {}", format_duration(within)));
     }
     if let Some(older) = conditions.pushed_older_than {
         if unit.pushed >= now.minus(older) {
-            return None;
+            return Err(format!("pushed less than {} ago", format_duration(older)));
         }
         why.push(format!("pushed more than {} ago", format_duration(older)));
     }
     if let Some(within) = conditions.pulled_within {
-        if unit.pulled.is_none_or(|pulled| pulled < now.minus(within)) {
-            return None;
+        match unit.pulled {
+            None => return Err("never pulled".to_owned()),
+            Some(pulled) if pulled < now.minus(within) => {
+                return Err(format!("not pulled within {}", format_duration(within)));
+            }
+            Some(_) => why.push(format!("pulled within {}", format_duration(within))),
         }
-        why.push(format!("pulled within {}", format_duration(within)));
     }
     if let Some(older) = conditions.pulled_older_than {
         match unit.pulled {
-            Some(pulled) if pulled >= now.minus(older) => return None,
+            Some(pulled) if pulled >= now.minus(older) => {
+                return Err(format!("pulled within {}", format_duration(older)));
+            }
             Some(_) => why.push(format!("not pulled for {}", format_duration(older))),
             None => why.push("never pulled".to_owned()),
         }
     }
-    Some(if why.is_empty() { "selected by the rule".to_owned() } else { why.join(", ") })
+    Ok(if why.is_empty() { "selected by the rule".to_owned() } else { why.join(", ") })
 }

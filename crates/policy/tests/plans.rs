@@ -480,3 +480,39 @@ proptest! {
         prop_assert_eq!(reordered.to_json(), plan.to_json());
     }
 }
+
+#[test]
+fn explain_gives_every_rules_verdict() {
+    let repo =
+        Repo::new("team/a").tagged("1.0.0-dev", 60).tag("used-dev", "1.0.0-dev", 60, Some(2)).tagged("young-dev", 3);
+    let policy = Policy::from_yaml(
+        "version: 1\nrules:\n  - {name: elsewhere, repositories: ['prod/**'], keep: {}}\n  - {name: dev, tags: {glob: '*-dev'}, delete: {pushed_older_than: 30d}}\n  - {name: used, keep: {pulled_within: 14d}}\n  - {name: releases, tags: {semver: '*'}, keep: {}}\n",
+    )
+    .unwrap();
+    let inventory = inventory(vec![repo]);
+    let explained = wharf_policy::explain(&inventory, &policy, &InUse::default(), now(), "team/a", "used-dev").unwrap();
+    assert_eq!((explained.tag.decision, explained.tag.rule.as_deref()), (Decision::Keep, Some("used")));
+    let verdicts: Vec<(&str, &str)> =
+        explained.verdicts.iter().map(|v| (v.rule.as_str(), v.verdict.as_str())).collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("elsewhere", "not for this repository"),
+            ("dev", "selects it, and holds: pushed more than 30d ago"),
+            ("used", "selects it, and holds: pulled within 14d"),
+            ("releases", "does not select it"),
+        ]
+    );
+    let young = wharf_policy::explain(&inventory, &policy, &InUse::default(), now(), "team/a", "young-dev").unwrap();
+    assert_eq!(young.verdicts[1].verdict, "selects it, but does not hold: pushed less than 30d ago");
+    assert_eq!(young.verdicts[2].verdict, "selects it, but does not hold: never pulled");
+    // The explanation's entry is the plan's.
+    let planned = run_with(&policy, &inventory);
+    assert_eq!(planned.repositories[0].tags.iter().find(|t| t.name == "young-dev"), Some(&young.tag));
+    assert!(wharf_policy::explain(&inventory, &policy, &InUse::default(), now(), "team/a", "nope").is_none());
+    assert!(wharf_policy::explain(&inventory, &policy, &InUse::default(), now(), "team/b", "young-dev").is_none());
+}
+
+fn run_with(policy: &Policy, inventory: &Inventory) -> Plan {
+    plan(inventory, policy, &InUse::default(), now())
+}
