@@ -400,3 +400,122 @@ async fn copy_example_copies_and_says_what_failed() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("usage"), "{err}");
 }
+
+fn run_retention(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let output = Command::new(example_binary("retention")).args(args).output().expect("retention runs");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+}
+
+/// Pushes an image with a layer of its own to `repository` of the filesystem root; tagged
+/// `tag` when given. Returns its digest.
+async fn push_to_root(registry: &wharf::registry::Registry, repository: &str, seed: &str, tag: Option<&str>) -> String {
+    use wharf::oci::Digest;
+    let repository = registry.repository(&repository.parse().unwrap());
+    let mut refs = Vec::new();
+    for data in [format!("{{\"seed\":\"{seed}\"}}"), format!("layer of {seed}")] {
+        let digest = Digest::sha256(data.as_bytes());
+        let body = futures::stream::iter([Ok(bytes::Bytes::from(data.clone()))]);
+        repository.put_blob(&digest, body).await.unwrap();
+        refs.push((digest.to_string(), data.len()));
+    }
+    let raw = common::image_manifest((&refs[0].0, refs[0].1), &[(&refs[1].0, refs[1].1)], None);
+    let reference = match tag {
+        Some(tag) => tag.parse().unwrap(),
+        None => wharf::registry::ManifestReference::Digest(Digest::sha256(&raw)),
+    };
+    repository.put_manifest(&reference, bytes::Bytes::from(raw), None).await.unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_example_plans_explains_exports_and_applies() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let driver = wharf::storage::FilesystemDriver::new(&root).unwrap();
+    let registry =
+        wharf::registry::Registry::new(std::sync::Arc::new(driver), wharf::registry::RegistryOptions::default());
+    for version in ["1.0.0", "1.1.0", "2.0.0"] {
+        push_to_root(&registry, "team/app", version, Some(&format!("v{version}"))).await;
+    }
+    push_to_root(&registry, "team/app", "feature", Some("feature-dev")).await;
+    let orphan = push_to_root(&registry, "team/app", "orphan", None).await;
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - {name: releases, tags: {semver: '*'}, keep: {newest: 2, by: version}}\n  - {name: old-releases, tags: {semver: '*'}, delete: {pushed_older_than: 30d}}\n  - {name: dev, tags: {glob: '*-dev'}, delete: {pushed_older_than: 30d}}\nuntagged: {delete_older_than: 1d}\n",
+    )
+    .unwrap();
+    let later = humantime::format_rfc3339(std::time::SystemTime::now() + std::time::Duration::from_secs(40 * 86_400))
+        .to_string();
+    let (inventory_file, plan_file) = (work.path().join("inventory.json"), work.path().join("plan.json"));
+    let os = |text: &str| std::ffi::OsString::from(text);
+    let base = [os("--policy"), policy.clone().into(), os("--now"), os(&later)];
+    let with = |extra: &[std::ffi::OsString]| {
+        let all: Vec<std::ffi::OsString> = base.iter().chain(extra).cloned().collect();
+        let refs: Vec<&std::ffi::OsStr> = all.iter().map(|a| a.as_os_str()).collect();
+        run_retention(&refs)
+    };
+
+    // A dry run on the registry, its inventory saved; the same plan offline from the file.
+    let (status, planned, stderr) = with(&[
+        os("--registry"),
+        root.clone().into(),
+        os("--format"),
+        os("json"),
+        os("--export-inventory"),
+        inventory_file.clone().into(),
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&planned).unwrap();
+    let deleted: Vec<&str> = plan["repositories"][0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["decision"] == "delete")
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted, ["feature-dev", "v1.0.0"]);
+    assert_eq!(plan["summary"]["manifests_deleted"], 3, "{planned}");
+    let (status, offline, stderr) =
+        with(&[os("--inventory"), inventory_file.clone().into(), os("--format"), os("json")]);
+    assert_eq!((status, offline), (0, planned.clone()), "{stderr}");
+    std::fs::write(&plan_file, &planned).unwrap();
+
+    // The table, and one tag explained.
+    let (status, table, _) = with(&[os("--inventory"), inventory_file.clone().into()]);
+    assert_eq!(status, 0);
+    assert!(table.contains("team/app: 2 of 4 tags deleted"), "{table}");
+    assert!(table.contains("total: 2 tags and 3 manifests deleted"), "{table}");
+    let (status, explained, _) =
+        with(&[os("--inventory"), inventory_file.into(), os("--explain"), os("team/app:v1.0.0")]);
+    assert_eq!(status, 0);
+    assert!(explained.contains("team/app:v1.0.0 ("), "{explained}");
+    assert!(explained.contains("is deleted: pushed more than 30d ago"), "{explained}");
+    assert!(
+        explained.contains("rule releases (Keep): selects it, but does not hold: not among the newest 2 by version")
+    );
+
+    // The saved plan applied: an audit line per deletion; applied again, nothing.
+    let (status, applied, stderr) =
+        with(&[os("--registry"), root.clone().into(), os("--apply"), plan_file.clone().into()]);
+    assert_eq!(status, 0, "{stderr}");
+    let audit: Vec<serde_json::Value> =
+        applied.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(audit.len(), 5, "{applied}");
+    assert!(audit.iter().any(|a| a["action"] == "delete-manifest" && a["digest"] == orphan.as_str()));
+    assert!(stderr.contains("applied: 2 tags and 3 manifests deleted"), "{stderr}");
+    let app = registry.repository(&"team/app".parse().unwrap());
+    assert_eq!(app.tags(None, None).await.unwrap(), ["v1.1.0", "v2.0.0"]);
+    let (status, again, stderr) = with(&[os("--registry"), root.into(), os("--apply"), plan_file.into()]);
+    assert_eq!(status, 0);
+    assert!(!again.lines().any(|l| l.starts_with('{')), "{again}");
+    assert!(
+        stderr.contains("applied: 0 tags and 0 manifests deleted, 0 skipped as changed since the plan, 5 already gone")
+    );
+
+    // A policy with a mistake says where.
+    std::fs::write(&policy, "version: 1\nrules:\n  - {name: x, tags: {regex: '('}, delete: {}}\n").unwrap();
+    let (status, _, stderr) = with(&[os("--inventory"), work.path().join("inventory.json").into()]);
+    assert_eq!(status, 1);
+    assert!(stderr.starts_with("retention: policy: rules[0] (x).tags.regex: bad regex"), "{stderr}");
+}
