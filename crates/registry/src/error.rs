@@ -90,6 +90,16 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// A tag move that a guard refused (`DENIED`): a tag policy's immutability, say.
+    #[error("tag {tag} cannot point at {digest}: {reason}")]
+    TagDenied {
+        /// The tag.
+        tag: String,
+        /// Where it was to point.
+        digest: Digest,
+        /// The guard's reason.
+        reason: String,
+    },
     /// A tag breaks the tag grammar (`TAG_INVALID`).
     #[error("{0}")]
     TagInvalid(#[source] wharf_oci::Error),

@@ -1,6 +1,8 @@
 //! Tags: listed, set and removed.
 
+use bytes::Bytes;
 use wharf_oci::Digest;
+use wharf_storage::{Durability, Precondition};
 
 use crate::{Error, ManifestReference, Repository, Result, layout};
 
@@ -57,6 +59,58 @@ impl Repository {
         self.registry.write_link(&layout::tag_current(&self.name, tag), digest).await?;
         self.registry.write_link(&layout::tag_index_entry(&self.name, tag, digest), digest).await?;
         // Write, then verify: a garbage collection may have removed the manifest meanwhile.
+        if let Err(e) = self.resolve(&reference).await {
+            let _ = self.driver().delete(&layout::tag_dir(&self.name, tag)).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Points `tag` at `digest`, as [`Repository::tag`] does, if `guard` allows the move
+    /// from the manifest the tag points at now (`None` for a new tag). The check and the
+    /// write are one step against every other guarded move of the tag, from any process: the
+    /// link is replaced only while it is still what the guard saw, and checked again if not.
+    ///
+    /// # Errors
+    /// [`Error::TagDenied`] with the guard's reason; as [`Repository::tag`] otherwise.
+    pub async fn tag_guarded(
+        &self,
+        tag: &str,
+        digest: &Digest,
+        guard: &(dyn Fn(Option<&Digest>) -> std::result::Result<(), String> + Send + Sync),
+    ) -> Result<()> {
+        wharf_oci::validate_tag(tag).map_err(Error::TagInvalid)?;
+        let reference = ManifestReference::Digest(digest.clone());
+        self.resolve(&reference).await?;
+        let path = layout::tag_current(&self.name, tag);
+        loop {
+            let (current, precondition) = match self.driver().get_versioned(&path).await {
+                Ok((content, version)) => {
+                    let text = String::from_utf8_lossy(&content);
+                    let current: Digest =
+                        text.trim().parse().map_err(|source| Error::CorruptLink { path: path.clone(), source })?;
+                    (Some(current), Precondition::Matches(version))
+                }
+                Err(e) if e.is_not_found() => (None, Precondition::Absent),
+                Err(e) => return Err(e.into()),
+            };
+            guard(current.as_ref()).map_err(|reason| Error::TagDenied {
+                tag: tag.to_owned(),
+                digest: digest.clone(),
+                reason,
+            })?;
+            if current.as_ref() == Some(digest) {
+                break;
+            }
+            let content = Bytes::from(digest.to_string());
+            match self.driver().put_if(&path, content, precondition, Durability::Durable).await {
+                Ok(_) => break,
+                // Moved meanwhile: look again, and ask the guard again.
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.registry.write_link(&layout::tag_index_entry(&self.name, tag, digest), digest).await?;
         if let Err(e) = self.resolve(&reference).await {
             let _ = self.driver().delete(&layout::tag_dir(&self.name, tag)).await;
             return Err(e);

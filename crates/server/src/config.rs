@@ -205,6 +205,8 @@ impl Config {
             root.section("catalog")?.finish_with(|s| s.number("maxentries"), &mut warnings)?.unwrap_or(1000);
         let max_tags = root.section("tags")?.finish_with(|s| s.number("maxtags"), &mut warnings)?;
         let (htpasswd, token) = root.read("auth", &mut warnings, auth_config)?;
+        #[cfg(feature = "policy")]
+        let policy = root.section("policy")?.finish_with(policy_config, &mut warnings)?;
         root.finish(&mut warnings);
 
         let mut server = ServerOptions::default()
@@ -219,6 +221,10 @@ impl Config {
         server.headers = http.headers;
         server.htpasswd = htpasswd;
         server.token = token;
+        #[cfg(feature = "policy")]
+        {
+            server.policy = policy.map(std::sync::Arc::new);
+        }
         Ok(Config {
             log,
             storage: storage.driver,
@@ -234,6 +240,18 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// `policy`: a Wharf key (Distribution ignores it) naming the tag policy file that pushes
+/// must respect.
+#[cfg(feature = "policy")]
+fn policy_config(policy: &mut Section) -> Result<Option<wharf_policy::Policy>, ConfigError> {
+    let Some(file) = policy.string("file")? else {
+        return if policy.is_empty() { Ok(None) } else { Err(invalid("policy.file", "the policy file is needed")) };
+    };
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| invalid("policy.file", format!("cannot read {file}: {e}")))?;
+    wharf_policy::Policy::from_yaml(&text).map(Some).map_err(|e| invalid("policy.file", format!("{file}: {e}")))
 }
 
 /// `log`.
@@ -811,6 +829,38 @@ health:
         // An empty file with the environment alone.
         let config = load("", &[("REGISTRY_STORAGE_INMEMORY", "")]).unwrap();
         assert!(matches!(config.storage, StorageConfig::InMemory(_)));
+    }
+
+    #[cfg(feature = "policy")]
+    #[test]
+    fn a_policy_file_is_read_and_its_mistakes_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.yaml");
+        std::fs::write(&good, "version: 1\nnaming:\n  - tags: {semver: '*'}\n").unwrap();
+        let config = load(&format!("storage: {{inmemory: {{}}}}\npolicy:\n  file: {}\n", good.display()), &[]).unwrap();
+        let policy = config.server.policy.expect("the policy");
+        let digest = wharf_oci::Digest::sha256(b"m");
+        assert!(policy.check_tag_push("a", "latest", None, &digest).is_err());
+        assert!(load("storage: {inmemory: {}}", &[]).unwrap().server.policy.is_none());
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, "version: 1\nrules:\n  - {name: x, tags: {glob: '[x'}, keep: {}}\n").unwrap();
+        for (text, says) in [
+            (
+                format!("storage: {{inmemory: {{}}}}\npolicy:\n  file: {}\n", bad.display()),
+                "rules[0] (x).tags.glob: bad glob",
+            ),
+            (
+                "storage: {inmemory: {}}\npolicy:\n  file: /nonexistent/policy.yaml\n".to_owned(),
+                "cannot read /nonexistent",
+            ),
+            (
+                "storage: {inmemory: {}}\npolicy:\n  retention: {}\n".to_owned(),
+                "policy.file: the policy file is needed",
+            ),
+        ] {
+            let error = Config::from_yaml(&text, "test", Vec::new()).unwrap_err().to_string();
+            assert!(error.contains(says), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -182,6 +182,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::ManifestBlobUnknown { .. } => ErrorCode::ManifestBlobUnknown,
             RegistryError::ManifestTooLarge { .. } => ErrorCode::ManifestTooLarge,
             RegistryError::TagInvalid(_) => ErrorCode::TagInvalid,
+            RegistryError::TagDenied { reason, .. } => return ApiError::new(ErrorCode::Denied, reason.clone()),
             RegistryError::DigestInvalid(_) => ErrorCode::DigestInvalid,
             // Content gone between a check and its read: said without the store's paths.
             RegistryError::Storage(storage) if storage.is_not_found() => {

@@ -108,6 +108,10 @@ pub struct ServerOptions {
     pub metrics: Option<Metrics>,
     /// The storage health check; while it fails, every request is answered 503.
     pub health: Option<Health>,
+    /// The tag policy whose naming rules and immutable tags pushes and deletes must respect
+    /// (answered 403 `DENIED` with the rule's message).
+    #[cfg(feature = "policy")]
+    pub policy: Option<std::sync::Arc<wharf_policy::Policy>>,
 }
 
 impl Default for ServerOptions {
@@ -128,11 +132,21 @@ impl Default for ServerOptions {
             #[cfg(feature = "metrics")]
             metrics: None,
             health: None,
+            #[cfg(feature = "policy")]
+            policy: None,
         }
     }
 }
 
 impl ServerOptions {
+    /// Sets [`ServerOptions::policy`].
+    #[cfg(feature = "policy")]
+    #[must_use]
+    pub fn with_policy(mut self, policy: wharf_policy::Policy) -> ServerOptions {
+        self.policy = Some(std::sync::Arc::new(policy));
+        self
+    }
+
     /// Sets [`ServerOptions::delete_enabled`].
     #[must_use]
     pub fn with_delete_enabled(mut self, enabled: bool) -> ServerOptions {

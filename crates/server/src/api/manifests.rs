@@ -77,14 +77,32 @@ impl Api {
             .and_then(|manifest| manifest.subject().map(|s| s.digest.clone()));
         self.count(Count::Received(content.len() as u64));
         let repository = self.repository(name);
+        #[cfg(feature = "policy")]
+        if let Some(policy) = self.options.policy.clone() {
+            return self
+                .put_manifest_under_policy(urls, name, &reference, tags, content, content_type, subject, &policy)
+                .await;
+        }
         let digest = repository.put_manifest(&reference, content, content_type.as_deref()).await?;
         for tag in &tags {
             repository.tag(tag, &digest).await?;
         }
+        self.manifest_created(urls, name, &digest, &tags, subject)
+    }
+
+    /// The answer to a manifest stored under `tags`.
+    fn manifest_created(
+        &self,
+        urls: &Urls,
+        name: &RepositoryName,
+        digest: &Digest,
+        tags: &[String],
+        subject: Option<Digest>,
+    ) -> ApiResult {
         self.count(Count::ManifestPushed);
         let mut response = empty(StatusCode::CREATED);
         let out = response.headers_mut();
-        for tag in &tags {
+        for tag in tags {
             out.append(OCI_TAG, header_value(tag)?);
         }
         out.insert(header::LOCATION, header_value(&urls.url(&format!("/v2/{name}/manifests/{digest}")))?);
@@ -95,9 +113,84 @@ impl Api {
         Ok(response)
     }
 
+    /// A manifest PUT under a tag policy: every tag it would get is checked against the
+    /// naming rules and immutable tags before anything is stored, and each tag is then moved
+    /// only while the policy still allows it (two pushes of one immutable tag at once, from
+    /// any two processes: one wins, the other is refused).
+    #[cfg(feature = "policy")]
+    #[allow(clippy::too_many_arguments, reason = "the parts of one request, already read")]
+    async fn put_manifest_under_policy(
+        &self,
+        urls: &Urls,
+        name: &RepositoryName,
+        reference: &ManifestReference,
+        mut tags: Vec<String>,
+        content: bytes::Bytes,
+        content_type: Option<String>,
+        subject: Option<Digest>,
+        policy: &wharf_policy::Policy,
+    ) -> ApiResult {
+        let repository = self.repository(name);
+        let digest = match reference {
+            ManifestReference::Digest(digest) => digest.clone(),
+            ManifestReference::Tag(tag) => {
+                tags.insert(0, tag.to_string());
+                Digest::sha256(&content)
+            }
+        };
+        let repository_name = name.to_string();
+        for tag in &tags {
+            let current = match repository
+                .resolve(&ManifestReference::Tag(
+                    tag.parse().map_err(|e: wharf_oci::Error| ApiError::new(ErrorCode::TagInvalid, e.to_string()))?,
+                ))
+                .await
+            {
+                Ok(current) => Some(current),
+                Err(wharf_registry::Error::ManifestUnknown { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            policy
+                .check_tag_push(&repository_name, tag, current.as_ref(), &digest)
+                .map_err(|refusal| ApiError::new(ErrorCode::Denied, refusal.to_string()))?;
+        }
+        let digest =
+            repository.put_manifest(&ManifestReference::Digest(digest), content, content_type.as_deref()).await?;
+        for tag in &tags {
+            let guard = |current: Option<&Digest>| {
+                policy.check_tag_push(&repository_name, tag, current, &digest).map_err(|refusal| refusal.to_string())
+            };
+            repository.tag_guarded(tag, &digest, &guard).await?;
+        }
+        // The reference tag is answered like the `?tag=` ones only when it was asked as one.
+        let asked: Vec<String> = match reference {
+            ManifestReference::Tag(_) => tags.split_off(1),
+            ManifestReference::Digest(_) => tags,
+        };
+        self.manifest_created(urls, name, &digest, &asked, subject)
+    }
+
     pub(super) async fn delete_manifest(&self, name: &RepositoryName, reference: &str) -> ApiResult {
         self.check_delete_enabled()?;
         let repository = self.repository(name);
+        #[cfg(feature = "policy")]
+        if let Some(policy) = &self.options.policy {
+            let repository_name = name.to_string();
+            let refused = |tag: &str| {
+                policy
+                    .check_tag_delete(&repository_name, tag)
+                    .map_err(|refusal| ApiError::new(ErrorCode::Denied, refusal.to_string()))
+            };
+            match parse_reference(reference)? {
+                ManifestReference::Tag(tag) => refused(tag.as_str())?,
+                // A manifest goes with every tag that points at it.
+                ManifestReference::Digest(digest) => {
+                    for link in repository.tag_links().await?.iter().filter(|link| link.digest == digest) {
+                        refused(&link.tag)?;
+                    }
+                }
+            }
+        }
         match parse_reference(reference)? {
             ManifestReference::Tag(tag) => repository.untag(&tag).await?,
             ManifestReference::Digest(digest) => repository.delete_manifest(&digest).await?,
