@@ -55,8 +55,9 @@ impl InUse {
     /// Whether the list names `tag` of `repository`, or `digest` there or anywhere.
     pub fn protects(&self, repository: &str, tag: Option<&str>, digest: &Digest) -> bool {
         self.digests.contains(digest)
-            || self.pinned.contains(&(repository.to_owned(), digest.clone()))
-            || tag.is_some_and(|tag| self.tags.contains(&(repository.to_owned(), tag.to_owned())))
+            || (!self.pinned.is_empty() && self.pinned.contains(&(repository.to_owned(), digest.clone())))
+            || (!self.tags.is_empty()
+                && tag.is_some_and(|tag| self.tags.contains(&(repository.to_owned(), tag.to_owned()))))
     }
 
     /// Whether the list names `digest` in `repository`, by digest (pinned or bare).

@@ -2,7 +2,7 @@
 //! and the reason, deterministic whatever the inventory's order. Blobs are left to garbage
 //! collection; a plan says how many bytes it frees.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use regex::Regex;
 use semver::Version;
@@ -117,11 +117,11 @@ pub fn plan(inventory: &Inventory, policy: &Policy, in_use: &InUse, now: Timesta
             }
         }
     }
-    let mut freed_anywhere: BTreeMap<&Digest, u64> = BTreeMap::new();
+    let mut freed_anywhere: HashMap<&Digest, u64> = HashMap::new();
     let mut summary = Summary::default();
     let mut plans = Vec::with_capacity(decided.len());
     for repository in &decided {
-        let mut freed: BTreeMap<&Digest, u64> = BTreeMap::new();
+        let mut freed: HashMap<&Digest, u64> = HashMap::new();
         if repository.refused.is_none() {
             for (digest, manifest) in &repository.manifests {
                 if repository.kept.contains_key(digest) {
@@ -280,6 +280,9 @@ impl Decided<'_> {
 /// The subject an attached tag follows: the referrers tag schema's `sha256-<hex>`, and
 /// cosign's `sha256-<hex>.sig`, `.att` and `.sbom`.
 fn attached_subject(tag: &str) -> Option<Digest> {
+    if !(tag.starts_with("sha256-") || tag.starts_with("sha512-")) {
+        return None;
+    }
     let base = [".sig", ".att", ".sbom"].iter().find_map(|suffix| tag.strip_suffix(suffix)).unwrap_or(tag);
     let (algorithm, hex) = base.split_once('-')?;
     format!("{algorithm}:{hex}").parse().ok()
@@ -312,6 +315,9 @@ impl<'p> Planner<'p> {
                 attached.insert(tag, subject);
             }
         }
+        // Subjects with a cosign signature tag (`sha256-<hex>.sig`).
+        let signature_tagged: BTreeSet<&Digest> =
+            attached.iter().filter(|(tag, _)| tag.ends_with(".sig")).map(|(_, subject)| subject).collect();
         let signed = |digest: &Digest| {
             let by_referrer = referrers.get(digest).is_some_and(|list| {
                 list.iter().any(|r| {
@@ -321,7 +327,7 @@ impl<'p> Planner<'p> {
                         .is_some_and(|t| SIGNATURE_TYPES.contains(&t))
                 })
             });
-            by_referrer || tags.contains_key(format!("{}-{}.sig", digest.algorithm(), digest.hex()).as_str())
+            by_referrer || signature_tagged.contains(digest)
         };
         let tagged: BTreeSet<&Digest> = tags.values().map(|t| &t.digest).collect();
 
@@ -611,20 +617,27 @@ impl<'p> Planner<'p> {
 /// and the words for its group.
 struct Rank {
     within: bool,
-    words: String,
+    words: std::sync::Arc<str>,
 }
 
 /// Ranks the `selected` units in their groups, newest first.
 fn rank(units: &[Unit<'_>], selected: &[usize], pattern: &Regex, count: usize, per: Per, by: By) -> Vec<Rank> {
     let versions: Vec<Option<Version>> =
         selected.iter().map(|&i| units[i].tag.and_then(|t| version_in(pattern, &t.name))).collect();
+    // Groups by (has a version, major, minor); the words come once per group.
     let group = |version: &Option<Version>| match (per, version) {
-        (Per::Repository, _) => String::new(),
-        (_, None) => " of the tags without a version".to_owned(),
-        (Per::Major, Some(v)) => format!(" of major {}", v.major),
-        (Per::Minor, Some(v)) => format!(" of {}.{}", v.major, v.minor),
+        (Per::Repository, _) => (true, 0, 0),
+        (_, None) => (false, 0, 0),
+        (Per::Major, Some(v)) => (true, v.major, 0),
+        (Per::Minor, Some(v)) => (true, v.major, v.minor),
     };
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let words = |(versioned, major, minor): (bool, u64, u64)| match per {
+        Per::Repository => String::new(),
+        _ if !versioned => " of the tags without a version".to_owned(),
+        Per::Major => format!(" of major {major}"),
+        Per::Minor => format!(" of {major}.{minor}"),
+    };
+    let mut groups: BTreeMap<(bool, u64, u64), Vec<usize>> = BTreeMap::new();
     for (position, version) in versions.iter().enumerate() {
         groups.entry(group(version)).or_default().push(position);
     }
@@ -634,7 +647,8 @@ fn rank(units: &[Unit<'_>], selected: &[usize], pattern: &Regex, count: usize, p
         By::Version => "version",
     };
     let mut ranks: Vec<Option<Rank>> = (0..selected.len()).map(|_| None).collect();
-    for (words, mut members) in groups {
+    for (key, mut members) in groups {
+        let words: std::sync::Arc<str> = format!("the newest {count}{} by {by_words}", words(key)).into();
         members.sort_by(|&a, &b| {
             let (ua, ub) = (&units[selected[a]], &units[selected[b]]);
             let primary = match by {
@@ -651,11 +665,10 @@ fn rank(units: &[Unit<'_>], selected: &[usize], pattern: &Regex, count: usize, p
             primary.then_with(|| ub.pushed.cmp(&ua.pushed)).then_with(|| ua.name().cmp(ub.name()))
         });
         for (place, position) in members.into_iter().enumerate() {
-            ranks[position] =
-                Some(Rank { within: place < count, words: format!("the newest {count}{words} by {by_words}") });
+            ranks[position] = Some(Rank { within: place < count, words: words.clone() });
         }
     }
-    ranks.into_iter().map(|r| r.unwrap_or(Rank { within: false, words: String::new() })).collect()
+    ranks.into_iter().map(|r| r.unwrap_or(Rank { within: false, words: "".into() })).collect()
 }
 
 /// Why `conditions` all hold for `unit`, or the first that does not.
