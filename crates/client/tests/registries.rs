@@ -978,10 +978,20 @@ async fn sparse_copies_and_transfers_per_host() {
 
     // Two copies at once through one client allowed two transfers per host: never more
     // than two blobs between their start and their end. Without the limit, one copy alone
-    // has eight in flight.
+    // has eight in flight. The target answers each request after 20 ms, as a registry
+    // across a network does, so that transfers overlap however busy the machine is.
     let layers: Vec<(Descriptor, Bytes)> = (0..12).map(|i| blob(&format!("many-{i}"), 64 << 10)).collect();
     push_image(&source, "many", &layers).await;
     let from_many = parse(format!("docker://{source_host}/team/app:many"));
+    let distant = app(ServerOptions::default()).1.layer(axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            next.run(request).await
+        },
+    ));
+    let (strict_host, _) = serve(distant).await;
+    let client =
+        Client::builder().plain_http(&source_host).plain_http(&strict_host).retry(quick_retries()).build().unwrap();
     let peak_in_flight = |client: Client, targets: Vec<&'static str>| {
         let strict_host = strict_host.clone();
         let from_many = from_many.clone();
