@@ -95,6 +95,21 @@ pub struct GarbageCollection {
     pub grace_period: Duration,
 }
 
+/// `policy.retention`: a Wharf key (Distribution ignores it), for the tag policy's retention
+/// rules carried out in the background while the registry serves.
+#[cfg(feature = "policy")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retention {
+    /// `interval`: how often to plan and apply (default 24h); the first run comes one
+    /// interval after start.
+    pub interval: Duration,
+    /// `dryrun`: only log what the plan would delete.
+    pub dry_run: bool,
+    /// `inuse`: the in-use list (what is deployed), read again at every run.
+    pub in_use: Option<PathBuf>,
+}
+
 /// `http.tls`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -141,6 +156,9 @@ pub struct Config {
     pub upload_purging: Option<UploadPurging>,
     /// `storage.maintenance.garbagecollect`, when enabled.
     pub garbage_collection: Option<GarbageCollection>,
+    /// `policy.retention`, when set.
+    #[cfg(feature = "policy")]
+    pub retention: Option<Retention>,
     /// `http.addr`: where to listen.
     pub addr: SocketAddr,
     /// `http.draintimeout`: how long requests in flight may take at shutdown.
@@ -206,7 +224,7 @@ impl Config {
         let max_tags = root.section("tags")?.finish_with(|s| s.number("maxtags"), &mut warnings)?;
         let (htpasswd, token) = root.read("auth", &mut warnings, auth_config)?;
         #[cfg(feature = "policy")]
-        let policy = root.section("policy")?.finish_with(policy_config, &mut warnings)?;
+        let (policy, retention) = root.section("policy")?.finish_with(policy_config, &mut warnings)?;
         root.finish(&mut warnings);
 
         let mut server = ServerOptions::default()
@@ -230,6 +248,8 @@ impl Config {
             storage: storage.driver,
             upload_purging: storage.upload_purging,
             garbage_collection: storage.garbage_collection,
+            #[cfg(feature = "policy")]
+            retention,
             addr: http.addr,
             drain_timeout: http.drain_timeout,
             tls: http.tls,
@@ -243,15 +263,36 @@ impl Config {
 }
 
 /// `policy`: a Wharf key (Distribution ignores it) naming the tag policy file that pushes
-/// must respect.
+/// must respect, and `policy.retention`, the schedule of its retention rules.
 #[cfg(feature = "policy")]
-fn policy_config(policy: &mut Section) -> Result<Option<wharf_policy::Policy>, ConfigError> {
+fn policy_config(policy: &mut Section) -> Result<(Option<wharf_policy::Policy>, Option<Retention>), ConfigError> {
     let Some(file) = policy.string("file")? else {
-        return if policy.is_empty() { Ok(None) } else { Err(invalid("policy.file", "the policy file is needed")) };
+        return if policy.is_empty() {
+            Ok((None, None))
+        } else {
+            Err(invalid("policy.file", "the policy file is needed"))
+        };
     };
     let text =
         std::fs::read_to_string(&file).map_err(|e| invalid("policy.file", format!("cannot read {file}: {e}")))?;
-    wharf_policy::Policy::from_yaml(&text).map(Some).map_err(|e| invalid("policy.file", format!("{file}: {e}")))
+    let read = wharf_policy::Policy::from_yaml(&text).map_err(|e| invalid("policy.file", format!("{file}: {e}")))?;
+    let mut retention = policy.section("retention")?;
+    let schedule = if retention.is_empty() {
+        None
+    } else {
+        Some(Retention {
+            interval: retention.period("interval")?.unwrap_or(Duration::from_secs(24 * 3600)),
+            dry_run: retention.boolean("dryrun")?.unwrap_or(false),
+            in_use: retention.string("inuse")?.map(PathBuf::from),
+        })
+    };
+    let mut warnings = Vec::new();
+    retention.finish(&mut warnings);
+    if let Some(left) = warnings.first() {
+        let key = left.split_whitespace().next().unwrap_or("policy.retention");
+        return Err(invalid(key, "not a key of policy.retention (interval, dryrun, inuse)"));
+    }
+    Ok((Some(read), schedule))
 }
 
 /// `log`.
@@ -842,6 +883,23 @@ health:
         let digest = wharf_oci::Digest::sha256(b"m");
         assert!(policy.check_tag_push("a", "latest", None, &digest).is_err());
         assert!(load("storage: {inmemory: {}}", &[]).unwrap().server.policy.is_none());
+        assert_eq!(config.retention, None);
+        let scheduled = load(
+            &format!(
+                "storage: {{inmemory: {{}}}}\npolicy:\n  file: {}\n  retention:\n    interval: 6h\n    dryrun: true\n    inuse: /etc/wharf/in-use.txt\n",
+                good.display()
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            scheduled.retention,
+            Some(Retention {
+                interval: Duration::from_secs(6 * 3600),
+                dry_run: true,
+                in_use: Some("/etc/wharf/in-use.txt".into())
+            })
+        );
         let bad = dir.path().join("bad.yaml");
         std::fs::write(&bad, "version: 1\nrules:\n  - {name: x, tags: {glob: '[x'}, keep: {}}\n").unwrap();
         for (text, says) in [
@@ -856,6 +914,20 @@ health:
             (
                 "storage: {inmemory: {}}\npolicy:\n  retention: {}\n".to_owned(),
                 "policy.file: the policy file is needed",
+            ),
+            (
+                format!(
+                    "storage: {{inmemory: {{}}}}\npolicy:\n  file: {}\n  retention: {{every: 1h}}\n",
+                    good.display()
+                ),
+                "policy.retention.every: not a key of policy.retention",
+            ),
+            (
+                format!(
+                    "storage: {{inmemory: {{}}}}\npolicy:\n  file: {}\n  retention: {{interval: 0s}}\n",
+                    good.display()
+                ),
+                "policy.retention.interval",
             ),
         ] {
             let error = Config::from_yaml(&text, "test", Vec::new()).unwrap_err().to_string();

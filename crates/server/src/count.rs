@@ -66,6 +66,16 @@ impl Counter {
         }
     }
 
+    /// A scheduled retention run ended: `(tags, manifests, skipped)` deletions, or `None`
+    /// when it failed.
+    #[cfg(all(feature = "daemon", feature = "policy"))]
+    pub(crate) fn retention_finished(&self, deleted: Option<(u64, u64, u64)>, dry_run: bool) {
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            metrics.retention_finished(deleted, dry_run);
+        }
+    }
+
     /// One garbage collection: its outcome and what it deleted.
     #[cfg(feature = "daemon")]
     pub(crate) fn gc_finished(

@@ -54,6 +54,8 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
 
 pub use crate::auth::{Htpasswd, HtpasswdError, Identity};
+#[cfg(all(feature = "config", feature = "policy"))]
+pub use crate::config::Retention;
 #[cfg(feature = "config")]
 pub use crate::config::{
     Config, ConfigError, DebugConfig, GarbageCollection, LogConfig, StorageHealth, TlsConfig, UploadPurging,

@@ -60,6 +60,10 @@ struct MetricsInner {
     gc_bytes_freed: Counter,
     gc_blobs_restored: Counter,
     gc_last_success: Gauge,
+    retention_runs: Family<OutcomeLabels, Counter>,
+    retention_tags_deleted: Counter,
+    retention_manifests_deleted: Counter,
+    retention_skipped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,6 +115,20 @@ impl Metrics {
             ),
             storage_healthy: add(&mut r, "storage_healthy", "1 while the storage health check passes", storage_healthy),
             gc_runs: add(&mut r, "gc_runs", "Garbage collections run, by outcome", Family::default()),
+            retention_runs: add(&mut r, "retention_runs", "Scheduled retention runs, by outcome", Family::default()),
+            retention_tags_deleted: add(&mut r, "retention_tags_deleted", "Tags retention deleted", Counter::default()),
+            retention_manifests_deleted: add(
+                &mut r,
+                "retention_manifests_deleted",
+                "Manifests retention deleted",
+                Counter::default(),
+            ),
+            retention_skipped: add(
+                &mut r,
+                "retention_skipped",
+                "Deletions retention planned and did not make, the registry having changed since the plan",
+                Counter::default(),
+            ),
             gc_duration: add(
                 &mut r,
                 "gc_duration_seconds",
@@ -201,6 +219,20 @@ impl Metrics {
             inner.gc_bytes_freed.inc_by(report.bytes_freed);
             inner.gc_blobs_restored.inc_by(report.blobs_restored as u64);
         }
+    }
+
+    /// Records a scheduled retention run: its outcome, and what it deleted (nothing when a
+    /// dry run, or `None` when it failed).
+    pub fn retention_finished(&self, deleted: Option<(u64, u64, u64)>, dry_run: bool) {
+        let inner = &self.inner;
+        let Some((tags, manifests, skipped)) = deleted else {
+            inner.retention_runs.get_or_create(&OutcomeLabels { outcome: "failed", dry_run }).inc();
+            return;
+        };
+        inner.retention_runs.get_or_create(&OutcomeLabels { outcome: "ok", dry_run }).inc();
+        inner.retention_tags_deleted.inc_by(tags);
+        inner.retention_manifests_deleted.inc_by(manifests);
+        inner.retention_skipped.inc_by(skipped);
     }
 
     /// Reports `health` as `wharf_storage_healthy` from now on (the first check given is

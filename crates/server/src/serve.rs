@@ -115,6 +115,26 @@ impl Server {
         collect_garbage(&self.registry, &self.counter, options).await
     }
 
+    /// Plans the tag policy's retention rules over the registry it serves and, unless
+    /// `dry_run`, carries the plan out, writing an audit line (`wharf::audit`) per deletion
+    /// and counting the run in the metrics. `policy.retention` calls this on a schedule.
+    ///
+    /// # Errors
+    /// [`wharf_policy::Error`] when there is no policy, the in-use list cannot be read, or
+    /// the registry cannot be read or changed.
+    #[cfg(feature = "policy")]
+    pub async fn apply_retention(
+        &self,
+        in_use: Option<&std::path::Path>,
+        dry_run: bool,
+    ) -> Result<wharf_policy::registry::Applied, wharf_policy::Error> {
+        let policy = self.config.server.policy.clone().ok_or_else(|| wharf_policy::Error::Policy {
+            place: "policy.file".into(),
+            reason: "the configuration names no policy".into(),
+        })?;
+        apply_retention(&self.registry, &policy, in_use, dry_run, &self.counter).await
+    }
+
     /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -213,6 +233,29 @@ impl Server {
                 }
             })
         });
+        #[cfg(feature = "policy")]
+        let retaining = match (&self.config.retention, &self.config.server.policy) {
+            (Some(schedule), Some(policy)) => {
+                let (registry, counter, policy, schedule) =
+                    (self.registry.clone(), self.counter.clone(), policy.clone(), schedule.clone());
+                Some(tokio::spawn(async move {
+                    let start = tokio::time::Instant::now() + schedule.interval;
+                    let mut every = tokio::time::interval_at(start, schedule.interval);
+                    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        every.tick().await;
+                        let run =
+                            apply_retention(&registry, &policy, schedule.in_use.as_deref(), schedule.dry_run, &counter);
+                        if futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await.is_err() {
+                            tracing::error!("retention panicked; the schedule goes on");
+                        }
+                    }
+                }))
+            }
+            _ => None,
+        };
+        #[cfg(not(feature = "policy"))]
+        let retaining: Option<tokio::task::JoinHandle<()>> = None;
         let checks = match (&self.health, &self.config.storage_health) {
             (Some(health), Some(check)) => Some(health.spawn_checks(self.registry.clone(), check.interval)),
             _ => None,
@@ -255,11 +298,88 @@ impl Server {
                 Ok(())
             }
         };
-        for task in [purging, collecting, checks, debug].into_iter().flatten() {
+        for task in [purging, collecting, retaining, checks, debug].into_iter().flatten() {
             task.abort();
         }
         Ok(result?)
     }
+}
+
+/// One retention run: the registry's inventory, the policy's plan at this moment (nothing
+/// named in the in-use list, read afresh, deleted), and unless `dry_run` the plan carried
+/// out with an audit line per deletion.
+#[cfg(feature = "policy")]
+async fn apply_retention(
+    registry: &Registry,
+    policy: &wharf_policy::Policy,
+    in_use: Option<&std::path::Path>,
+    dry_run: bool,
+    counter: &Counter,
+) -> Result<wharf_policy::registry::Applied, wharf_policy::Error> {
+    let started = Instant::now();
+    let outcome = async {
+        let in_use = match in_use {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| wharf_policy::Error::InUse {
+                    line: 0,
+                    reason: format!("cannot read {}: {e}", path.display()),
+                })?;
+                wharf_policy::InUse::parse(&text)?
+            }
+            None => wharf_policy::InUse::default(),
+        };
+        let inventory = wharf_policy::registry::inventory(registry).await?;
+        let now = wharf_policy::Timestamp(std::time::SystemTime::now());
+        let plan = wharf_policy::plan(&inventory, policy, &in_use, now);
+        for refused in plan.repositories.iter().filter_map(|r| r.refused.as_ref().map(|why| (&r.name, why))) {
+            tracing::warn!(repository = %refused.0, reason = %refused.1, "retention refused for a repository");
+        }
+        if dry_run {
+            tracing::info!(
+                tags = plan.summary.tags_deleted,
+                manifests = plan.summary.manifests_deleted,
+                reclaimed_bytes = plan.summary.reclaimed_bytes,
+                "retention dry run: what the plan would delete"
+            );
+            return Ok(wharf_policy::registry::Applied::default());
+        }
+        wharf_policy::registry::apply(&plan, registry, &mut |entry| {
+            tracing::info!(
+                target: "wharf::audit",
+                user = "retention",
+                action = entry.action,
+                repository = %entry.repository,
+                reference = entry.tag.as_deref().unwrap_or("-"),
+                digest = %entry.digest,
+                rule = entry.rule.as_deref().unwrap_or("-"),
+                reason = %entry.reason,
+                "retention {}",
+                entry.action
+            );
+        })
+        .await
+    }
+    .await;
+    let took = started.elapsed();
+    match &outcome {
+        Ok(applied) => {
+            counter
+                .retention_finished(Some((applied.tags_deleted, applied.manifests_deleted, applied.skipped)), dry_run);
+            tracing::info!(
+                dry_run,
+                tags_deleted = applied.tags_deleted,
+                manifests_deleted = applied.manifests_deleted,
+                skipped = applied.skipped,
+                took = ?took,
+                "retention finished"
+            );
+        }
+        Err(e) => {
+            counter.retention_finished(None, dry_run);
+            tracing::warn!(error = %e, took = ?took, "retention failed");
+        }
+    }
+    outcome
 }
 
 async fn collect_garbage(

@@ -171,3 +171,33 @@ async fn skopeo_pushes_refused_by_the_configured_policy() {
     assert_eq!(repository.resolve(&v1).await.unwrap(), first, "the immutable tag did not move");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_on_a_schedule_while_serving() {
+    let work = tempfile::tempdir().unwrap();
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(&policy, "version: 1\nrules:\n  - {name: dev, tags: {glob: '*-dev'}, delete: {}}\n").unwrap();
+    let in_use = work.path().join("in-use.txt");
+    std::fs::write(&in_use, "team/app:deployed-dev\n").unwrap();
+    let running = RunningServer::from_yaml(&format!(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\npolicy:\n  file: {}\n  retention:\n    interval: 1s\n    inuse: {}\n",
+        work.path().join("root").display(),
+        policy.display(),
+        in_use.display()
+    ))
+    .await;
+    let target = Target::remote(format!("http://{}", running.address));
+    for (tag, seed) in [("a-dev", "a"), ("deployed-dev", "deployed"), ("v1", "v1")] {
+        let raw = manifest(&target, "team/app", seed).await;
+        assert_eq!(put(&target, "team/app", tag, &raw).await.0, StatusCode::CREATED);
+    }
+    let repository = running.registry.repository(&"team/app".parse().unwrap());
+    wharf_testing::eventually("retention deletes a-dev", std::time::Duration::from_secs(15), async || {
+        repository.tags(None, None).await.unwrap() == ["deployed-dev", "v1"]
+    })
+    .await;
+    let untagged = sha256(&manifest(&target, "team/app", "a").await);
+    let gone = target.send(Method::HEAD, &format!("/v2/team/app/manifests/{untagged}"), &[], Vec::new()).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "a-dev's manifest went with its tag");
+    running.stop().await;
+}
