@@ -179,8 +179,9 @@ async fn retention_on_a_schedule_while_serving() {
     std::fs::write(&policy, "version: 1\nrules:\n  - {name: dev, tags: {glob: '*-dev'}, delete: {}}\n").unwrap();
     let in_use = work.path().join("in-use.txt");
     std::fs::write(&in_use, "team/app:deployed-dev\n").unwrap();
+    let debug_port = wharf_testing::peers::free_port();
     let running = RunningServer::from_yaml(&format!(
-        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\npolicy:\n  file: {}\n  retention:\n    interval: 1s\n    inuse: {}\n",
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\n  debug:\n    addr: 127.0.0.1:{debug_port}\n    prometheus:\n      enabled: true\n      path: /metrics\npolicy:\n  file: {}\n  retention:\n    interval: 1s\n    inuse: {}\n",
         work.path().join("root").display(),
         policy.display(),
         in_use.display()
@@ -199,5 +200,14 @@ async fn retention_on_a_schedule_while_serving() {
     let untagged = sha256(&manifest(&target, "team/app", "a").await);
     let gone = target.send(Method::HEAD, &format!("/v2/team/app/manifests/{untagged}"), &[], Vec::new()).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND, "a-dev's manifest went with its tag");
+    // The runs are in the metrics: one tag and one manifest deleted in all.
+    let metrics = Target::remote(format!("http://127.0.0.1:{debug_port}"));
+    wharf_testing::eventually("the retention metrics", std::time::Duration::from_secs(10), async || {
+        let text = String::from_utf8_lossy(&metrics.get("/metrics").await.body).into_owned();
+        text.contains("wharf_retention_runs_total{outcome=\"ok\"")
+            && text.contains("wharf_retention_tags_deleted_total 1\n")
+            && text.contains("wharf_retention_manifests_deleted_total 1\n")
+    })
+    .await;
     running.stop().await;
 }
