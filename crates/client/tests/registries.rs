@@ -1060,3 +1060,39 @@ async fn sparse_copies_and_transfers_per_host() {
     .unwrap();
     same_image(&source, &back, "multi").await;
 }
+
+/// A registry that refuses a mount without `from` outright (400), as some do, and takes
+/// plain uploads: the push asks again without the mount and uploads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_anonymous_mount_becomes_a_plain_upload() {
+    let posts: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = posts.clone();
+    let router = Router::new().fallback(move |method: axum::http::Method, uri: axum::http::Uri| {
+        let seen = seen.clone();
+        async move {
+            let path = uri.path().to_owned();
+            match method.as_str() {
+                "HEAD" => StatusCode::NOT_FOUND.into_response(),
+                "POST" => {
+                    let query = uri.query().unwrap_or_default().to_owned();
+                    seen.lock().unwrap().push(query.clone());
+                    if query.contains("mount=") {
+                        (StatusCode::BAD_REQUEST, r#"{"errors":[{"code":"UNSUPPORTED","message":"no mounts"}]}"#)
+                            .into_response()
+                    } else {
+                        (StatusCode::ACCEPTED, [("location", "/v2/team/app/blobs/uploads/one")]).into_response()
+                    }
+                }
+                "PUT" if path == "/v2/team/app/blobs/uploads/one" => StatusCode::CREATED.into_response(),
+                _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+            }
+        }
+    });
+    let (host, _) = serve(router).await;
+    let client = plain_client(&host, UploadOptions::default());
+    let (layer, data) = blob("refused-mount", 1000);
+    let outcome = client.repository(&host, "team/app").push_blob(&layer, &data, None).await.unwrap();
+    assert_eq!(outcome, BlobOutcome::Uploaded { sent: 1000, resumes: 0 });
+    let posts = posts.lock().unwrap().clone();
+    assert_eq!(posts, [format!("mount={}", layer.digest), String::new()]);
+}
