@@ -44,11 +44,12 @@ async fn repository_inventory(repository: &Repository) -> Result<RepositoryInven
     let name = repository.name().to_string();
     let revisions =
         repository.manifest_revisions().await.map_err(|e| registry_error(format!("the manifests of {name}"), e))?;
-    let manifests: Vec<ManifestRecord> = futures::stream::iter(revisions)
+    let manifests: Vec<Option<ManifestRecord>> = futures::stream::iter(revisions)
         .map(|revision| manifest_record(repository, revision))
         .buffer_unordered(16)
         .try_collect()
         .await?;
+    let manifests = manifests.into_iter().flatten().collect();
     let tags = repository
         .tag_links()
         .await
@@ -62,12 +63,14 @@ async fn repository_inventory(repository: &Repository) -> Result<RepositoryInven
 async fn manifest_record(
     repository: &Repository,
     revision: wharf_registry::ManifestRevision,
-) -> Result<ManifestRecord> {
+) -> Result<Option<ManifestRecord>> {
     let what = || format!("manifest {} of {}", revision.digest, repository.name());
-    let stored = repository
-        .get_manifest(&ManifestReference::Digest(revision.digest.clone()))
-        .await
-        .map_err(|e| registry_error(what(), e))?;
+    let stored = match repository.get_manifest(&ManifestReference::Digest(revision.digest.clone())).await {
+        Ok(stored) => stored,
+        // Deleted since the listing (by another process's retention, say): not there.
+        Err(wharf_registry::Error::ManifestUnknown { .. }) => return Ok(None),
+        Err(e) => return Err(registry_error(what(), e)),
+    };
     let manifest =
         Manifest::parse(stored.content.clone(), Some(&stored.media_type)).map_err(|e| registry_error(what(), e))?;
     let pulled = repository.last_pulled(&revision.digest).await.map_err(|e| registry_error(what(), e))?;
@@ -75,7 +78,7 @@ async fn manifest_record(
         .artifact_type()
         .or_else(|| manifest.config().map(|c| c.media_type.as_str()).filter(|t| !IMAGE_CONFIGS.contains(t)))
         .map(str::to_owned);
-    Ok(ManifestRecord {
+    Ok(Some(ManifestRecord {
         digest: revision.digest.clone(),
         media_type: stored.media_type,
         artifact_type,
@@ -91,7 +94,7 @@ async fn manifest_record(
         subject: manifest.subject().map(|d| d.digest.clone()),
         children: manifest.manifests().iter().map(|d| d.digest.clone()).collect(),
         annotations: manifest.annotations().clone(),
-    })
+    }))
 }
 
 /// One line of the audit trail a plan's application leaves: a deletion, or a deletion not
@@ -168,13 +171,19 @@ pub async fn apply(plan: &Plan, registry: &Registry, audit: &mut (dyn FnMut(&Aud
                     audit(&entry("skip", Some(&tag.name), &tag.digest, tag.rule.as_ref(), reason));
                 }
                 Some(_) => {
-                    repository
-                        .untag(&tag.name)
-                        .await
-                        .map_err(|e| registry_error(format!("deleting tag {} of {}", tag.name, planned.name), e))?;
                     tags.remove(tag.name.as_str());
-                    applied.tags_deleted += 1;
-                    audit(&entry("delete-tag", Some(&tag.name), &tag.digest, tag.rule.as_ref(), tag.reason.clone()));
+                    match repository.untag(&tag.name).await {
+                        Ok(()) => {
+                            applied.tags_deleted += 1;
+                            let reason = tag.reason.clone();
+                            audit(&entry("delete-tag", Some(&tag.name), &tag.digest, tag.rule.as_ref(), reason));
+                        }
+                        // Another run of the plan (another process) deleted it meanwhile.
+                        Err(wharf_registry::Error::ManifestUnknown { .. }) => applied.already_gone += 1,
+                        Err(e) => {
+                            return Err(registry_error(format!("deleting tag {} of {}", tag.name, planned.name), e));
+                        }
+                    }
                 }
             }
         }
@@ -201,11 +210,17 @@ pub async fn apply(plan: &Plan, registry: &Registry, audit: &mut (dyn FnMut(&Aud
                 applied.skipped += 1;
                 audit(&entry("skip", None, &manifest.digest, None, format!("{why}; kept")));
             } else {
-                repository.delete_manifest(&manifest.digest).await.map_err(|e| {
-                    registry_error(format!("deleting manifest {} of {}", manifest.digest, planned.name), e)
-                })?;
-                applied.manifests_deleted += 1;
-                audit(&entry("delete-manifest", None, &manifest.digest, None, manifest.reason.clone()));
+                match repository.delete_manifest(&manifest.digest).await {
+                    Ok(()) => {
+                        applied.manifests_deleted += 1;
+                        audit(&entry("delete-manifest", None, &manifest.digest, None, manifest.reason.clone()));
+                    }
+                    Err(wharf_registry::Error::ManifestUnknown { .. }) => applied.already_gone += 1,
+                    Err(e) => {
+                        let what = format!("deleting manifest {} of {}", manifest.digest, planned.name);
+                        return Err(registry_error(what, e));
+                    }
+                }
             }
         }
     }

@@ -226,10 +226,20 @@ impl Repository {
         }
         for tag in self.tags(None, None).await? {
             if self.registry.read_link(&layout::tag_current(&self.name, &tag)).await?.as_ref() == Some(&digest) {
-                self.untag(&tag).await?;
+                match self.untag(&tag).await {
+                    // Another delete (another process) took the tag meanwhile.
+                    Ok(()) | Err(Error::ManifestUnknown { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
-        self.driver().delete(&layout::revision_dir(&self.name, &digest)).await?;
-        Ok(())
+        match self.driver().delete(&layout::revision_dir(&self.name, &digest)).await {
+            Ok(()) => Ok(()),
+            // Another delete of the same manifest got there first: for this one, it is unknown.
+            Err(e) if e.is_not_found() => {
+                Err(Error::ManifestUnknown { repository: self.name.clone(), reference: digest.to_string() })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

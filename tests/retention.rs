@@ -1,17 +1,18 @@
-//! Retention on an embedded registry, end to end: the inventory read from a filesystem root,
-//! a plan made and carried out with an audit line per deletion, the same plan again deleting
-//! nothing, and what changed between planning and applying left alone.
+//! Retention on an embedded registry (wharf-policy's `registry` feature, which the facade
+//! turns on), end to end: the inventory read from a filesystem root, a plan made and carried
+//! out with an audit line per deletion, the same plan again deleting nothing, two processes
+//! carrying out one plan at once, and what changed between planning and applying left alone.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::stream;
-use wharf_oci::{Digest, media_type};
-use wharf_policy::registry::{AuditEntry, apply, inventory};
-use wharf_policy::{Decision, InUse, Policy, Timestamp, plan};
-use wharf_registry::{ManifestReference, Registry, RegistryOptions, Repository};
-use wharf_storage::FilesystemDriver;
+use wharf::oci::{Digest, media_type};
+use wharf::policy::registry::{AuditEntry, apply, inventory};
+use wharf::policy::{Decision, InUse, Policy, Timestamp, plan};
+use wharf::registry::{ManifestReference, Registry, RegistryOptions, Repository};
+use wharf::storage::FilesystemDriver;
 use wharf_testing::http::image_manifest;
 
 async fn blob(repository: &Repository, data: &[u8]) -> (Digest, usize) {
@@ -193,4 +194,34 @@ async fn what_changed_since_the_plan_is_left_alone() {
     assert_eq!(app.tags(None, None).await.unwrap(), ["moved-dev"]);
     // The moved tag's old image goes all the same: nothing names it any more.
     assert!(!has(&app, &moved.0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_registries_on_one_root_apply_one_plan_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let open = || Registry::new(Arc::new(FilesystemDriver::new(root.path()).unwrap()), RegistryOptions::default());
+    let app = open().repository(&"team/app".parse().unwrap());
+    let mut doomed = Vec::new();
+    for n in 0..12 {
+        doomed.push(image(&app, &format!("dev{n}"), Some(&format!("b{n}-dev"))).await);
+    }
+    let kept = image(&app, "release", Some("v1.0.0")).await;
+    let later = Timestamp(SystemTime::now() + Duration::from_secs(40 * 86_400));
+    let (one, two) = (open(), open());
+    let planned = plan(&inventory(&one).await.unwrap(), &Policy::from_yaml(POLICY).unwrap(), &InUse::default(), later);
+    assert_eq!((planned.summary.tags_deleted, planned.summary.manifests_deleted), (12, 12));
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    let (mut tell_first, mut tell_second) =
+        (|entry: &AuditEntry| first.push(entry.clone()), |entry: &AuditEntry| second.push(entry.clone()));
+    let (a, b) = tokio::join!(apply(&planned, &one, &mut tell_first), apply(&planned, &two, &mut tell_second));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // Every deletion made once between them, the rest found already gone; nothing skipped.
+    assert_eq!((a.tags_deleted + b.tags_deleted, a.manifests_deleted + b.manifests_deleted), (12, 12), "{a:?} {b:?}");
+    assert_eq!(a.skipped + b.skipped, 0);
+    assert_eq!(first.len() + second.len(), 24);
+    assert_eq!(app.tags(None, None).await.unwrap(), ["v1.0.0"]);
+    for gone in &doomed {
+        assert!(!has(&app, &gone.0).await);
+    }
+    assert!(has(&app, &kept.0).await);
 }
