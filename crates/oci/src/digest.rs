@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 use sha2::{Digest as _, Sha256, Sha512};
@@ -77,8 +78,8 @@ impl FromStr for Algorithm {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest {
     algorithm: Algorithm,
-    /// The whole canonical text, `algorithm:hex`.
-    text: Box<str>,
+    /// The whole canonical text, `algorithm:hex`, shared by clones.
+    text: Arc<str>,
 }
 
 impl Digest {
@@ -123,7 +124,7 @@ impl Digest {
         text.push_str(algorithm.as_str());
         text.push(':');
         text.push_str(&hex::encode(hash));
-        Digest { algorithm, text: text.into_boxed_str() }
+        Digest { algorithm, text: text.into() }
     }
 
     /// The algorithm that produced this digest.

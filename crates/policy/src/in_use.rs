@@ -1,7 +1,7 @@
 //! The in-use list: what is deployed, one reference or digest a line, protected from any
 //! rule.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use wharf_oci::Digest;
 
@@ -11,8 +11,10 @@ use crate::error::{Error, Result};
 /// that no plan deletes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InUse {
-    tags: BTreeSet<(String, String)>,
-    pinned: BTreeSet<(String, Digest)>,
+    /// Tags, by repository.
+    tags: BTreeMap<String, BTreeSet<String>>,
+    /// Digests named with their repository, by repository.
+    pinned: BTreeMap<String, BTreeSet<Digest>>,
     digests: BTreeSet<Digest>,
 }
 
@@ -37,7 +39,7 @@ impl InUse {
             }
             if let Some((name, digest)) = line.split_once('@') {
                 let digest = digest.parse::<Digest>().map_err(|e| bad(&format!("bad digest: {e}")))?;
-                list.pinned.insert((repository(name).map_err(|r| bad(&r))?, digest));
+                list.pinned.entry(repository(name).map_err(|r| bad(&r))?).or_default().insert(digest);
                 continue;
             }
             let (name, tag) = match line.rsplit_once(':') {
@@ -47,7 +49,7 @@ impl InUse {
             if tag.is_empty() || !tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
                 return Err(bad("the tag is empty or holds characters a tag cannot"));
             }
-            list.tags.insert((repository(name).map_err(|r| bad(&r))?, tag.to_owned()));
+            list.tags.entry(repository(name).map_err(|r| bad(&r))?).or_default().insert(tag.to_owned());
         }
         Ok(list)
     }
@@ -55,9 +57,8 @@ impl InUse {
     /// Whether the list names `tag` of `repository`, or `digest` there or anywhere.
     pub fn protects(&self, repository: &str, tag: Option<&str>, digest: &Digest) -> bool {
         self.digests.contains(digest)
-            || (!self.pinned.is_empty() && self.pinned.contains(&(repository.to_owned(), digest.clone())))
-            || (!self.tags.is_empty()
-                && tag.is_some_and(|tag| self.tags.contains(&(repository.to_owned(), tag.to_owned()))))
+            || self.pinned.get(repository).is_some_and(|pinned| pinned.contains(digest))
+            || tag.is_some_and(|tag| self.tags.get(repository).is_some_and(|tags| tags.contains(tag)))
     }
 
     /// Whether the list names `digest` in `repository`, by digest (pinned or bare).

@@ -38,7 +38,7 @@
 //!     decisions,
 //!     [("v1.0.0", Decision::Delete), ("v1.1.0", Decision::Keep), ("v1.2.0", Decision::Keep)]
 //! );
-//! assert_eq!(plan.repositories[0].tags[0].reason, "pushed more than 30d ago");
+//! assert_eq!(&*plan.repositories[0].tags[0].reason, "pushed more than 30d ago");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

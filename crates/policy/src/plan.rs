@@ -3,8 +3,10 @@
 //! collection; a plan says how many bytes it frees.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use regex::Regex;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 use wharf_oci::Digest;
@@ -12,7 +14,7 @@ use wharf_oci::Digest;
 use crate::in_use::InUse;
 use crate::inventory::{Inventory, ManifestRecord, RepositoryInventory, TagRecord};
 use crate::policy::{By, Conditions, Decision, Per, Policy, Rule, in_repositories};
-use crate::selector::{Candidate, SIGNATURE_TYPES, default_version_pattern, version_in};
+use crate::selector::{Candidate, SIGNATURE_TYPES, VersionPattern};
 use crate::time::{Timestamp, format_duration};
 
 /// A plan: every repository's tags and manifests with what becomes of them.
@@ -51,11 +53,11 @@ pub struct TagPlan {
     /// Kept or deleted.
     pub decision: Decision,
     /// The rule that decided (`releases`, `immutable[0]`, `in-use`, `grace`), if one did.
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
     /// Why, in words.
-    pub reason: String,
+    pub reason: Arc<str>,
     /// Every rule whose repositories and selector took the tag, in the file's order.
-    pub matched: Vec<String>,
+    pub matched: Arc<[Arc<str>]>,
 }
 
 /// What becomes of a manifest.
@@ -66,7 +68,7 @@ pub struct ManifestPlan {
     /// Kept or deleted.
     pub decision: Decision,
     /// Why, in words.
-    pub reason: String,
+    pub reason: Arc<str>,
 }
 
 /// Totals over the repositories that are not refused.
@@ -98,55 +100,126 @@ impl Plan {
 
 /// The plan `policy` makes for `inventory` at `now`, nothing named in `in_use` deleted.
 /// The same inputs give the same plan, whatever the order of the inventory's lists.
+/// Repositories are planned side by side, one thread a core.
 pub fn plan(inventory: &Inventory, policy: &Policy, in_use: &InUse, now: Timestamp) -> Plan {
-    let mut repositories: BTreeMap<&str, Vec<&RepositoryInventory>> = BTreeMap::new();
+    let mut grouped: BTreeMap<&str, Vec<&RepositoryInventory>> = BTreeMap::new();
     for repository in &inventory.repositories {
-        repositories.entry(repository.name.as_str()).or_default().push(repository);
+        grouped.entry(repository.name.as_str()).or_default().push(repository);
     }
-    let planner = Planner { policy, in_use, now, default_versions: default_version_pattern(), explaining: false };
-    let decided: Vec<Decided<'_>> =
-        repositories.into_iter().map(|(name, parts)| planner.repository(name, &parts)).collect();
+    let grouped: Vec<(&str, Vec<&RepositoryInventory>)> = grouped.into_iter().collect();
+    let planner = Planner::new(policy, in_use, now, false);
+    let decided = parallel_map(&grouped, |(name, parts)| planner.repository(name, parts).0);
 
-    // Every blob a kept manifest (or any manifest of a refused repository) references.
-    let mut kept_blobs: HashSet<&Digest> = HashSet::new();
+    // The blobs (manifests included) that deleted manifests reference, each once: what
+    // the plan may free, unless a kept manifest (or any of a refused repository) references
+    // it too.
+    let references = decided.iter().flat_map(|r| &r.deleted).map(|m| m.blobs.len() + 1).sum();
+    let mut freeable: DigestMap<'_, usize> = DigestMap::with_capacity_and_hasher(references, Default::default());
+    let mut sizes: Vec<u64> = Vec::with_capacity(references);
     for repository in &decided {
-        for (digest, manifest) in &repository.manifests {
-            if repository.refused.is_some() || repository.kept.contains_key(digest) {
-                kept_blobs.insert(digest);
-                kept_blobs.extend(manifest.blobs.iter().map(|b| &b.digest));
+        for manifest in &repository.deleted {
+            for (blob, size) in referenced(manifest) {
+                freeable.entry(DigestKey(blob)).or_insert_with(|| {
+                    sizes.push(size);
+                    sizes.len() - 1
+                });
             }
         }
     }
-    let mut freed_anywhere: HashMap<&Digest, u64> = HashMap::new();
-    let mut summary = Summary::default();
-    let mut plans = Vec::with_capacity(decided.len());
-    for repository in &decided {
-        let mut freed: HashMap<&Digest, u64> = HashMap::new();
-        if repository.refused.is_none() {
-            for (digest, manifest) in &repository.manifests {
-                if repository.kept.contains_key(digest) {
-                    continue;
-                }
-                let referenced =
-                    std::iter::once((*digest, manifest.size)).chain(manifest.blobs.iter().map(|b| (&b.digest, b.size)));
-                for (blob, size) in referenced {
-                    if !kept_blobs.contains(blob) {
-                        freed.insert(blob, size);
-                    }
-                }
+    let still_referenced: Vec<AtomicBool> = sizes.iter().map(|_| AtomicBool::new(false)).collect();
+    parallel_map(&decided, |repository| {
+        for (blob, _) in repository.kept.iter().flat_map(|manifest| referenced(manifest)) {
+            if let Some(&slot) = freeable.get(&DigestKey(blob)) {
+                still_referenced[slot].store(true, Ordering::Relaxed);
             }
         }
-        let plan = repository.plan(freed.values().fold(0u64, |sum, size| sum.saturating_add(*size)));
+    });
+    let freed = |slot: usize| !still_referenced[slot].load(Ordering::Relaxed);
+    let reclaimed = parallel_map(&decided, |repository| {
+        let mut counted: HashSet<usize, foldhash::fast::RandomState> = HashSet::default();
+        let mut bytes = 0u64;
+        for (blob, _) in repository.deleted.iter().flat_map(|manifest| referenced(manifest)) {
+            if let Some(&slot) = freeable.get(&DigestKey(blob))
+                && freed(slot)
+                && counted.insert(slot)
+            {
+                bytes = bytes.saturating_add(sizes[slot]);
+            }
+        }
+        bytes
+    });
+    let mut summary = Summary {
+        reclaimed_bytes: (0..sizes.len())
+            .filter(|&slot| freed(slot))
+            .fold(0u64, |sum, slot| sum.saturating_add(sizes[slot])),
+        ..Summary::default()
+    };
+    let mut plans = Vec::with_capacity(decided.len());
+    for (repository, reclaimed_bytes) in decided.into_iter().zip(reclaimed) {
+        let mut plan = repository.plan;
+        plan.reclaimed_bytes = reclaimed_bytes;
         if plan.refused.is_none() {
             summary.tags_deleted += plan.tags.iter().filter(|t| t.decision == Decision::Delete).count() as u64;
             summary.manifests_deleted +=
                 plan.manifests.iter().filter(|m| m.decision == Decision::Delete).count() as u64;
         }
-        freed_anywhere.extend(freed);
         plans.push(plan);
     }
-    summary.reclaimed_bytes = freed_anywhere.values().fold(0u64, |sum, size| sum.saturating_add(*size));
     Plan { repositories: plans, summary }
+}
+
+/// The digests a manifest references, itself included, with their sizes.
+fn referenced(manifest: &ManifestRecord) -> impl Iterator<Item = (&str, u64)> {
+    std::iter::once((manifest.digest.as_str(), manifest.size))
+        .chain(manifest.blobs.iter().map(|b| (b.digest.as_str(), b.size)))
+}
+
+/// What orders digests as [`Digest`]'s `Ord` does, up to a tie in the first 8 hex digits:
+/// sorting by it first spares comparing whole strings.
+fn order_key(digest: &Digest) -> (wharf_oci::Algorithm, u64) {
+    let hex = digest.hex().as_bytes();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hex[..8]);
+    (digest.algorithm(), u64::from_be_bytes(first))
+}
+
+/// A digest's text, hashed by its last hex digits alone: a digest is a hash already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DigestKey<'a>(&'a str);
+
+impl Hash for DigestKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let bytes = self.0.as_bytes();
+        state.write(&bytes[bytes.len().saturating_sub(16)..]);
+    }
+}
+
+type DigestMap<'a, V> = HashMap<DigestKey<'a>, V, foldhash::fast::RandomState>;
+
+/// `f` over `items` on one thread a core, the results in the items' order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(index) else { return done };
+                        done.push((index, f(item)));
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
+    results.sort_unstable_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 /// A rule's verdict on one tag.
@@ -162,7 +235,7 @@ pub struct RuleVerdict {
 
 impl RuleVerdict {
     fn new(rule: &Rule, verdict: String) -> RuleVerdict {
-        RuleVerdict { rule: rule.name.clone(), decision: rule.decision, verdict }
+        RuleVerdict { rule: rule.name.to_string(), decision: rule.decision, verdict }
     }
 }
 
@@ -193,14 +266,14 @@ pub fn explain(
     if parts.is_empty() {
         return None;
     }
-    let planner = Planner { policy, in_use, now, default_versions: default_version_pattern(), explaining: true };
-    let mut decided = planner.repository(repository, &parts);
-    let entry = decided.tags.iter().find(|t| t.name == tag)?.clone();
+    let planner = Planner::new(policy, in_use, now, true);
+    let (decided, mut verdicts) = planner.repository(repository, &parts);
+    let entry = decided.plan.tags.iter().find(|t| t.name == tag)?.clone();
     Some(Explanation {
         repository: repository.to_owned(),
         tag: entry,
-        verdicts: decided.verdicts.remove(tag).unwrap_or_default(),
-        refused: decided.refused,
+        verdicts: verdicts.remove(tag).unwrap_or_default(),
+        refused: decided.plan.refused,
     })
 }
 
@@ -208,26 +281,31 @@ struct Planner<'p> {
     policy: &'p Policy,
     in_use: &'p InUse,
     now: Timestamp,
-    default_versions: Regex,
     /// Whether every rule's verdict on every unit is kept, for [`explain`].
     explaining: bool,
+    /// The names the plan gives to what protects a tag.
+    in_use_rule: Arc<str>,
+    grace_rule: Arc<str>,
+    untagged_rule: Arc<str>,
 }
 
 /// A tag, or a manifest no tag, index or subject holds: what rules decide.
 struct Unit<'a> {
     tag: Option<&'a TagRecord>,
     digest: &'a Digest,
+    /// The manifest's place in the repository's list, when the inventory has it.
+    index: Option<usize>,
     manifest: Option<&'a ManifestRecord>,
     /// The later of the tag's push and its manifest's: a re-tag counts as activity.
     pushed: Timestamp,
     pulled: Option<Timestamp>,
     signed: bool,
-    matched: Vec<String>,
+    matched: Vec<Arc<str>>,
     /// Every rule's verdict, when explaining.
     verdicts: Vec<RuleVerdict>,
     /// The first keep rule and the first delete rule whose conditions held, with why.
-    keep: Option<(String, String)>,
-    delete: Option<(String, String)>,
+    keep: Option<(Arc<str>, String)>,
+    delete: Option<(Arc<str>, String)>,
 }
 
 impl Unit<'_> {
@@ -242,38 +320,39 @@ impl Unit<'_> {
 
 /// A repository with its decisions made, before blobs are counted.
 struct Decided<'a> {
-    name: &'a str,
-    manifests: BTreeMap<&'a Digest, &'a ManifestRecord>,
-    tags: Vec<TagPlan>,
-    /// Kept manifests, with why.
-    kept: BTreeMap<&'a Digest, String>,
-    /// Deleted manifests, with why.
-    deleted: BTreeMap<&'a Digest, String>,
-    refused: Option<String>,
-    /// Each tag's rule verdicts, when explaining.
-    verdicts: BTreeMap<String, Vec<RuleVerdict>>,
+    /// The plan, `reclaimed_bytes` not yet counted.
+    plan: RepositoryPlan,
+    /// The manifests the plan keeps (all of them when it is refused here).
+    kept: Vec<&'a ManifestRecord>,
+    /// The manifests it deletes (none when it is refused here).
+    deleted: Vec<&'a ManifestRecord>,
 }
 
-impl Decided<'_> {
-    fn plan(&self, reclaimed_bytes: u64) -> RepositoryPlan {
-        let manifests = self
-            .manifests
-            .keys()
-            .map(|digest| {
-                let (decision, reason) = match self.kept.get(digest) {
-                    Some(reason) => (Decision::Keep, reason.clone()),
-                    None => (Decision::Delete, self.deleted.get(digest).cloned().unwrap_or_default()),
-                };
-                ManifestPlan { digest: (*digest).clone(), decision, reason }
-            })
-            .collect();
-        RepositoryPlan {
-            name: self.name.to_owned(),
-            tags: self.tags.clone(),
-            manifests,
-            refused: self.refused.clone(),
-            reclaimed_bytes,
+/// Reasons and lists of rule names, one copy of each in a repository's plan: most tags
+/// share theirs.
+#[derive(Default)]
+struct Words {
+    texts: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    lists: HashSet<Arc<[Arc<str>]>, foldhash::fast::RandomState>,
+}
+
+impl Words {
+    fn text(&mut self, text: String) -> Arc<str> {
+        if let Some(shared) = self.texts.get(text.as_str()) {
+            return shared.clone();
         }
+        let shared: Arc<str> = text.into();
+        self.texts.insert(shared.clone());
+        shared
+    }
+
+    fn list(&mut self, list: Vec<Arc<str>>) -> Arc<[Arc<str>]> {
+        if let Some(shared) = self.lists.get(list.as_slice()) {
+            return shared.clone();
+        }
+        let shared: Arc<[Arc<str>]> = list.into();
+        self.lists.insert(shared.clone());
+        shared
     }
 }
 
@@ -288,79 +367,164 @@ fn attached_subject(tag: &str) -> Option<Digest> {
     format!("{algorithm}:{hex}").parse().ok()
 }
 
-impl<'p> Planner<'p> {
-    fn repository<'a>(&self, name: &'a str, parts: &[&'a RepositoryInventory]) -> Decided<'a> {
-        // The inventory's lists in a total order; a record listed twice counts once (the
-        // greatest, so the choice does not depend on the order).
-        let mut manifest_list: Vec<&ManifestRecord> = parts.iter().flat_map(|p| &p.manifests).collect();
-        manifest_list.sort();
-        let manifests: BTreeMap<&Digest, &ManifestRecord> = manifest_list.into_iter().map(|m| (&m.digest, m)).collect();
-        let mut tag_list: Vec<&TagRecord> = parts.iter().flat_map(|p| &p.tags).collect();
-        tag_list.sort();
-        let tags: BTreeMap<&str, &TagRecord> = tag_list.into_iter().map(|t| (t.name.as_str(), t)).collect();
+/// A repository's manifests and tags, one record each, in a total order, with what links
+/// them: manifests by their place in `manifests`.
+struct Graph<'a> {
+    /// By digest.
+    manifests: Vec<&'a ManifestRecord>,
+    /// By name.
+    tags: Vec<&'a TagRecord>,
+    /// Each manifest's children that the repository has, in the index's order.
+    children: Vec<Vec<usize>>,
+    /// Each manifest's subject, when the repository has it.
+    subject: Vec<Option<usize>>,
+    /// The manifests whose subject each manifest is, by digest.
+    referrers: Vec<Vec<usize>>,
+    /// Whether an index lists the manifest.
+    listed: Vec<bool>,
+    /// Whether a tag names the manifest.
+    tagged: Vec<bool>,
+    /// Whether a signature refers to the manifest, by referrer or cosign `.sig` tag.
+    signed: Vec<bool>,
+    /// Digests not in the repository that a signature refers to.
+    signed_elsewhere: BTreeSet<&'a Digest>,
+    /// Attached tags (by their place in `tags`) and the subject each follows.
+    attached: Vec<(usize, usize)>,
+    /// Each manifest's place in `manifests`, by digest.
+    places: DigestMap<'a, usize>,
+}
 
-        let mut parents: BTreeMap<&Digest, Vec<&Digest>> = BTreeMap::new();
-        let mut referrers: BTreeMap<&Digest, Vec<&Digest>> = BTreeMap::new();
-        for manifest in manifests.values() {
-            for child in &manifest.children {
-                parents.entry(child).or_default().push(&manifest.digest);
+impl<'a> Graph<'a> {
+    fn new(parts: &[&'a RepositoryInventory]) -> Graph<'a> {
+        // A record listed twice counts once: the greatest, so the choice does not depend on
+        // the order.
+        let mut manifests: Vec<&ManifestRecord> = parts.iter().flat_map(|p| &p.manifests).collect();
+        manifests.sort_unstable_by(|a, b| order_key(&a.digest).cmp(&order_key(&b.digest)).then_with(|| a.cmp(b)));
+        manifests.reverse();
+        manifests.dedup_by(|later, greater| later.digest == greater.digest);
+        manifests.reverse();
+        let mut tags: Vec<&TagRecord> = parts.iter().flat_map(|p| &p.tags).collect();
+        tags.sort_unstable();
+        tags.reverse();
+        tags.dedup_by(|later, greater| later.name == greater.name);
+        tags.reverse();
+
+        let places: DigestMap<'a, usize> =
+            manifests.iter().enumerate().map(|(index, m)| (DigestKey(m.digest.as_str()), index)).collect();
+        let find = |digest: &Digest| places.get(&DigestKey(digest.as_str())).copied();
+        let count = manifests.len();
+        let mut graph = Graph {
+            children: vec![Vec::new(); count],
+            subject: vec![None; count],
+            referrers: vec![Vec::new(); count],
+            listed: vec![false; count],
+            tagged: vec![false; count],
+            signed: vec![false; count],
+            signed_elsewhere: BTreeSet::new(),
+            attached: Vec::new(),
+            manifests: Vec::new(),
+            tags: Vec::new(),
+            places: DigestMap::default(),
+        };
+        for (index, manifest) in manifests.iter().enumerate() {
+            let signature = manifest.artifact_type.as_deref().is_some_and(|t| SIGNATURE_TYPES.contains(&t));
+            for child in manifest.children.iter().filter_map(&find) {
+                graph.children[index].push(child);
+                graph.listed[child] = true;
             }
             if let Some(subject) = &manifest.subject {
-                referrers.entry(subject).or_default().push(&manifest.digest);
+                match find(subject) {
+                    Some(subject) => {
+                        graph.subject[index] = Some(subject);
+                        graph.referrers[subject].push(index);
+                        graph.signed[subject] |= signature;
+                    }
+                    None if signature => {
+                        graph.signed_elsewhere.insert(subject);
+                    }
+                    None => {}
+                }
             }
         }
-        let mut attached: BTreeMap<&str, Digest> = BTreeMap::new();
-        for tag in tags.keys() {
-            if let Some(subject) = attached_subject(tag).filter(|s| manifests.contains_key(s)) {
-                attached.insert(tag, subject);
+        for (place, tag) in tags.iter().enumerate() {
+            if let Some(index) = find(&tag.digest) {
+                graph.tagged[index] = true;
+            }
+            if let Some(subject) = attached_subject(&tag.name).and_then(|s| find(&s)) {
+                graph.attached.push((place, subject));
+                if tag.name.ends_with(".sig") {
+                    graph.signed[subject] = true;
+                }
             }
         }
-        // Subjects with a cosign signature tag (`sha256-<hex>.sig`).
-        let signature_tagged: BTreeSet<&Digest> =
-            attached.iter().filter(|(tag, _)| tag.ends_with(".sig")).map(|(_, subject)| subject).collect();
-        let signed = |digest: &Digest| {
-            let by_referrer = referrers.get(digest).is_some_and(|list| {
-                list.iter().any(|r| {
-                    manifests
-                        .get(r)
-                        .and_then(|m| m.artifact_type.as_deref())
-                        .is_some_and(|t| SIGNATURE_TYPES.contains(&t))
-                })
-            });
-            by_referrer || signature_tagged.contains(digest)
-        };
-        let tagged: BTreeSet<&Digest> = tags.values().map(|t| &t.digest).collect();
+        graph.manifests = manifests;
+        graph.tags = tags;
+        graph.places = places;
+        graph
+    }
 
-        let mut units: Vec<Unit<'a>> = Vec::new();
-        for tag in tags.values().filter(|t| !attached.contains_key(t.name.as_str())) {
-            let manifest = manifests.get(&tag.digest).copied();
-            let pushed = manifest.map_or(tag.pushed, |m| m.pushed.max(tag.pushed));
-            let pulled = tag.pulled.max(manifest.and_then(|m| m.pulled));
+    fn find(&self, digest: &Digest) -> Option<usize> {
+        self.places.get(&DigestKey(digest.as_str())).copied()
+    }
+
+    fn is_attached(&self, place: usize) -> bool {
+        self.attached.binary_search_by_key(&place, |(tag, _)| *tag).is_ok()
+    }
+}
+
+impl<'p> Planner<'p> {
+    fn new(policy: &'p Policy, in_use: &'p InUse, now: Timestamp, explaining: bool) -> Planner<'p> {
+        Planner {
+            policy,
+            in_use,
+            now,
+            explaining,
+            in_use_rule: "in-use".into(),
+            grace_rule: "grace".into(),
+            untagged_rule: "untagged".into(),
+        }
+    }
+
+    /// The repository's decisions, and each tag's rule verdicts when explaining.
+    fn repository<'a>(
+        &self,
+        name: &'a str,
+        parts: &[&'a RepositoryInventory],
+    ) -> (Decided<'a>, BTreeMap<String, Vec<RuleVerdict>>) {
+        let graph = Graph::new(parts);
+        let manifests = &graph.manifests;
+
+        let mut units: Vec<Unit<'a>> = Vec::with_capacity(graph.tags.len());
+        for (place, tag) in graph.tags.iter().enumerate() {
+            if graph.is_attached(place) {
+                continue;
+            }
+            let index = graph.find(&tag.digest);
+            let manifest = index.map(|i| manifests[i]);
             units.push(Unit {
                 tag: Some(tag),
                 digest: &tag.digest,
+                index,
                 manifest,
-                pushed,
-                pulled,
-                signed: signed(&tag.digest),
+                pushed: manifest.map_or(tag.pushed, |m| m.pushed.max(tag.pushed)),
+                pulled: tag.pulled.max(manifest.and_then(|m| m.pulled)),
+                signed: index.map_or_else(|| graph.signed_elsewhere.contains(&tag.digest), |i| graph.signed[i]),
                 matched: Vec::new(),
                 verdicts: Vec::new(),
                 keep: None,
                 delete: None,
             });
         }
-        for manifest in manifests.values() {
-            let held = tagged.contains(&manifest.digest)
-                || parents.contains_key(&manifest.digest)
-                || manifest.subject.as_ref().is_some_and(|s| manifests.contains_key(s));
-            if !held {
+        for (index, manifest) in manifests.iter().enumerate() {
+            if !(graph.tagged[index] || graph.listed[index] || graph.subject[index].is_some()) {
                 units.push(Unit {
                     tag: None,
                     digest: &manifest.digest,
+                    index: Some(index),
                     manifest: Some(manifest),
                     pushed: manifest.pushed,
                     pulled: manifest.pulled,
-                    signed: signed(&manifest.digest),
+                    signed: graph.signed[index],
                     matched: Vec::new(),
                     verdicts: Vec::new(),
                     keep: None,
@@ -380,20 +544,30 @@ impl<'p> Planner<'p> {
         }
 
         // Decisions for tags and untagged manifests.
+        let immutable: Vec<_> =
+            self.policy.immutable.iter().filter(|scope| in_repositories(&scope.repositories, name)).collect();
         let grace_start = self.now.minus(self.policy.limits.grace);
-        let mut tag_plans: Vec<TagPlan> = Vec::new();
-        let mut kept: BTreeMap<&'a Digest, String> = BTreeMap::new();
-        let mut deleted: BTreeMap<&'a Digest, String> = BTreeMap::new();
-        let mut deleted_tags: BTreeMap<&'a Digest, Vec<&'a str>> = BTreeMap::new();
-        for unit in &units {
+        let mut tag_plans: Vec<TagPlan> = Vec::with_capacity(graph.tags.len());
+        let mut kept: Vec<Option<String>> = vec![None; manifests.len()];
+        let mut deleted: Vec<Option<String>> = vec![None; manifests.len()];
+        let mut deleted_tags: Vec<Vec<&'a str>> = vec![Vec::new(); manifests.len()];
+        let mut verdicts = BTreeMap::new();
+        let mut words = Words::default();
+        // The tags rules decide (attached tags follow their subject), and how many go.
+        let (mut total, mut removed) = (0usize, 0usize);
+        for mut unit in units {
             let candidate = unit.candidate();
-            let protected = if let Some(scope) = self.policy.immutable_scope(name, &candidate) {
+            let scope = match unit.tag {
+                Some(_) => immutable.iter().find(|scope| scope.tags.as_ref().is_none_or(|t| t.matches(&candidate))),
+                None => None,
+            };
+            let protected = if let Some(scope) = scope {
                 Some((scope.place.clone(), "an immutable tag".to_owned()))
             } else if self.in_use.protects(name, unit.tag.map(|t| t.name.as_str()), unit.digest) {
-                Some(("in-use".to_owned(), "named in the in-use list".to_owned()))
+                Some((self.in_use_rule.clone(), "named in the in-use list".to_owned()))
             } else if unit.pushed > grace_start {
                 Some((
-                    "grace".to_owned(),
+                    self.grace_rule.clone(),
                     format!("pushed within the grace period ({})", format_duration(self.policy.limits.grace)),
                 ))
             } else {
@@ -401,15 +575,15 @@ impl<'p> Planner<'p> {
             };
             let (decision, rule, reason) = if let Some((rule, reason)) = protected {
                 (Decision::Keep, Some(rule), reason)
-            } else if let Some((rule, reason)) = &unit.keep {
-                (Decision::Keep, Some(rule.clone()), reason.clone())
-            } else if let Some((rule, reason)) = &unit.delete {
-                (Decision::Delete, Some(rule.clone()), reason.clone())
+            } else if let Some((rule, reason)) = unit.keep.take() {
+                (Decision::Keep, Some(rule), reason)
+            } else if let Some((rule, reason)) = unit.delete.take() {
+                (Decision::Delete, Some(rule), reason)
             } else if unit.tag.is_none() {
                 match self.policy.untagged_older_than {
                     Some(age) if unit.pushed < self.now.minus(age) => (
                         Decision::Delete,
-                        Some("untagged".to_owned()),
+                        Some(self.untagged_rule.clone()),
                         format!("untagged, pushed more than {} ago", format_duration(age)),
                     ),
                     _ => (Decision::Keep, None, "untagged; no rule deletes it".to_owned()),
@@ -419,18 +593,25 @@ impl<'p> Planner<'p> {
             };
             match unit.tag {
                 Some(tag) => {
-                    if decision == Decision::Keep {
-                        kept.entry(unit.digest).or_insert_with(|| format!("tag {} is kept", tag.name));
-                    } else {
-                        deleted_tags.entry(unit.digest).or_default().push(&tag.name);
+                    total += 1;
+                    removed += usize::from(decision == Decision::Delete);
+                    if let Some(index) = unit.index {
+                        if decision == Decision::Keep {
+                            kept[index].get_or_insert_with(|| format!("tag {} is kept", tag.name));
+                        } else {
+                            deleted_tags[index].push(&tag.name);
+                        }
+                    }
+                    if self.explaining {
+                        verdicts.insert(tag.name.clone(), std::mem::take(&mut unit.verdicts));
                     }
                     tag_plans.push(TagPlan {
                         name: tag.name.clone(),
                         digest: tag.digest.clone(),
                         decision,
                         rule,
-                        reason,
-                        matched: unit.matched.clone(),
+                        reason: words.text(reason),
+                        matched: words.list(unit.matched),
                     });
                 }
                 None => {
@@ -438,102 +619,83 @@ impl<'p> Planner<'p> {
                         Some("untagged") | None => reason,
                         Some(rule) => format!("untagged; {reason} (rule {rule})"),
                     };
+                    let index = unit.index.unwrap_or_default();
                     if decision == Decision::Keep {
-                        kept.insert(unit.digest, reason);
+                        kept[index] = Some(reason);
                     } else {
-                        deleted.insert(unit.digest, reason);
+                        deleted[index] = Some(reason);
                     }
                 }
             }
         }
-        for manifest in manifests.values() {
+        for (index, manifest) in manifests.iter().enumerate() {
             if self.in_use.protects_digest(name, &manifest.digest) {
-                kept.entry(&manifest.digest).or_insert_with(|| "named in the in-use list".to_owned());
+                kept[index].get_or_insert_with(|| "named in the in-use list".to_owned());
             } else if manifest.pushed > grace_start {
-                kept.entry(&manifest.digest).or_insert_with(|| "pushed within the grace period".to_owned());
+                kept[index].get_or_insert_with(|| "pushed within the grace period".to_owned());
             }
         }
 
         // What kept manifests hold: an index its children, a referrer its subject, a
         // subject its referrers; attached tags follow their subject.
-        let mut attached_kept: BTreeSet<&str> = BTreeSet::new();
-        let mut work: Vec<&'a Digest> = kept.keys().copied().collect();
+        let mut attached_kept = vec![false; graph.attached.len()];
+        let mut work: Vec<usize> = (0..manifests.len()).filter(|&i| kept[i].is_some()).collect();
         loop {
-            while let Some(digest) = work.pop() {
-                let Some(manifest) = manifests.get(digest) else { continue };
-                let mut hold = |held: &'a Digest, why: String| {
-                    if manifests.contains_key(held) && !kept.contains_key(held) {
-                        kept.insert(held, why);
+            while let Some(holder) = work.pop() {
+                let digest = &manifests[holder].digest;
+                let mut hold = |held: usize, why: &dyn Fn() -> String| {
+                    if kept[held].is_none() {
+                        kept[held] = Some(why());
                         work.push(held);
                     }
                 };
-                for child in &manifest.children {
-                    hold(child, format!("listed by kept index {digest}"));
+                for &child in &graph.children[holder] {
+                    hold(child, &|| format!("listed by kept index {digest}"));
                 }
-                if let Some(subject) = &manifest.subject {
-                    hold(subject, format!("the subject of kept {digest}"));
+                if let Some(subject) = graph.subject[holder] {
+                    hold(subject, &|| format!("the subject of kept {digest}"));
                 }
-                for referrer in referrers.get(digest).into_iter().flatten() {
-                    hold(referrer, format!("refers to kept {digest}"));
+                for &referrer in &graph.referrers[holder] {
+                    hold(referrer, &|| format!("refers to kept {digest}"));
                 }
             }
-            let newly: Vec<&str> = attached
-                .iter()
-                .filter(|(tag, subject)| !attached_kept.contains(*tag) && kept.contains_key(subject))
-                .map(|(tag, _)| *tag)
+            let newly: Vec<usize> = (0..graph.attached.len())
+                .filter(|&a| !attached_kept[a] && kept[graph.attached[a].1].is_some())
                 .collect();
             if newly.is_empty() {
                 break;
             }
-            for tag in newly {
-                attached_kept.insert(tag);
-                let digest = &tags[tag].digest;
-                if manifests.contains_key(digest) && !kept.contains_key(digest) {
-                    kept.insert(digest, format!("tag {tag} follows its kept subject"));
-                    work.push(digest);
+            for a in newly {
+                attached_kept[a] = true;
+                let tag = graph.tags[graph.attached[a].0];
+                if let Some(index) = graph.find(&tag.digest).filter(|&i| kept[i].is_none()) {
+                    kept[index] = Some(format!("tag {} follows its kept subject", tag.name));
+                    work.push(index);
                 }
             }
         }
-        for (tag, subject) in &attached {
-            let record = tags[tag];
-            let (decision, reason) = if attached_kept.contains(tag) {
+        for (&(place, subject), &is_kept) in graph.attached.iter().zip(&attached_kept) {
+            let tag = graph.tags[place];
+            let subject = &manifests[subject].digest;
+            let (decision, reason) = if is_kept {
                 (Decision::Keep, format!("follows its subject {subject}, which is kept"))
             } else {
-                deleted_tags.entry(&record.digest).or_default().push(tag);
+                if let Some(index) = graph.find(&tag.digest) {
+                    deleted_tags[index].push(&tag.name);
+                }
                 (Decision::Delete, format!("follows its subject {subject}, which is deleted"))
             };
             tag_plans.push(TagPlan {
-                name: record.name.clone(),
-                digest: record.digest.clone(),
+                name: tag.name.clone(),
+                digest: tag.digest.clone(),
                 decision,
                 rule: None,
-                reason,
-                matched: Vec::new(),
+                reason: words.text(reason),
+                matched: words.list(Vec::new()),
             });
         }
         tag_plans.sort_by(|a, b| a.name.cmp(&b.name));
-        for manifest in manifests.values() {
-            let digest = &manifest.digest;
-            if kept.contains_key(digest) || deleted.contains_key(digest) {
-                continue;
-            }
-            let reason = if let Some(names) = deleted_tags.get(digest) {
-                let mut names = names.clone();
-                names.sort_unstable();
-                format!("its tags are deleted ({})", names.join(", "))
-            } else if parents.contains_key(digest) {
-                "only deleted indexes list it".to_owned()
-            } else if let Some(subject) = &manifest.subject {
-                format!("its subject {subject} is deleted")
-            } else {
-                "nothing keeps it".to_owned()
-            };
-            deleted.insert(digest, reason);
-        }
 
-        let normal: Vec<&TagPlan> = tag_plans.iter().filter(|t| !attached.contains_key(t.name.as_str())).collect();
-        let total = normal.len();
-        let removed = normal.iter().filter(|t| t.decision == Decision::Delete).count();
         let limits = self.policy.limits;
         let refused = if removed == 0 {
             None
@@ -551,11 +713,40 @@ impl<'p> Planner<'p> {
         } else {
             None
         };
-        let verdicts = units
-            .iter_mut()
-            .filter_map(|unit| Some((unit.tag?.name.clone(), std::mem::take(&mut unit.verdicts))))
-            .collect();
-        Decided { name, manifests, tags: tag_plans, kept, deleted, refused, verdicts }
+
+        let mut manifest_plans = Vec::with_capacity(manifests.len());
+        let (mut kept_records, mut deleted_records) = (Vec::new(), Vec::new());
+        for (index, manifest) in manifests.iter().enumerate() {
+            let (decision, reason) = if let Some(reason) = kept[index].take() {
+                (Decision::Keep, reason)
+            } else if let Some(reason) = deleted[index].take() {
+                (Decision::Delete, reason)
+            } else if !deleted_tags[index].is_empty() {
+                let names = &mut deleted_tags[index];
+                names.sort_unstable();
+                (Decision::Delete, format!("its tags are deleted ({})", names.join(", ")))
+            } else if graph.listed[index] {
+                (Decision::Delete, "only deleted indexes list it".to_owned())
+            } else if let Some(subject) = &manifest.subject {
+                (Decision::Delete, format!("its subject {subject} is deleted"))
+            } else {
+                (Decision::Delete, "nothing keeps it".to_owned())
+            };
+            if decision == Decision::Keep || refused.is_some() {
+                kept_records.push(*manifest);
+            } else {
+                deleted_records.push(*manifest);
+            }
+            manifest_plans.push(ManifestPlan { digest: manifest.digest.clone(), decision, reason: words.text(reason) });
+        }
+        let plan = RepositoryPlan {
+            name: name.to_owned(),
+            tags: tag_plans,
+            manifests: manifest_plans,
+            refused,
+            reclaimed_bytes: 0,
+        };
+        (Decided { plan, kept: kept_records, deleted: deleted_records }, verdicts)
     }
 
     /// Records which units `rule` selects, and whether its conditions hold for each.
@@ -571,7 +762,8 @@ impl<'p> Planner<'p> {
                 }
             })
             .collect();
-        let pattern = rule.selector.as_ref().and_then(|s| s.version_pattern()).unwrap_or(&self.default_versions);
+        let default = VersionPattern::Default;
+        let pattern = rule.selector.as_ref().and_then(|s| s.version_pattern()).unwrap_or(&default);
         let ranks = rule.conditions.newest.map(|(count, per, by)| rank(units, &selected, pattern, count, per, by));
         if self.explaining {
             let mut is_selected = vec![false; units.len()];
@@ -621,9 +813,9 @@ struct Rank {
 }
 
 /// Ranks the `selected` units in their groups, newest first.
-fn rank(units: &[Unit<'_>], selected: &[usize], pattern: &Regex, count: usize, per: Per, by: By) -> Vec<Rank> {
+fn rank(units: &[Unit<'_>], selected: &[usize], pattern: &VersionPattern, count: usize, per: Per, by: By) -> Vec<Rank> {
     let versions: Vec<Option<Version>> =
-        selected.iter().map(|&i| units[i].tag.and_then(|t| version_in(pattern, &t.name))).collect();
+        selected.iter().map(|&i| units[i].tag.and_then(|t| pattern.version_in(&t.name))).collect();
     // Groups by (has a version, major, minor); the words come once per group.
     let group = |version: &Option<Version>| match (per, version) {
         (Per::Repository, _) => (true, 0, 0),

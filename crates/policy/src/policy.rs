@@ -136,7 +136,7 @@ pub struct Policy {
 /// A rule: which tags, and when they are kept or deleted.
 #[derive(Debug, Clone)]
 pub(crate) struct Rule {
-    pub(crate) name: String,
+    pub(crate) name: std::sync::Arc<str>,
     pub(crate) repositories: Option<Vec<GlobMatcher>>,
     pub(crate) selector: Option<Selector>,
     pub(crate) decision: Decision,
@@ -156,7 +156,7 @@ pub(crate) struct Conditions {
 /// Repositories and tags: an immutability scope.
 #[derive(Debug, Clone)]
 pub(crate) struct Scope {
-    pub(crate) place: String,
+    pub(crate) place: std::sync::Arc<str>,
     pub(crate) repositories: Option<Vec<GlobMatcher>>,
     pub(crate) tags: Option<Selector>,
 }
@@ -298,7 +298,7 @@ impl Policy {
                 _ => return Err(policy_error(&place, "a rule has exactly one of keep and delete")),
             };
             rules.push(Rule {
-                name: rule.name.clone(),
+                name: rule.name.as_str().into(),
                 repositories: repositories(&place, &rule.repositories)?,
                 selector: rule.tags.as_ref().map(|s| s.compile(&format!("{place}.tags"))).transpose()?,
                 decision,
@@ -321,7 +321,7 @@ impl Policy {
                 Ok(Scope {
                     repositories: repositories(&place, &scope.repositories)?,
                     tags: scope.tags.as_ref().map(|s| s.compile(&format!("{place}.tags"))).transpose()?,
-                    place,
+                    place: place.into(),
                 })
             })
             .collect::<Result<_>>()?;
@@ -387,7 +387,7 @@ impl Policy {
             && current != digest
         {
             return Err(Refusal {
-                rule: scope.place.clone(),
+                rule: scope.place.to_string(),
                 message: format!("tag {tag:?} of {repository} is immutable: it stays at {current}"),
             });
         }
@@ -402,7 +402,7 @@ impl Policy {
         let candidate = Candidate { tag: Some(tag), manifest: None, signed: false };
         match self.immutable_scope(repository, &candidate) {
             Some(scope) => Err(Refusal {
-                rule: scope.place.clone(),
+                rule: scope.place.to_string(),
                 message: format!("tag {tag:?} of {repository} is immutable: it cannot be deleted"),
             }),
             None => Ok(()),

@@ -3,6 +3,7 @@
 //! whatever changed since.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
@@ -154,12 +155,12 @@ pub async fn apply(plan: &Plan, registry: &Registry, audit: &mut (dyn FnMut(&Aud
         let repository = registry.repository(&name);
         let now = repository_inventory(&repository).await?;
         let mut tags: BTreeMap<&str, &Digest> = now.tags.iter().map(|t| (t.name.as_str(), &t.digest)).collect();
-        let entry = |action, tag: Option<&str>, digest: &Digest, rule: Option<&String>, reason: String| AuditEntry {
+        let entry = |action, tag: Option<&str>, digest: &Digest, rule: Option<&Arc<str>>, reason: String| AuditEntry {
             action,
             repository: planned.name.clone(),
             tag: tag.map(str::to_owned),
             digest: digest.clone(),
-            rule: rule.cloned(),
+            rule: rule.map(|r| r.to_string()),
             reason,
         };
         for tag in doomed_tags {
@@ -176,7 +177,13 @@ pub async fn apply(plan: &Plan, registry: &Registry, audit: &mut (dyn FnMut(&Aud
                         Ok(()) => {
                             applied.tags_deleted += 1;
                             let reason = tag.reason.clone();
-                            audit(&entry("delete-tag", Some(&tag.name), &tag.digest, tag.rule.as_ref(), reason));
+                            audit(&entry(
+                                "delete-tag",
+                                Some(&tag.name),
+                                &tag.digest,
+                                tag.rule.as_ref(),
+                                reason.to_string(),
+                            ));
                         }
                         // Another run of the plan (another process) deleted it meanwhile.
                         Err(wharf_registry::Error::ManifestUnknown { .. }) => applied.already_gone += 1,
@@ -213,7 +220,7 @@ pub async fn apply(plan: &Plan, registry: &Registry, audit: &mut (dyn FnMut(&Aud
                 match repository.delete_manifest(&manifest.digest).await {
                     Ok(()) => {
                         applied.manifests_deleted += 1;
-                        audit(&entry("delete-manifest", None, &manifest.digest, None, manifest.reason.clone()));
+                        audit(&entry("delete-manifest", None, &manifest.digest, None, manifest.reason.to_string()));
                     }
                     Err(wharf_registry::Error::ManifestUnknown { .. }) => applied.already_gone += 1,
                     Err(e) => {

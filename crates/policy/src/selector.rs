@@ -11,10 +11,6 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::inventory::ManifestRecord;
 
-/// The version a tag carries by default: an optional `v`, then a semantic version.
-const DEFAULT_VERSION_PATTERN: &str =
-    r"v?(?P<version>(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)";
-
 /// Artifact types of signatures: cosign's and notation's.
 pub(crate) const SIGNATURE_TYPES: [&str; 2] =
     ["application/vnd.dev.cosign.artifact.sig.v1+json", "application/vnd.cncf.notary.signature"];
@@ -53,7 +49,7 @@ pub(crate) struct Candidate<'a> {
 pub(crate) enum Selector {
     Glob(GlobMatcher),
     Regex(Regex),
-    Semver { range: VersionReq, pattern: Regex },
+    Semver { range: VersionReq, pattern: VersionPattern },
     Untagged(bool),
     Signed(bool),
     ArtifactType(GlobMatcher),
@@ -102,10 +98,16 @@ impl SelectorFile {
             (Some(range), pattern) => {
                 let range = VersionReq::parse(range)
                     .map_err(|e| policy_error(&at("semver"), format!("bad version range {range:?}: {e}")))?;
-                let pattern = whole(&at("version_pattern"), pattern.as_deref().unwrap_or(DEFAULT_VERSION_PATTERN))?;
-                if !pattern.capture_names().any(|name| name == Some("version")) {
-                    return Err(policy_error(&at("version_pattern"), "needs a named group (?P<version>…)"));
-                }
+                let pattern = match pattern {
+                    None => VersionPattern::Default,
+                    Some(pattern) => {
+                        let pattern = whole(&at("version_pattern"), pattern)?;
+                        if !pattern.capture_names().any(|name| name == Some("version")) {
+                            return Err(policy_error(&at("version_pattern"), "needs a named group (?P<version>…)"));
+                        }
+                        VersionPattern::Custom(pattern)
+                    }
+                };
                 parts.push(Selector::Semver { range, pattern });
             }
             (None, Some(_)) => return Err(policy_error(&at("version_pattern"), "goes with semver")),
@@ -174,7 +176,7 @@ impl Selector {
             Selector::Glob(glob) => candidate.tag.is_some_and(|tag| glob.is_match(tag)),
             Selector::Regex(regex) => candidate.tag.is_some_and(|tag| regex.is_match(tag)),
             Selector::Semver { range, pattern } => {
-                candidate.tag.and_then(|tag| version_in(pattern, tag)).is_some_and(|v| range.matches(&v))
+                candidate.tag.and_then(|tag| pattern.version_in(tag)).is_some_and(|v| range.matches(&v))
             }
             Selector::Untagged(untagged) => candidate.tag.is_none() == *untagged,
             Selector::Signed(signed) => candidate.signed == *signed,
@@ -202,7 +204,7 @@ impl Selector {
     }
 
     /// The pattern versions are read with: the first `semver` selector's, else the default.
-    pub(crate) fn version_pattern(&self) -> Option<&Regex> {
+    pub(crate) fn version_pattern(&self) -> Option<&VersionPattern> {
         match self {
             Selector::Semver { pattern, .. } => Some(pattern),
             Selector::Any(parts) | Selector::All(parts) => parts.iter().find_map(Selector::version_pattern),
@@ -226,20 +228,44 @@ impl Selector {
     }
 }
 
-/// The default pattern a version is read from a tag with.
-pub(crate) fn default_version_pattern() -> Regex {
-    Regex::new(&format!("^(?:{DEFAULT_VERSION_PATTERN})$")).expect("the default version pattern compiles")
+/// How a version is read from a tag: by default an optional `v`, then a semantic version;
+/// or by a policy's `version_pattern`, whose group `version` is the version.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum VersionPattern {
+    #[default]
+    Default,
+    Custom(Regex),
 }
 
-/// The semantic version `pattern` reads from `tag`, if any.
-pub(crate) fn version_in(pattern: &Regex, tag: &str) -> Option<Version> {
-    let captures = pattern.captures(tag)?;
-    Version::parse(captures.name("version")?.as_str()).ok()
+impl VersionPattern {
+    /// The semantic version read from `tag`, if any.
+    pub(crate) fn version_in(&self, tag: &str) -> Option<Version> {
+        match self {
+            // An optional `v`, then what semver reads: the same as matching the pattern
+            // `v?(?P<version>…)` with semver's grammar first, as a test checks.
+            VersionPattern::Default => Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok(),
+            VersionPattern::Custom(pattern) => Version::parse(pattern.captures(tag)?.name("version")?.as_str()).ok(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// The version a tag carries by default, as a regex: an optional `v`, then a semantic version.
+    const DEFAULT_VERSION_PATTERN: &str =
+        r"v?(?P<version>(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)";
+
+    proptest! {
+        #[test]
+        fn the_default_reading_is_the_documented_pattern(tag in "v?v?[0-9]{1,3}(\\.[0-9]{1,3}){0,3}(-[0-9A-Za-z.+-]{0,6})?(\\+[0-9A-Za-z.+-]{0,6})?[ a]?") {
+            let documented = VersionPattern::Custom(Regex::new(&format!("^(?:{DEFAULT_VERSION_PATTERN})$")).unwrap());
+            prop_assert_eq!(VersionPattern::Default.version_in(&tag), documented.version_in(&tag));
+        }
+    }
 
     fn selector(yaml: &str) -> Selector {
         let file: SelectorFile = serde_yaml_ng::from_str(yaml).unwrap();

@@ -3,6 +3,7 @@
 //! out and planned again deletes nothing more, and the inventory's order does not matter.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use wharf_oci::Digest;
@@ -126,7 +127,7 @@ fn deleted_tags(plan: &Plan, repository: &str) -> Vec<String> {
 fn manifest_decision(plan: &Plan, repository: &str, name: &str) -> (Decision, String) {
     let repository = plan.repositories.iter().find(|r| r.name == repository).unwrap();
     let manifest = repository.manifests.iter().find(|m| m.digest == digest(name)).unwrap();
-    (manifest.decision, manifest.reason.clone())
+    (manifest.decision, manifest.reason.to_string())
 }
 
 #[test]
@@ -142,11 +143,11 @@ fn newest_per_major_by_version() {
     );
     assert_eq!(deleted_tags(&plan, "team/app"), ["v1.0.0", "v1.1.0"]);
     let kept = &plan.repositories[0].tags.iter().find(|t| t.name == "v1.3.0").unwrap();
-    assert_eq!(kept.reason, "among the newest 2 of major 1 by version");
+    assert_eq!(&*kept.reason, "among the newest 2 of major 1 by version");
     assert_eq!(kept.rule.as_deref(), Some("releases"));
     let deleted = &plan.repositories[0].tags[0];
-    assert_eq!((deleted.rule.as_deref(), deleted.reason.as_str()), (None, "no rule decided; the default"));
-    assert_eq!(deleted.matched, ["releases"], "a rule that matched but did not decide is recorded");
+    assert_eq!((deleted.rule.as_deref(), &*deleted.reason), (None, "no rule decided; the default"));
+    assert_eq!(*deleted.matched, [Arc::from("releases")], "a rule that matched but did not decide is recorded");
 }
 
 #[test]
@@ -195,7 +196,7 @@ fn conditions_are_anded_and_never_pulled_is_old() {
     );
     assert_eq!(deleted_tags(&plan, "a"), ["never"]);
     let never = &plan.repositories[0].tags.iter().find(|t| t.name == "never").unwrap();
-    assert_eq!(never.reason, "pushed more than 30d ago, never pulled");
+    assert_eq!(&*never.reason, "pushed more than 30d ago, never pulled");
 }
 
 #[test]

@@ -330,7 +330,11 @@ async fn apply_retention(
         };
         let inventory = wharf_policy::registry::inventory(registry).await?;
         let now = wharf_policy::Timestamp(std::time::SystemTime::now());
-        let plan = wharf_policy::plan(&inventory, policy, &in_use, now);
+        // Planning a large registry takes the CPU for a while: off the runtime's threads.
+        let planning = policy.clone();
+        let plan = tokio::task::spawn_blocking(move || wharf_policy::plan(&inventory, &planning, &in_use, now))
+            .await
+            .map_err(|e| wharf_policy::Error::Registry { what: "planning".to_owned(), reason: e.to_string() })?;
         for refused in plan.repositories.iter().filter_map(|r| r.refused.as_ref().map(|why| (&r.name, why))) {
             tracing::warn!(repository = %refused.0, reason = %refused.1, "retention refused for a repository");
         }
