@@ -1,24 +1,30 @@
 //! `cargo run --release --example retention -- --policy policy.yaml
-//!     (--inventory inventory.json | --registry config.yml|DIR) [--now RFC3339]
+//!     (--inventory inventory.json | --registry config.yml|DIR|https://host[/prefix]) [--now RFC3339]
 //!     [--in-use FILE] [--format table|json] [--explain REPO:TAG]
 //!     [--export-inventory FILE] [--apply [PLAN.json]]`
 //!
 //! Plans what a tag policy keeps and deletes, as a dry run by default: a table per
 //! repository (or the plan as JSON), with the rule and the reason for every tag. The
-//! inventory comes from a file or from a registry (a Distribution `config.yml`, or a
-//! filesystem root); `--export-inventory` saves it, so a policy can be tried offline on
-//! real data. `--apply` carries the plan out on the registry, or a saved plan exactly as it
+//! inventory comes from a file or from a registry: a Distribution `config.yml` or a
+//! filesystem root, read in place, or any registry over HTTP (`http://` for one without
+//! TLS), the repositories at or below the prefix, with credentials from the docker and
+//! podman files; `--export-inventory` saves it, so a policy can be tried offline on real
+//! data. `--apply` carries the plan out on the registry, or a saved plan exactly as it
 //! was written, skipping what changed since; each deletion prints an audit line (JSON).
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints its plan and its audit lines")]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wharf::policy::{Decision, InUse, Inventory, Plan, Policy, Timestamp, explain, plan, registry};
+use wharf::client::{Client, ConfigFiles};
+use wharf::policy::{
+    Applied, AuditEntry, Decision, InUse, Inventory, Plan, Policy, Timestamp, explain, plan, registry, remote,
+};
 use wharf::registry::Registry;
 
-const USAGE: &str = "usage: retention --policy policy.yaml (--inventory inventory.json | --registry config.yml|DIR) \
+const USAGE: &str = "usage: retention --policy policy.yaml (--inventory inventory.json | --registry \
+                     config.yml|DIR|https://host[/prefix]) \
                      [--now RFC3339] [--in-use FILE] [--format table|json] [--explain REPO:TAG] \
                      [--export-inventory FILE] [--apply [PLAN.json]]";
 
@@ -26,7 +32,7 @@ const USAGE: &str = "usage: retention --policy policy.yaml (--inventory inventor
 struct Args {
     policy: Option<PathBuf>,
     inventory: Option<PathBuf>,
-    registry: Option<PathBuf>,
+    registry: Option<String>,
     now: Option<Timestamp>,
     in_use: Option<PathBuf>,
     json: bool,
@@ -43,7 +49,7 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--policy" => args.policy = Some(value("--policy")?.into()),
             "--inventory" => args.inventory = Some(value("--inventory")?.into()),
-            "--registry" => args.registry = Some(value("--registry")?.into()),
+            "--registry" => args.registry = Some(value("--registry")?),
             "--now" => args.now = Some(value("--now")?.parse()?),
             "--in-use" => args.in_use = Some(value("--in-use")?.into()),
             "--format" => {
@@ -70,8 +76,48 @@ fn read(path: &PathBuf) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Where the inventory is read and the plan carried out.
+enum Target {
+    /// In place: a Distribution config's storage, or a filesystem root.
+    Embedded(Registry),
+    /// Over HTTP: a host, and the repositories at or below a prefix.
+    Remote { client: Client, host: String, prefix: Option<String> },
+}
+
+impl Target {
+    async fn open(registry: &str) -> Result<Target, Box<dyn std::error::Error>> {
+        let Some((scheme, rest)) = registry.split_once("://") else {
+            return Ok(Target::Embedded(open_registry(Path::new(registry)).await?));
+        };
+        let (host, prefix) = rest.split_once('/').map_or((rest, None), |(host, prefix)| (host, Some(prefix)));
+        let mut builder = Client::builder().credentials(ConfigFiles::from_env());
+        match scheme {
+            "https" => {}
+            "http" => builder = builder.plain_http(host),
+            other => return Err(format!("--registry {registry:?}: {other}:// is not http:// or https://").into()),
+        }
+        let prefix = prefix.map(|p| p.trim_matches('/').to_owned()).filter(|p| !p.is_empty());
+        Ok(Target::Remote { client: builder.build()?, host: host.to_owned(), prefix })
+    }
+
+    async fn inventory(&self, now: Timestamp) -> Result<Inventory, wharf::policy::Error> {
+        match self {
+            Target::Embedded(registry) => registry::inventory(registry).await,
+            Target::Remote { client, host, prefix } => remote::inventory(client, host, prefix.as_deref(), now).await,
+        }
+    }
+
+    async fn apply(&self, plan: &Plan) -> Result<Applied, wharf::policy::Error> {
+        let mut audit = |entry: &AuditEntry| println!("{}", serde_json::to_string(entry).unwrap_or_default());
+        match self {
+            Target::Embedded(registry) => registry::apply(plan, registry, &mut audit).await,
+            Target::Remote { client, host, .. } => remote::apply(plan, client, host, &mut audit).await,
+        }
+    }
+}
+
 /// The registry a Distribution config describes, or a filesystem root.
-async fn open_registry(path: &PathBuf) -> Result<Registry, Box<dyn std::error::Error>> {
+async fn open_registry(path: &Path) -> Result<Registry, Box<dyn std::error::Error>> {
     if path.is_dir() {
         let driver = wharf::storage::FilesystemDriver::new(path)?;
         return Ok(Registry::new(Arc::new(driver), wharf::registry::RegistryOptions::default()));
@@ -118,19 +164,19 @@ fn print_table(plan: &Plan, inventory: &Inventory) {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let policy = Policy::from_yaml(&read(args.policy.as_ref().ok_or(USAGE)?)?)?;
-    let registry = match &args.registry {
-        Some(path) => Some(open_registry(path).await?),
+    let target = match &args.registry {
+        Some(registry) => Some(Target::open(registry).await?),
         None => None,
     };
-    let inventory = match (&args.inventory, &registry) {
+    let now = args.now.unwrap_or(Timestamp(std::time::SystemTime::now()));
+    let inventory = match (&args.inventory, &target) {
         (Some(path), None) => Inventory::from_json(&read(path)?)?,
-        (None, Some(registry)) => registry::inventory(registry).await?,
+        (None, Some(target)) => target.inventory(now).await?,
         _ => return Err(format!("one of --inventory and --registry; {USAGE}").into()),
     };
     if let Some(path) = &args.export {
         std::fs::write(path, inventory.to_json() + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let now = args.now.unwrap_or(Timestamp(std::time::SystemTime::now()));
     let in_use = match &args.in_use {
         Some(path) => InUse::parse(&read(path)?)?,
         None => InUse::default(),
@@ -162,11 +208,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         print_table(&plan, &inventory);
     }
     if args.apply.is_some() {
-        let registry = registry.ok_or("--apply needs --registry")?;
-        let applied = registry::apply(&plan, &registry, &mut |entry| {
-            println!("{}", serde_json::to_string(entry).unwrap_or_default());
-        })
-        .await?;
+        let target = target.ok_or("--apply needs --registry")?;
+        let applied = target.apply(&plan).await?;
         eprintln!(
             "applied: {} tags and {} manifests deleted, {} skipped as changed since the plan, {} already gone",
             applied.tags_deleted, applied.manifests_deleted, applied.skipped, applied.already_gone

@@ -413,7 +413,8 @@ async fn push_to_root(registry: &wharf::registry::Registry, repository: &str, se
     use wharf::oci::Digest;
     let repository = registry.repository(&repository.parse().unwrap());
     let mut refs = Vec::new();
-    for data in [format!("{{\"seed\":\"{seed}\"}}"), format!("layer of {seed}")] {
+    // Built long ago, as a registry read over HTTP can tell.
+    for data in [format!("{{\"seed\":\"{seed}\",\"created\":\"2026-01-01T00:00:00Z\"}}"), format!("layer of {seed}")] {
         let digest = Digest::sha256(data.as_bytes());
         let body = futures::stream::iter([Ok(bytes::Bytes::from(data.clone()))]);
         repository.put_blob(&digest, body).await.unwrap();
@@ -518,4 +519,78 @@ async fn retention_example_plans_explains_exports_and_applies() {
     let (status, _, stderr) = with(&[os("--inventory"), work.path().join("inventory.json").into()]);
     assert_eq!(status, 1);
     assert!(stderr.starts_with("retention: policy: rules[0] (x).tags.regex: bad regex"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_example_over_http() {
+    let work = tempfile::tempdir().unwrap();
+    let driver = wharf::storage::FilesystemDriver::new(work.path().join("root")).unwrap();
+    let registry =
+        wharf::registry::Registry::new(std::sync::Arc::new(driver), wharf::registry::RegistryOptions::default());
+    for version in ["1.0.0", "1.1.0", "2.0.0"] {
+        push_to_root(&registry, "team/app", version, Some(&format!("v{version}"))).await;
+    }
+    push_to_root(&registry, "team/app", "feature", Some("feature-dev")).await;
+    push_to_root(&registry, "tools/lint", "lint", Some("old-dev")).await;
+    let router =
+        wharf::server::router(registry.clone(), wharf::server::ServerOptions::default().with_delete_enabled(true));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - {name: releases, tags: {semver: '*'}, keep: {newest: 2, by: version}}\n  - {name: dev, tags: {glob: '*-dev'}, delete: {pushed_older_than: 30d}}\ndefault: delete\n",
+    )
+    .unwrap();
+    let inventory_file = work.path().join("inventory.json");
+    let args = move |extra: &[&str]| {
+        let mut all =
+            vec!["--policy".to_owned(), policy.display().to_string(), "--now".into(), "2026-12-07T00:00:00Z".into()];
+        all.extend(extra.iter().map(|a| (*a).to_owned()));
+        all
+    };
+    let run = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+            run_retention(&refs)
+        })
+        .await
+        .unwrap()
+    };
+    let url = format!("http://{host}/team");
+
+    // A dry run below the prefix, its inventory saved.
+    let exported = inventory_file.display().to_string();
+    let (status, planned, stderr) =
+        run(args(&["--registry", &url, "--format", "json", "--export-inventory", &exported])).await;
+    assert_eq!(status, 0, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&planned).unwrap();
+    assert_eq!(plan["repositories"].as_array().unwrap().len(), 1, "only team/: {planned}");
+    let deleted: Vec<&str> = plan["repositories"][0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["decision"] == "delete")
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted, ["feature-dev", "v1.0.0"]);
+    let inventory: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&inventory_file).unwrap()).unwrap();
+    assert_eq!(inventory["repositories"][0]["tags"][0]["pushed"], "2026-01-01T00:00:00Z");
+
+    // Applied over HTTP: an audit line per deletion; tools/ untouched.
+    let (status, applied, stderr) = run(args(&["--registry", &url, "--apply"])).await;
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(applied.lines().filter(|l| l.starts_with('{')).count(), 4, "{applied}");
+    assert!(stderr.contains("applied: 2 tags and 2 manifests deleted"), "{stderr}");
+    let app = registry.repository(&"team/app".parse().unwrap());
+    assert_eq!(app.tags(None, None).await.unwrap(), ["v1.1.0", "v2.0.0"]);
+    let tools = registry.repository(&"tools/lint".parse().unwrap());
+    assert_eq!(tools.tags(None, None).await.unwrap(), ["old-dev"]);
+
+    // An address that is neither a path nor HTTP says so.
+    let (status, _, stderr) = run(args(&["--registry", "ftp://example.com", "--apply"])).await;
+    assert_eq!(status, 1);
+    assert!(stderr.contains("ftp:// is not http:// or https://"), "{stderr}");
 }

@@ -225,3 +225,181 @@ async fn two_registries_on_one_root_apply_one_plan_at_once() {
     }
     assert!(has(&app, &kept.0).await);
 }
+
+/// An image whose config says it was built at `created`, tagged `tag` when given.
+async fn dated_image(repository: &Repository, seed: &str, created: &str, tag: Option<&str>) -> (Digest, usize) {
+    let config = serde_json::json!({"created": created, "architecture": "amd64", "os": "linux", "seed": seed});
+    let (config, config_size) = blob(repository, &serde_json::to_vec(&config).unwrap()).await;
+    let (layer, layer_size) = blob(repository, format!("layer of {seed}").as_bytes()).await;
+    let raw = image_manifest((config.as_str(), config_size), &[(layer.as_str(), layer_size)], None);
+    let size = raw.len();
+    let reference = tag.map_or_else(|| ManifestReference::Digest(Digest::sha256(&raw)), |t| t.parse().unwrap());
+    (repository.put_manifest(&reference, Bytes::from(raw), None).await.unwrap(), size)
+}
+
+/// Serves `registry` through wharf-server on a free loopback port, deletes on; the task
+/// ends with the test's runtime.
+async fn serve(registry: &Registry) -> String {
+    let router =
+        wharf::server::router(registry.clone(), wharf::server::ServerOptions::default().with_delete_enabled(true));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    host
+}
+
+fn http_client(host: &str) -> wharf::client::Client {
+    wharf::client::Client::builder().plain_http(host).build().unwrap()
+}
+
+fn time(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_carried_out_over_http() {
+    let root = tempfile::tempdir().unwrap();
+    let registry = Registry::new(Arc::new(FilesystemDriver::new(root.path()).unwrap()), RegistryOptions::default());
+    let app = registry.repository(&"team/app".parse().unwrap());
+    let mut releases = Vec::new();
+    for (version, created) in
+        [("1.0.0", "2026-01-01"), ("1.1.0", "2026-02-01"), ("1.2.0", "2026-11-30"), ("2.0.0", "2026-12-01")]
+    {
+        releases.push(dated_image(&app, version, &format!("{created}T00:00:00Z"), Some(&format!("v{version}"))).await);
+    }
+    let signed = signature(&app, &releases[0], "sig of 1.0.0").await;
+    let amd64 = dated_image(&app, "amd64", "2026-03-01T00:00:00Z", None).await;
+    let arm64 = dated_image(&app, "arm64", "2026-03-02T00:00:00.123456789Z", None).await;
+    let multi = index(&app, &[&amd64, &arm64], "multi-dev").await;
+    let orphan = dated_image(&app, "orphan", "2026-01-01T00:00:00Z", None).await;
+    let tools = registry.repository(&"tools".parse().unwrap());
+    image(&tools, "tool", Some("stable")).await;
+    let host = serve(&registry).await;
+    let client = http_client(&host);
+    let now = time("2026-12-07T00:00:00Z");
+
+    // Over HTTP, below the prefix `team`: what the embedded registry holds, but for the
+    // untagged image nothing names, and with times from the configs.
+    let remote = wharf::policy::remote::inventory(&client, &host, Some("team"), now).await.unwrap();
+    let names: Vec<&str> = remote.repositories.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["team/app"]);
+    let embedded = inventory(&registry).await.unwrap();
+    let (over_http, in_place) = (&remote.repositories[0], &embedded.repositories[0]);
+    let tags = |r: &wharf::policy::RepositoryInventory| -> Vec<(String, Digest)> {
+        r.tags.iter().map(|t| (t.name.clone(), t.digest.clone())).collect()
+    };
+    assert_eq!(tags(over_http), tags(in_place));
+    let shape = |m: &wharf::policy::ManifestRecord| {
+        (
+            m.digest.clone(),
+            m.media_type.clone(),
+            m.artifact_type.clone(),
+            m.size,
+            m.blobs.clone(),
+            m.subject.clone(),
+            m.children.clone(),
+        )
+    };
+    let expected: Vec<_> = in_place.manifests.iter().filter(|m| m.digest != orphan.0).map(shape).collect();
+    assert_eq!(over_http.manifests.iter().map(shape).collect::<Vec<_>>(), expected);
+    let pushed = |digest: &Digest| over_http.manifests.iter().find(|m| &m.digest == digest).unwrap().pushed;
+    assert_eq!(pushed(&releases[0].0), time("2026-01-01T00:00:00Z"));
+    assert_eq!(pushed(&multi), time("2026-03-02T00:00:00.123456789Z"), "an index is as new as its newest child");
+    assert_eq!(pushed(&signed), now, "a manifest that tells no time counts as new");
+    assert!(
+        over_http.manifests.iter().all(|m| m.pulled.is_none()) && over_http.tags.iter().all(|t| t.pulled.is_none())
+    );
+
+    // The plan: the two newest releases stay; the old ones, the signature of a deleted
+    // release and the dev index with its images go.
+    let planned = plan(&remote, &Policy::from_yaml(POLICY).unwrap(), &InUse::default(), now);
+    let decided: Vec<(&str, Decision)> =
+        planned.repositories[0].tags.iter().map(|t| (t.name.as_str(), t.decision)).collect();
+    assert_eq!(
+        decided,
+        [
+            ("multi-dev", Decision::Delete),
+            ("v1.0.0", Decision::Delete),
+            ("v1.1.0", Decision::Delete),
+            ("v1.2.0", Decision::Keep),
+            ("v2.0.0", Decision::Keep)
+        ]
+    );
+    assert_eq!(planned.summary.manifests_deleted, 6);
+
+    // Meanwhile the dev tag moves: it is skipped, and its old index goes all the same.
+    let moved_to = dated_image(&app, "new dev", "2026-12-06T00:00:00Z", Some("multi-dev")).await;
+    let mut lines: Vec<AuditEntry> = Vec::new();
+    let applied =
+        wharf::policy::remote::apply(&planned, &client, &host, &mut |entry| lines.push(entry.clone())).await.unwrap();
+    assert_eq!((applied.tags_deleted, applied.manifests_deleted, applied.skipped), (2, 6, 1), "{lines:?}");
+    assert!(lines.iter().any(|l| l.action == "skip" && l.tag.as_deref() == Some("multi-dev")), "{lines:?}");
+    let index_first = lines.iter().position(|l| l.digest == multi && l.action == "delete-manifest").unwrap();
+    let child_after = lines.iter().position(|l| l.digest == amd64.0 && l.action == "delete-manifest").unwrap();
+    assert!(index_first < child_after, "an index goes before its children");
+    assert_eq!(app.tags(None, None).await.unwrap(), ["multi-dev", "v1.2.0", "v2.0.0"]);
+    for gone in [&releases[0].0, &releases[1].0, &signed, &multi, &amd64.0, &arm64.0] {
+        assert!(!has(&app, gone).await, "{gone} is still there");
+    }
+    for kept in [&releases[2].0, &releases[3].0, &moved_to.0, &orphan.0] {
+        assert!(has(&app, kept).await);
+    }
+
+    // The same plan again deletes nothing.
+    let mut again = Vec::new();
+    let second =
+        wharf::policy::remote::apply(&planned, &client, &host, &mut |entry| again.push(entry.clone())).await.unwrap();
+    assert_eq!((second.tags_deleted, second.manifests_deleted), (0, 0), "{again:?}");
+    assert_eq!(second.already_gone, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_carried_out_on_distribution() {
+    if !wharf_testing::peers::has_peer("docker-registry", "plans_carried_out_on_distribution") {
+        return;
+    }
+    // Distribution's layout written in place, then served by Distribution itself.
+    let root = tempfile::tempdir().unwrap();
+    let registry = Registry::new(Arc::new(FilesystemDriver::new(root.path()).unwrap()), RegistryOptions::default());
+    let app = registry.repository(&"team/app".parse().unwrap());
+    let old = dated_image(&app, "1.0.0", "2026-01-01T00:00:00Z", Some("v1.0.0")).await;
+    let kept = dated_image(&app, "1.2.0", "2026-01-15T00:00:00Z", Some("v1.2.0")).await;
+    app.tag("stale-dev", &kept.0).await.unwrap();
+    let newest = dated_image(&app, "2.0.0", "2026-12-01T00:00:00Z", Some("v2.0.0")).await;
+    let distribution = wharf_testing::peers::Distribution::serve(root.path());
+    let host = distribution.host();
+    let client = http_client(&host);
+    let now = time("2026-12-07T00:00:00Z");
+
+    let remote = wharf::policy::remote::inventory(&client, &host, None, now).await.unwrap();
+    assert_eq!(remote.repositories.len(), 1);
+    assert_eq!(remote.repositories[0].tags.len(), 4);
+    let planned = plan(&remote, &Policy::from_yaml(POLICY).unwrap(), &InUse::default(), now);
+    let deleted: Vec<&str> = planned.repositories[0]
+        .tags
+        .iter()
+        .filter(|t| t.decision == Decision::Delete)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(deleted, ["stale-dev", "v1.0.0"]);
+
+    let mut lines: Vec<AuditEntry> = Vec::new();
+    let applied =
+        wharf::policy::remote::apply(&planned, &client, &host, &mut |entry| lines.push(entry.clone())).await.unwrap();
+    let mut left = client.repository(&host, "team/app").tags().await.unwrap();
+    left.sort();
+    assert!(applied.manifests_deleted == 1 && !left.contains(&"v1.0.0".to_owned()), "{applied:?} {lines:?} {left:?}");
+    assert!(client.repository(&host, "team/app").manifest_descriptor(old.0.as_str()).await.unwrap().is_none());
+    for digest in [&kept.0, &newest.0] {
+        assert!(client.repository(&host, "team/app").manifest_descriptor(digest.as_str()).await.unwrap().is_some());
+    }
+    // Distribution deletes no tag alone (it answers DIGEST_INVALID): v1.0.0 went with its
+    // manifest, and stale-dev stays, with the reason, as its manifest is kept.
+    assert_eq!((applied.tags_deleted, applied.skipped), (1, 1), "{lines:?}");
+    let line = |tag: &str| lines.iter().find(|l| l.tag.as_deref() == Some(tag)).unwrap();
+    assert_eq!(line("v1.0.0").action, "delete-tag");
+    assert!(line("v1.0.0").reason.ends_with("(with its manifest)"), "{lines:?}");
+    assert_eq!(line("stale-dev").action, "skip");
+    assert!(line("stale-dev").reason.contains("cannot delete a tag alone"), "{lines:?}");
+    assert_eq!(left, ["stale-dev", "v1.2.0", "v2.0.0"]);
+}

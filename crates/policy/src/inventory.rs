@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use wharf_oci::Digest;
+use wharf_oci::{Digest, Manifest, media_type};
 
 use crate::error::{Error, Result};
 use crate::time::Timestamp;
@@ -88,6 +88,37 @@ pub struct TagRecord {
     /// When it was last pulled, if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pulled: Option<Timestamp>,
+}
+
+/// Config media types of images (as opposed to artifacts, whose config type is their
+/// artifact type).
+pub(crate) const IMAGE_CONFIGS: [&str; 2] = [media_type::OCI_IMAGE_CONFIG, media_type::DOCKER_CONFIG];
+
+impl ManifestRecord {
+    /// The record of `manifest`, stored under `digest`, pushed and last pulled when given.
+    pub fn of(digest: Digest, manifest: &Manifest, pushed: Timestamp, pulled: Option<Timestamp>) -> ManifestRecord {
+        let artifact_type = manifest
+            .artifact_type()
+            .or_else(|| manifest.config().map(|c| c.media_type.as_str()).filter(|t| !IMAGE_CONFIGS.contains(t)))
+            .map(str::to_owned);
+        ManifestRecord {
+            digest,
+            media_type: manifest.media_type().to_owned(),
+            artifact_type,
+            size: manifest.raw().len() as u64,
+            blobs: manifest
+                .config()
+                .into_iter()
+                .chain(manifest.layers())
+                .map(|d| BlobRecord { digest: d.digest.clone(), size: d.size })
+                .collect(),
+            pushed,
+            pulled,
+            subject: manifest.subject().map(|d| d.digest.clone()),
+            children: manifest.manifests().iter().map(|d| d.digest.clone()).collect(),
+            annotations: manifest.annotations().clone(),
+        }
+    }
 }
 
 impl Inventory {

@@ -42,6 +42,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod apply;
 mod error;
 mod in_use;
 mod inventory;
@@ -49,9 +50,12 @@ mod plan;
 mod policy;
 #[cfg(feature = "registry")]
 pub mod registry;
+#[cfg(feature = "client")]
+pub mod remote;
 mod selector;
 mod time;
 
+pub use crate::apply::{Applied, AuditEntry};
 pub use crate::error::{Error, Result};
 pub use crate::in_use::InUse;
 pub use crate::inventory::{BlobRecord, Inventory, ManifestRecord, RepositoryInventory, TagRecord};

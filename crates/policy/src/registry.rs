@@ -2,27 +2,20 @@
 //! read from the store, and a plan carried out on it, exactly as planned or not at all for
 //! whatever changed since.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-
 use futures::{StreamExt as _, TryStreamExt as _};
-use serde::Serialize;
-use wharf_oci::{Digest, Manifest, RepositoryName, media_type};
+use wharf_oci::{Manifest, RepositoryName};
 use wharf_registry::{ManifestReference, Registry, Repository};
 
+pub use crate::apply::{Applied, AuditEntry};
+use crate::apply::{Step, deletes_anything, steps};
 use crate::error::{Error, Result};
-use crate::inventory::{BlobRecord, Inventory, ManifestRecord, RepositoryInventory, TagRecord};
+use crate::inventory::{Inventory, ManifestRecord, RepositoryInventory, TagRecord};
 use crate::plan::Plan;
-use crate::policy::Decision;
 use crate::time::Timestamp;
 
 fn registry_error(what: impl Into<String>, error: impl std::fmt::Display) -> Error {
     Error::Registry { what: what.into(), reason: error.to_string() }
 }
-
-/// Config media types of images (as opposed to artifacts, whose config type is their
-/// artifact type).
-const IMAGE_CONFIGS: [&str; 2] = [media_type::OCI_IMAGE_CONFIG, "application/vnd.docker.container.image.v1+json"];
 
 /// Everything `registry` holds, as a plan reads it: every repository of its catalog, each
 /// manifest with the blobs it references and when it was pushed and last pulled, each tag
@@ -75,61 +68,7 @@ async fn manifest_record(
     let manifest =
         Manifest::parse(stored.content.clone(), Some(&stored.media_type)).map_err(|e| registry_error(what(), e))?;
     let pulled = repository.last_pulled(&revision.digest).await.map_err(|e| registry_error(what(), e))?;
-    let artifact_type = manifest
-        .artifact_type()
-        .or_else(|| manifest.config().map(|c| c.media_type.as_str()).filter(|t| !IMAGE_CONFIGS.contains(t)))
-        .map(str::to_owned);
-    Ok(Some(ManifestRecord {
-        digest: revision.digest.clone(),
-        media_type: stored.media_type,
-        artifact_type,
-        size: stored.content.len() as u64,
-        blobs: manifest
-            .config()
-            .into_iter()
-            .chain(manifest.layers())
-            .map(|d| BlobRecord { digest: d.digest.clone(), size: d.size })
-            .collect(),
-        pushed: Timestamp(revision.linked),
-        pulled: pulled.map(Timestamp),
-        subject: manifest.subject().map(|d| d.digest.clone()),
-        children: manifest.manifests().iter().map(|d| d.digest.clone()).collect(),
-        annotations: manifest.annotations().clone(),
-    }))
-}
-
-/// One line of the audit trail a plan's application leaves: a deletion, or a deletion not
-/// made and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AuditEntry {
-    /// `delete-tag`, `delete-manifest`, or `skip`.
-    pub action: &'static str,
-    /// The repository.
-    pub repository: String,
-    /// The tag, for a tag.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// The manifest (a tag's, as planned).
-    pub digest: Digest,
-    /// The rule that decided, if one did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// The plan's reason, or why the deletion was not made.
-    pub reason: String,
-}
-
-/// What applying a plan did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct Applied {
-    /// Tags deleted.
-    pub tags_deleted: u64,
-    /// Manifests deleted.
-    pub manifests_deleted: u64,
-    /// Deletions not made because the registry changed since the plan (a tag moved, a
-    /// manifest tagged again or newly referenced).
-    pub skipped: u64,
-    /// Deletions already made (by an earlier run of the same plan).
-    pub already_gone: u64,
+    Ok(Some(ManifestRecord::of(revision.digest, &manifest, Timestamp(revision.linked), pulled.map(Timestamp))))
 }
 
 /// Carries out `plan` on `registry`: its tag and manifest deletions, repository by
@@ -143,91 +82,39 @@ pub struct Applied {
 /// told to `audit` before it were made.
 pub async fn apply(plan: &Plan, registry: &Registry, audit: &mut (dyn FnMut(&AuditEntry) + Send)) -> Result<Applied> {
     let mut applied = Applied::default();
-    for planned in plan.repositories.iter().filter(|r| r.refused.is_none()) {
-        let doomed_tags: Vec<_> = planned.tags.iter().filter(|t| t.decision == Decision::Delete).collect();
-        let doomed: BTreeSet<&Digest> =
-            planned.manifests.iter().filter(|m| m.decision == Decision::Delete).map(|m| &m.digest).collect();
-        if doomed_tags.is_empty() && doomed.is_empty() {
-            continue;
-        }
+    for planned in plan.repositories.iter().filter(|r| deletes_anything(r)) {
         let name: RepositoryName =
             planned.name.parse().map_err(|e| registry_error(format!("repository {:?}", planned.name), e))?;
         let repository = registry.repository(&name);
         let now = repository_inventory(&repository).await?;
-        let mut tags: BTreeMap<&str, &Digest> = now.tags.iter().map(|t| (t.name.as_str(), &t.digest)).collect();
-        let entry = |action, tag: Option<&str>, digest: &Digest, rule: Option<&Arc<str>>, reason: String| AuditEntry {
-            action,
-            repository: planned.name.clone(),
-            tag: tag.map(str::to_owned),
-            digest: digest.clone(),
-            rule: rule.map(|r| r.to_string()),
-            reason,
-        };
-        for tag in doomed_tags {
-            match tags.get(tag.name.as_str()) {
-                None => applied.already_gone += 1,
-                Some(now_at) if **now_at != tag.digest => {
+        for step in steps(planned, &now) {
+            match step {
+                Step::Gone => applied.already_gone += 1,
+                Step::Skip(entry) => {
                     applied.skipped += 1;
-                    let reason = format!("the tag points at {now_at} now, not at {} as planned", tag.digest);
-                    audit(&entry("skip", Some(&tag.name), &tag.digest, tag.rule.as_ref(), reason));
+                    audit(&entry);
                 }
-                Some(_) => {
-                    tags.remove(tag.name.as_str());
-                    match repository.untag(&tag.name).await {
-                        Ok(()) => {
-                            applied.tags_deleted += 1;
-                            let reason = tag.reason.clone();
-                            audit(&entry(
-                                "delete-tag",
-                                Some(&tag.name),
-                                &tag.digest,
-                                tag.rule.as_ref(),
-                                reason.to_string(),
-                            ));
-                        }
-                        // Another run of the plan (another process) deleted it meanwhile.
-                        Err(wharf_registry::Error::ManifestUnknown { .. }) => applied.already_gone += 1,
-                        Err(e) => {
-                            return Err(registry_error(format!("deleting tag {} of {}", tag.name, planned.name), e));
-                        }
+                Step::DeleteTag(tag) => match repository.untag(&tag.name).await {
+                    Ok(()) => {
+                        applied.tags_deleted += 1;
+                        audit(&AuditEntry::tag("delete-tag", &planned.name, tag, tag.reason.to_string()));
                     }
-                }
-            }
-        }
-        // What still names each manifest: tags, and manifests the plan does not delete.
-        let mut held: BTreeMap<&Digest, String> = BTreeMap::new();
-        for (tag, digest) in &tags {
-            held.entry(*digest).or_insert_with(|| format!("tag {tag} points at it now"));
-        }
-        for manifest in now.manifests.iter().filter(|m| !doomed.contains(&m.digest)) {
-            for named in manifest.children.iter().chain(&manifest.subject) {
-                held.entry(named).or_insert_with(|| format!("manifest {} names it now", manifest.digest));
-            }
-        }
-        // Indexes before what they list, so that an interrupted run leaves no index without
-        // a child.
-        let present: BTreeMap<&Digest, &ManifestRecord> = now.manifests.iter().map(|m| (&m.digest, m)).collect();
-        let mut order: Vec<&crate::plan::ManifestPlan> =
-            planned.manifests.iter().filter(|m| m.decision == Decision::Delete).collect();
-        order.sort_by_key(|m| present.get(&m.digest).is_none_or(|record| record.children.is_empty()));
-        for manifest in order {
-            if !present.contains_key(&manifest.digest) {
-                applied.already_gone += 1;
-            } else if let Some(why) = held.get(&manifest.digest) {
-                applied.skipped += 1;
-                audit(&entry("skip", None, &manifest.digest, None, format!("{why}; kept")));
-            } else {
-                match repository.delete_manifest(&manifest.digest).await {
+                    // Another run of the plan (another process) deleted it meanwhile.
+                    Err(wharf_registry::Error::ManifestUnknown { .. }) => applied.already_gone += 1,
+                    Err(e) => return Err(registry_error(format!("deleting tag {} of {}", tag.name, planned.name), e)),
+                },
+                Step::DeleteManifest(manifest) => match repository.delete_manifest(&manifest.digest).await {
                     Ok(()) => {
                         applied.manifests_deleted += 1;
-                        audit(&entry("delete-manifest", None, &manifest.digest, None, manifest.reason.to_string()));
+                        let reason = manifest.reason.to_string();
+                        audit(&AuditEntry::manifest("delete-manifest", &planned.name, &manifest.digest, reason));
                     }
                     Err(wharf_registry::Error::ManifestUnknown { .. }) => applied.already_gone += 1,
                     Err(e) => {
                         let what = format!("deleting manifest {} of {}", manifest.digest, planned.name);
                         return Err(registry_error(what, e));
                     }
-                }
+                },
             }
         }
     }
