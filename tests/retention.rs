@@ -403,3 +403,89 @@ async fn plans_carried_out_on_distribution() {
     assert!(line("stale-dev").reason.contains("cannot delete a tag alone"), "{lines:?}");
     assert_eq!(left, ["stale-dev", "v1.2.0", "v2.0.0"]);
 }
+
+/// A registry over memory served by wharf-server, with twelve old dev images and a release
+/// in `team/app`; with the plan that deletes the dev images, and the release's digest.
+async fn served_dev_images() -> (Registry, String, wharf::policy::Plan, Vec<Digest>, Digest) {
+    let (registry, router) =
+        wharf_testing::http::app(wharf::server::ServerOptions::default().with_delete_enabled(true));
+    let app = registry.repository(&"team/app".parse().unwrap());
+    let mut doomed = Vec::new();
+    for n in 0..12 {
+        doomed.push(dated_image(&app, &format!("dev{n}"), "2026-01-01T00:00:00Z", Some(&format!("b{n}-dev"))).await.0);
+    }
+    let kept = dated_image(&app, "release", "2026-01-01T00:00:00Z", Some("v1.0.0")).await.0;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let now = time("2026-12-07T00:00:00Z");
+    let remote = wharf::policy::remote::inventory(&http_client(&host), &host, None, now).await.unwrap();
+    let planned = plan(&remote, &Policy::from_yaml(POLICY).unwrap(), &InUse::default(), now);
+    assert_eq!((planned.summary.tags_deleted, planned.summary.manifests_deleted), (12, 12));
+    (registry, host, planned, doomed, kept)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_apply_one_plan_at_once_over_http() {
+    let (registry, host, planned, doomed, kept) = served_dev_images().await;
+    let (one, two) = (http_client(&host), http_client(&host));
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    let (mut tell_first, mut tell_second) =
+        (|entry: &AuditEntry| first.push(entry.clone()), |entry: &AuditEntry| second.push(entry.clone()));
+    let (a, b) = tokio::join!(
+        wharf::policy::remote::apply(&planned, &one, &host, &mut tell_first),
+        wharf::policy::remote::apply(&planned, &two, &host, &mut tell_second)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // Every deletion made once between them, the rest found already gone; nothing skipped.
+    assert_eq!((a.tags_deleted + b.tags_deleted, a.manifests_deleted + b.manifests_deleted), (12, 12), "{a:?} {b:?}");
+    assert_eq!(a.skipped + b.skipped, 0, "{first:?} {second:?}");
+    let app = registry.repository(&"team/app".parse().unwrap());
+    assert_eq!(app.tags(None, None).await.unwrap(), ["v1.0.0"]);
+    for gone in &doomed {
+        assert!(!has(&app, gone).await);
+    }
+    assert!(has(&app, &kept).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_while_applying_over_http() {
+    use wharf_testing::proxy::{Direction, FaultProxy};
+    let quick = wharf::client::Retry {
+        attempts: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(50),
+    };
+    let through =
+        |proxy: &FaultProxy| wharf::client::Client::builder().plain_http(&proxy.host()).retry(quick).build().unwrap();
+    // The answers' bytes of a whole run, to cut at points spread over it.
+    let (_, host, planned, _, _) = served_dev_images().await;
+    let proxy = FaultProxy::start(host.parse().unwrap()).await;
+    wharf::policy::remote::apply(&planned, &through(&proxy), &proxy.host(), &mut |_| {}).await.unwrap();
+    let total = proxy.bytes(Direction::Downstream);
+    let mut failed = 0;
+    for step in 1..=8u64 {
+        let (registry, host, planned, doomed, kept) = served_dev_images().await;
+        let proxy = FaultProxy::start(host.parse().unwrap()).await;
+        for cut in 0..4 {
+            proxy.cut_at(Direction::Downstream, total * step / 9 + cut * 97);
+        }
+        let client = through(&proxy);
+        let mut lines = Vec::new();
+        let cut_run =
+            wharf::policy::remote::apply(&planned, &client, &proxy.host(), &mut |e| lines.push(e.clone())).await;
+        let app = registry.repository(&"team/app".parse().unwrap());
+        failed += u32::from(cut_run.is_err());
+        assert!(has(&app, &kept).await, "step {step}: the kept release is gone ({cut_run:?})");
+        assert!(lines.iter().all(|l| l.action != "skip"), "step {step}: {lines:?}");
+        // Run again, whole: the plan is carried out, and nothing kept is touched.
+        let rerun = wharf::policy::remote::apply(&planned, &client, &proxy.host(), &mut |_| {}).await.unwrap();
+        assert_eq!(rerun.skipped, 0, "step {step}");
+        assert_eq!(app.tags(None, None).await.unwrap(), ["v1.0.0"], "step {step}: {cut_run:?}");
+        for gone in &doomed {
+            assert!(!has(&app, gone).await, "step {step}");
+        }
+        assert!(has(&app, &kept).await);
+    }
+    assert!(failed > 0, "no cut made a run fail: the faults missed the traffic");
+}
