@@ -1,6 +1,7 @@
 //! Carrying out a plan, whatever the registry: what to delete in what order, what to skip
-//! because the registry changed since the plan, and the audit trail. The adapters
-//! ([`crate::registry`], [`crate::remote`]) read the registry and make the deletions.
+//! because the registry changed since the plan, and the audit trail. The adapters (the
+//! modules `registry` and `remote`, behind their features) read the registry and make the
+//! deletions.
 
 #[cfg(any(feature = "registry", feature = "client"))]
 use std::collections::{BTreeMap, BTreeSet};

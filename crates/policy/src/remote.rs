@@ -185,7 +185,7 @@ async fn config_created(repository: &Repository, digest: &Digest) -> Option<Time
 
 /// Carries out `plan` on `host` over the API: its tag and manifest deletions, repository by
 /// repository, never for a refused repository, each deletion told to `audit`. What changed
-/// since the plan is skipped, as by [`crate::registry::apply`]. A registry that cannot
+/// since the plan is skipped, as by the embedded adapter's `apply`. A registry that cannot
 /// delete a tag alone (Distribution answers `DIGEST_INVALID`) loses it with its manifest when
 /// the plan deletes that too; otherwise the tag is skipped with the reason. Blobs are left
 /// to garbage collection. A plan applied twice deletes nothing the second time.
