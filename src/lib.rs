@@ -12,6 +12,7 @@
 //! ```
 
 pub use wharf_client as client;
+pub use wharf_mirror as mirror;
 pub use wharf_oci as oci;
 pub use wharf_policy as policy;
 pub use wharf_registry as registry;

@@ -1,0 +1,441 @@
+//! The pull-through cache: requests for a proxied repository are answered from a local
+//! [`Registry`], which is filled from the upstream on a miss. Tags are trusted for the
+//! upstream's `ttl`, then checked with a HEAD (an unchanged tag costs no download), and
+//! served from the cache while the upstream cannot be reached. An uncached blob is fetched
+//! once: the request that misses first streams it while it is stored; requests for the same
+//! blob meanwhile wait for that transfer and are then served from the cache. A blob is kept
+//! only when its bytes hash to its digest.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt as _, TryStreamExt as _};
+use tokio::sync::{mpsc, watch};
+use wharf_client::Client;
+use wharf_oci::{Digest, RepositoryName};
+use wharf_registry::{IndexChildren, ManifestReference, Registry, Repository};
+
+use crate::error::{Error, Result};
+
+/// Distribution's default `proxy.ttl`.
+const DEFAULT_TTL: Duration = Duration::from_secs(168 * 3600);
+
+/// Chunks buffered between the upstream, the store and the first client.
+const CHUNKS_IN_FLIGHT: usize = 16;
+
+/// A registry the cache fetches from.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// What clients call it: the `ns` containerd sends a mirror (`docker.io`).
+    pub name: String,
+    /// Where the client reaches it: `host[:port]`.
+    pub host: String,
+    /// The path it is served below (`hub`: `/v2/hub/library/alpine` is `library/alpine`
+    /// there), which is also where its cache is kept; `None` at the root, as Distribution's
+    /// one upstream.
+    pub prefix: Option<String>,
+    /// How long a cached tag is trusted before it is checked upstream again.
+    pub ttl: Duration,
+    /// The client that reaches it, with its credentials and TLS settings.
+    pub client: Client,
+}
+
+impl Upstream {
+    /// An upstream at `host`, named `name`, served at the root, tags trusted for a week.
+    pub fn new(name: impl Into<String>, host: impl Into<String>, client: Client) -> Upstream {
+        Upstream { name: name.into(), host: host.into(), prefix: None, ttl: DEFAULT_TTL, client }
+    }
+
+    /// Served below `prefix`, and cached there.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Upstream {
+        self.prefix = Some(prefix.into().trim_matches('/').to_owned()).filter(|p| !p.is_empty());
+        self
+    }
+
+    /// Tags trusted for `ttl`.
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Upstream {
+        self.ttl = ttl;
+        self
+    }
+}
+
+/// Where a request for a proxied repository is cached, and fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRoute {
+    upstream: usize,
+    /// The repository the cache keeps it in, which the request is answered from.
+    pub local: RepositoryName,
+    /// Its name upstream.
+    pub remote: String,
+}
+
+/// What a request for a blob does.
+pub enum BlobFetch {
+    /// The cache has the blob: answer from its repository.
+    Cached,
+    /// This request fetches it: its bytes as they come from upstream (and are stored), the
+    /// last item an error when they are not the digest's.
+    Streaming {
+        /// Its size, as the upstream says.
+        size: u64,
+        /// Its bytes.
+        stream: BoxStream<'static, std::io::Result<Bytes>>,
+    },
+}
+
+impl std::fmt::Debug for BlobFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobFetch::Cached => f.write_str("Cached"),
+            BlobFetch::Streaming { size, .. } => {
+                f.debug_struct("Streaming").field("size", size).finish_non_exhaustive()
+            }
+        }
+    }
+}
+
+/// A pull-through cache of one or several upstreams in a [`Registry`]. Cheap to clone.
+#[derive(Clone)]
+pub struct PullThrough {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The cache: the registry's store, taking manifests whose blobs are not cached yet.
+    registry: Registry,
+    upstreams: Vec<Upstream>,
+    /// Blobs being fetched, by digest.
+    flights: Mutex<HashMap<Digest, Arc<Flight>>>,
+    /// When each cached tag was last found current upstream, by repository and tag.
+    checked: Mutex<HashMap<(RepositoryName, String), Instant>>,
+}
+
+/// One transfer of a blob from upstream, which other requests wait for: `None` while it
+/// runs, then how it ended.
+struct Flight {
+    done: watch::Sender<Option<Result<(), String>>>,
+}
+
+impl std::fmt::Debug for PullThrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.inner.upstreams.iter().map(|u| u.name.as_str()).collect();
+        f.debug_struct("PullThrough").field("upstreams", &names).finish_non_exhaustive()
+    }
+}
+
+fn status_is(error: &wharf_client::Error, status: u16) -> bool {
+    error.status().is_some_and(|s| s.as_u16() == status)
+}
+
+impl PullThrough {
+    /// A cache in `registry`'s store of `upstreams`. Manifests are cached before their blobs,
+    /// so the cache takes them without the registry's checks that what they reference is there.
+    pub fn new(registry: &Registry, upstreams: Vec<Upstream>) -> PullThrough {
+        let mut options = registry.options().clone();
+        options.index_children = IndexChildren::None;
+        options.require_image_blobs = false;
+        PullThrough {
+            inner: Arc::new(Inner {
+                registry: Registry::new(registry.driver().clone(), options),
+                upstreams,
+                flights: Mutex::default(),
+                checked: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The upstreams.
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.inner.upstreams
+    }
+
+    /// The upstream `route` fetches from.
+    pub fn upstream(&self, route: &CacheRoute) -> &Upstream {
+        &self.inner.upstreams[route.upstream]
+    }
+
+    /// Which upstream serves `repository`, as a request names it: the one `ns` names (cached
+    /// below its prefix), else the one whose prefix the name starts with, else the one at
+    /// the root; `None` when no upstream serves it (a repository of the registry's own).
+    pub fn route(&self, repository: &RepositoryName, ns: Option<&str>) -> Option<CacheRoute> {
+        let name = repository.as_str();
+        let upstreams = &self.inner.upstreams;
+        if let Some((index, upstream)) = ns.and_then(|ns| upstreams.iter().enumerate().find(|(_, u)| u.name == ns)) {
+            let local = match &upstream.prefix {
+                Some(prefix) => format!("{prefix}/{name}").parse().ok()?,
+                None => repository.clone(),
+            };
+            return Some(CacheRoute { upstream: index, local, remote: name.to_owned() });
+        }
+        for (index, upstream) in upstreams.iter().enumerate() {
+            let below = upstream.prefix.as_deref().and_then(|p| name.strip_prefix(p)?.strip_prefix('/'));
+            if let Some(remote) = below {
+                return Some(CacheRoute { upstream: index, local: repository.clone(), remote: remote.to_owned() });
+            }
+        }
+        let index = upstreams.iter().position(|u| u.prefix.is_none())?;
+        Some(CacheRoute { upstream: index, local: repository.clone(), remote: name.to_owned() })
+    }
+
+    fn remote(&self, route: &CacheRoute) -> wharf_client::Repository {
+        let upstream = self.upstream(route);
+        upstream.client.repository(&upstream.host, &route.remote)
+    }
+
+    fn upstream_error(&self, route: &CacheRoute, what: String, error: &wharf_client::Error) -> Error {
+        let upstream = self.upstream(route).name.clone();
+        if status_is(error, 404) {
+            Error::NotFound { upstream, what }
+        } else {
+            Error::Upstream { upstream, what, reason: error.to_string() }
+        }
+    }
+
+    /// Makes the cache hold the manifest `reference` names in `route.local`, current, and
+    /// returns its digest. A manifest asked by digest is fetched once and kept. A tag is
+    /// checked upstream when it was last found current longer than the `ttl` ago; while the
+    /// upstream cannot be reached, the cached tag is served (with a warning in the log).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the upstream has no such manifest; [`Error::Upstream`] when it
+    /// fails and the cache has nothing to answer with; [`Error::Registry`].
+    pub async fn manifest(&self, route: &CacheRoute, reference: &ManifestReference) -> Result<Digest> {
+        let local = self.inner.registry.repository(&route.local);
+        let tag = match reference {
+            ManifestReference::Digest(digest) => {
+                if local.get_manifest(reference).await.is_ok() {
+                    return Ok(digest.clone());
+                }
+                return self.fetch_manifest(route, &local, digest, None).await;
+            }
+            ManifestReference::Tag(tag) => tag.as_str(),
+        };
+        let cached = local.resolve(reference).await.ok();
+        let key = (route.local.clone(), tag.to_owned());
+        let ttl = self.upstream(route).ttl;
+        let fresh = self.checked().get(&key).is_some_and(|at| at.elapsed() < ttl);
+        if let (Some(digest), true) = (&cached, fresh) {
+            return Ok(digest.clone());
+        }
+        let digest = match self.remote(route).manifest_descriptor(tag).await {
+            Ok(Some(descriptor)) => descriptor.digest,
+            Ok(None) => {
+                let what = format!("manifest {}:{tag}", route.remote);
+                return Err(Error::NotFound { upstream: self.upstream(route).name.clone(), what });
+            }
+            Err(e) => {
+                return match cached {
+                    Some(digest) => {
+                        tracing::warn!(
+                            upstream = %self.upstream(route).name, repository = %route.remote, tag, error = %e,
+                            "the upstream cannot be reached: serving the cached tag"
+                        );
+                        Ok(digest)
+                    }
+                    None => Err(self.upstream_error(route, format!("manifest {}:{tag}", route.remote), &e)),
+                };
+            }
+        };
+        if cached.as_ref() != Some(&digest) {
+            if local.get_manifest(&ManifestReference::Digest(digest.clone())).await.is_ok() {
+                local.tag(tag, &digest).await?;
+            } else {
+                self.fetch_manifest(route, &local, &digest, Some(tag)).await?;
+            }
+        }
+        self.checked().insert(key, Instant::now());
+        Ok(digest)
+    }
+
+    fn checked(&self) -> std::sync::MutexGuard<'_, HashMap<(RepositoryName, String), Instant>> {
+        self.inner.checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Fetches manifest `digest` (checked against it by the client) into the cache, under
+    /// `tag` when given.
+    async fn fetch_manifest(
+        &self,
+        route: &CacheRoute,
+        local: &Repository,
+        digest: &Digest,
+        tag: Option<&str>,
+    ) -> Result<Digest> {
+        let what = || format!("manifest {}@{digest}", route.remote);
+        let manifest =
+            self.remote(route).manifest(digest.as_str()).await.map_err(|e| self.upstream_error(route, what(), &e))?;
+        let reference = match tag {
+            Some(tag) => ManifestReference::Tag(tag.parse().map_err(|e: wharf_oci::Error| Error::Upstream {
+                upstream: self.upstream(route).name.clone(),
+                what: what(),
+                reason: e.to_string(),
+            })?),
+            None => ManifestReference::Digest(digest.clone()),
+        };
+        Ok(local.put_manifest(&reference, manifest.raw().clone(), Some(manifest.media_type())).await?)
+    }
+
+    /// What answers a request for blob `digest` of `route.local`: the cache, or the one
+    /// transfer from upstream. A request that finds another fetching the blob waits for that
+    /// transfer to end and is answered from the cache.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the upstream repository has no such blob; [`Error::Upstream`];
+    /// [`Error::Transfer`] when the transfer waited for failed; [`Error::Registry`].
+    pub async fn blob(&self, route: &CacheRoute, digest: &Digest) -> Result<BlobFetch> {
+        let local = self.inner.registry.repository(&route.local);
+        loop {
+            if local.stat_blob(digest).await.is_ok() {
+                return Ok(BlobFetch::Cached);
+            }
+            let (flight, leader) = self.join(digest);
+            if let Some(leader) = leader {
+                return self.fetch_blob(route, local, digest.clone(), leader).await;
+            }
+            let mut done = flight.done.subscribe();
+            let ended = done.wait_for(Option::is_some).await.map(|outcome| outcome.clone());
+            match ended {
+                Ok(Some(Ok(()))) => {}
+                Ok(Some(Err(reason))) => {
+                    return Err(Error::Transfer {
+                        upstream: self.upstream(route).name.clone(),
+                        digest: digest.clone(),
+                        reason,
+                    });
+                }
+                // The leader went away without a word: try again.
+                Ok(None) | Err(_) => {}
+            }
+        }
+    }
+
+    /// The transfer of `digest` under way, and a [`Leader`] when this request starts it.
+    fn join(&self, digest: &Digest) -> (Arc<Flight>, Option<Leader>) {
+        let mut flights = self.inner.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(flight) = flights.get(digest) {
+            return (flight.clone(), None);
+        }
+        let flight = Arc::new(Flight { done: watch::channel(None).0 });
+        flights.insert(digest.clone(), flight.clone());
+        let leader = Leader { inner: self.inner.clone(), digest: digest.clone(), flight: Some(flight.clone()) };
+        (flight, Some(leader))
+    }
+
+    async fn fetch_blob(
+        &self,
+        route: &CacheRoute,
+        local: Repository,
+        digest: Digest,
+        leader: Leader,
+    ) -> Result<BlobFetch> {
+        let remote = self.remote(route);
+        let what = || format!("blob {}@{digest}", route.remote);
+        // The upstream repository must have it: a blob the registry holds elsewhere is not
+        // shown to whoever names its digest here.
+        let size = match remote.blob_size(&digest).await {
+            Ok(Some(size)) => size,
+            Ok(None) => {
+                let error = Error::NotFound { upstream: self.upstream(route).name.clone(), what: what() };
+                leader.finish(Err(error.to_string()));
+                return Err(error);
+            }
+            Err(e) => {
+                let error = self.upstream_error(route, what(), &e);
+                leader.finish(Err(error.to_string()));
+                return Err(error);
+            }
+        };
+        if local.link_blob(&digest).await.is_ok() {
+            leader.finish(Ok(()));
+            return Ok(BlobFetch::Cached);
+        }
+        let upstream = remote.pull_blob(&digest, Some(size));
+        let (to_client, for_client) = mpsc::channel::<std::io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+        let (to_store, mut for_store) = mpsc::channel::<wharf_storage::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+        let name = self.upstream(route).name.clone();
+        tokio::spawn(async move {
+            let stored = local.put_blob(&digest, futures::stream::poll_fn(move |cx| for_store.poll_recv(cx)));
+            let pumped = pump(upstream, to_store, to_client);
+            let (pumped, stored) = futures::join!(pumped, stored);
+            let outcome = match (pumped, stored) {
+                (Err(reason), _) => Err(reason),
+                (Ok(()), Err(e)) => Err(format!("the cache did not keep it: {e}")),
+                (Ok(()), Ok(_)) => Ok(()),
+            };
+            if let Err(reason) = &outcome {
+                tracing::warn!(upstream = %name, %digest, reason, "a blob's transfer from upstream failed");
+            }
+            leader.finish(outcome);
+        });
+        let stream = futures::stream::unfold(for_client, |mut rx| async move { Some((rx.recv().await?, rx)) });
+        Ok(BlobFetch::Streaming { size, stream: stream.boxed() })
+    }
+}
+
+/// Moves a blob's chunks from upstream to the store and, while it listens, to the first
+/// client; the client's stream ends with the error when the upstream fails (the client
+/// checks the digest, so a corrupt blob fails as its last chunk).
+async fn pump(
+    mut upstream: wharf_client::BlobPull,
+    to_store: mpsc::Sender<wharf_storage::Result<Bytes>>,
+    to_client: mpsc::Sender<std::io::Result<Bytes>>,
+) -> Result<(), String> {
+    let mut client = Some(to_client);
+    loop {
+        let chunk = match upstream.try_next().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                let reason = e.to_string();
+                let _ = to_store.send(Err(wharf_storage::Error::ContentFailed { source: Box::new(e) })).await;
+                if let Some(client) = client {
+                    let _ = client.send(Err(std::io::Error::other(reason.clone()))).await;
+                }
+                return Err(reason);
+            }
+        };
+        if to_store.send(Ok(chunk.clone())).await.is_err() {
+            let reason = "the cache stopped taking it".to_owned();
+            if let Some(client) = client {
+                let _ = client.send(Err(std::io::Error::other(reason.clone()))).await;
+            }
+            return Err(reason);
+        }
+        // A first client that went away leaves the transfer to finish for the others.
+        if let Some(sender) = &client
+            && sender.send(Ok(chunk)).await.is_err()
+        {
+            client = None;
+        }
+    }
+}
+
+/// The request that fetches a blob for the others: it tells them how the transfer ended,
+/// or, should it be dropped before, that it went away.
+struct Leader {
+    inner: Arc<Inner>,
+    digest: Digest,
+    flight: Option<Arc<Flight>>,
+}
+
+impl Leader {
+    fn finish(mut self, outcome: Result<(), String>) {
+        self.end(outcome);
+    }
+
+    fn end(&mut self, outcome: Result<(), String>) {
+        let Some(flight) = self.flight.take() else { return };
+        self.inner.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.digest);
+        flight.done.send_replace(Some(outcome));
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.end(Err("the request that fetched it went away".to_owned()));
+    }
+}

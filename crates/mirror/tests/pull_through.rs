@@ -1,0 +1,283 @@
+//! The pull-through cache against an upstream wharf-server served on loopback, its requests
+//! counted: what is fetched once, what is served from the cache, tags checked after their
+//! ttl, the cache serving while the upstream is down, a corrupt upstream blob refused, and
+//! sixteen requests for one uncached blob making one transfer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
+use wharf_client::{Client, Retry};
+use wharf_mirror::{BlobFetch, CacheRoute, Error, PullThrough, Upstream};
+use wharf_oci::{Digest, RepositoryName};
+use wharf_registry::{ManifestReference, Registry, RegistryOptions, Repository};
+use wharf_testing::http::image_manifest;
+use wharf_testing::images::content;
+
+/// Requests an upstream answered: all of them, and blob GETs.
+#[derive(Default)]
+struct Counts {
+    requests: AtomicU64,
+    blob_gets: AtomicU64,
+    manifest_gets: AtomicU64,
+}
+
+/// Serves `router` on a free loopback port, counting requests; stops when the handle drops.
+struct Served {
+    host: String,
+    counts: Arc<Counts>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(router: Router) -> Served {
+    let counts = Arc::new(Counts::default());
+    let counting = counts.clone();
+    let router = router.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+        let counts = counting.clone();
+        async move {
+            counts.requests.fetch_add(1, Ordering::SeqCst);
+            let path = request.uri().path();
+            if request.method() == axum::http::Method::GET {
+                if path.contains("/blobs/") {
+                    counts.blob_gets.fetch_add(1, Ordering::SeqCst);
+                } else if path.contains("/manifests/") {
+                    counts.manifest_gets.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            next.run(request).await
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Served { host, counts, task }
+}
+
+/// An upstream wharf-server over memory, and its registry to push into.
+async fn upstream() -> (Registry, Served) {
+    let (registry, router) = wharf_testing::http::app(wharf_server::ServerOptions::default());
+    (registry, serve(router).await)
+}
+
+async fn blob(repository: &Repository, data: Vec<u8>) -> (Digest, usize) {
+    let digest = Digest::sha256(&data);
+    let size = data.len();
+    repository.put_blob(&digest, futures::stream::iter([Ok(Bytes::from(data))])).await.unwrap();
+    (digest, size)
+}
+
+/// An image with a layer of `layer_size` bytes, tagged `tag`: its manifest's and layer's digests.
+async fn image(repository: &Repository, seed: &str, layer_size: usize, tag: &str) -> (Digest, Digest, Vec<u8>) {
+    let config = blob(repository, format!("{{\"seed\":\"{seed}\"}}").into_bytes()).await;
+    let layer_bytes = content(seed, layer_size);
+    let layer = blob(repository, layer_bytes.clone()).await;
+    let raw = image_manifest((config.0.as_str(), config.1), &[(layer.0.as_str(), layer.1)], None);
+    let manifest = repository.put_manifest(&tag.parse().unwrap(), Bytes::from(raw), None).await.unwrap();
+    (manifest, layer.0, layer_bytes)
+}
+
+fn client(host: &str) -> Client {
+    let retry = Retry { attempts: 1, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20) };
+    Client::builder().plain_http(host).retry(retry).connect_timeout(Duration::from_secs(2)).build().unwrap()
+}
+
+fn cache(upstreams: Vec<Upstream>) -> (Registry, PullThrough) {
+    let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), RegistryOptions::default());
+    let mirror = PullThrough::new(&registry, upstreams);
+    (registry, mirror)
+}
+
+fn name(text: &str) -> RepositoryName {
+    text.parse().unwrap()
+}
+
+fn tag(text: &str) -> ManifestReference {
+    text.parse().unwrap()
+}
+
+/// The bytes a fetch answers with: streamed, or read from the cache.
+async fn bytes_of(fetch: BlobFetch, registry: &Registry, route: &CacheRoute, digest: &Digest) -> Vec<u8> {
+    match fetch {
+        BlobFetch::Streaming { stream, .. } => stream
+            .try_fold(Vec::new(), |mut all, chunk| async move {
+                all.extend_from_slice(&chunk);
+                Ok(all)
+            })
+            .await
+            .unwrap(),
+        BlobFetch::Cached => {
+            let (_, stream) = registry.repository(&route.local).read_blob(digest, 0).await.unwrap();
+            stream
+                .try_fold(Vec::new(), |mut all, chunk| async move {
+                    all.extend_from_slice(&chunk);
+                    Ok(all)
+                })
+                .await
+                .unwrap()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_once_then_served_from_the_cache() {
+    let (origin, served) = upstream().await;
+    let (manifest, layer, layer_bytes) =
+        image(&origin.repository(&name("library/alpine")), "alpine", 300_000, "3.20").await;
+    let (registry, mirror) = cache(vec![Upstream::new("docker.io", &served.host, client(&served.host))]);
+    let route = mirror.route(&name("library/alpine"), None).unwrap();
+
+    assert_eq!(mirror.manifest(&route, &tag("3.20")).await.unwrap(), manifest);
+    let fetch = mirror.blob(&route, &layer).await.unwrap();
+    assert!(matches!(fetch, BlobFetch::Streaming { size: 300_000, .. }), "{fetch:?}");
+    assert_eq!(bytes_of(fetch, &registry, &route, &layer).await, layer_bytes);
+    let requests = served.counts.requests.load(Ordering::SeqCst);
+
+    // Again: from the cache, the upstream not asked (the tag is within its ttl).
+    assert_eq!(mirror.manifest(&route, &tag("3.20")).await.unwrap(), manifest);
+    assert_eq!(mirror.manifest(&route, &ManifestReference::Digest(manifest.clone())).await.unwrap(), manifest);
+    let fetch = mirror.blob(&route, &layer).await.unwrap();
+    assert!(matches!(fetch, BlobFetch::Cached));
+    assert_eq!(bytes_of(fetch, &registry, &route, &layer).await, layer_bytes);
+    assert_eq!(served.counts.requests.load(Ordering::SeqCst), requests);
+    let stored = registry.repository(&name("library/alpine")).get_manifest(&tag("3.20")).await.unwrap();
+    assert_eq!(stored.digest, manifest);
+
+    // Nothing upstream by that name: not found, nothing cached.
+    let missing = mirror.manifest(&route, &tag("9.99")).await.unwrap_err();
+    assert!(matches!(missing, Error::NotFound { .. }), "{missing}");
+    let unknown = mirror.blob(&route, &Digest::sha256(b"no such blob")).await.unwrap_err();
+    assert!(matches!(unknown, Error::NotFound { .. }), "{unknown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_requests_for_one_uncached_blob_make_one_transfer() {
+    let (origin, served) = upstream().await;
+    let (_, layer, layer_bytes) = image(&origin.repository(&name("big")), "big", 8 << 20, "latest").await;
+    let (registry, mirror) = cache(vec![Upstream::new("origin", &served.host, client(&served.host))]);
+    let route = mirror.route(&name("big"), None).unwrap();
+    let fetches = futures::future::join_all((0..16).map(|_| {
+        let (mirror, route, layer, registry) = (mirror.clone(), route.clone(), layer.clone(), registry.clone());
+        tokio::spawn(async move {
+            let fetch = mirror.blob(&route, &layer).await.unwrap();
+            let streamed = matches!(fetch, BlobFetch::Streaming { .. });
+            (streamed, bytes_of(fetch, &registry, &route, &layer).await)
+        })
+    }))
+    .await;
+    let mut streamed = 0;
+    for fetch in fetches {
+        let (was_streamed, bytes) = fetch.unwrap();
+        streamed += usize::from(was_streamed);
+        assert!(bytes == layer_bytes, "a request got other bytes ({} of them)", bytes.len());
+    }
+    assert_eq!(streamed, 1, "one request streams, the others wait for it");
+    assert_eq!(served.counts.blob_gets.load(Ordering::SeqCst), 1, "one transfer from upstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_checked_after_their_ttl_and_served_while_the_upstream_is_down() {
+    let (origin, served) = upstream().await;
+    let app = origin.repository(&name("team/app"));
+    let (first, _, _) = image(&app, "first", 1000, "stable").await;
+    let (registry, mirror) =
+        cache(vec![Upstream::new("origin", &served.host, client(&served.host)).with_ttl(Duration::ZERO)]);
+    let route = mirror.route(&name("team/app"), None).unwrap();
+    assert_eq!(mirror.manifest(&route, &tag("stable")).await.unwrap(), first);
+
+    // The tag unchanged: a HEAD, no manifest download.
+    let gets = served.counts.manifest_gets.load(Ordering::SeqCst);
+    assert_eq!(mirror.manifest(&route, &tag("stable")).await.unwrap(), first);
+    assert_eq!(served.counts.manifest_gets.load(Ordering::SeqCst), gets);
+
+    // Moved upstream: seen at once with a ttl of zero, and kept.
+    let (second, _, _) = image(&app, "second", 1000, "stable").await;
+    assert_eq!(mirror.manifest(&route, &tag("stable")).await.unwrap(), second);
+    let cached = registry.repository(&name("team/app")).resolve(&tag("stable")).await.unwrap();
+    assert_eq!(cached, second);
+
+    // A cache with a long ttl does not ask.
+    let (_, patient) = cache(vec![Upstream::new("origin", &served.host, client(&served.host))]);
+    let route_long = patient.route(&name("team/app"), None).unwrap();
+    assert_eq!(patient.manifest(&route_long, &tag("stable")).await.unwrap(), second);
+    image(&app, "third", 1000, "stable").await;
+    assert_eq!(patient.manifest(&route_long, &tag("stable")).await.unwrap(), second);
+
+    // The upstream down: what is cached is served; what is not, fails by name.
+    drop(served);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(mirror.manifest(&route, &tag("stable")).await.unwrap(), second);
+    let error = mirror.manifest(&route, &tag("other")).await.unwrap_err();
+    assert!(matches!(error, Error::Upstream { .. }), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_upstream_blob_is_refused_and_not_cached() {
+    // An upstream that answers every blob with bytes other than its digest's.
+    let wrong = Bytes::from(content("not the blob", 5000));
+    let asked = Digest::sha256(&content("the blob", 5000));
+    let body = wrong.clone();
+    let router = Router::new().fallback(move |request: Request| {
+        let body = body.clone();
+        async move {
+            let mut response = axum::response::Response::new(axum::body::Body::from(body.clone()));
+            if request.method() == axum::http::Method::HEAD {
+                *response.body_mut() = axum::body::Body::empty();
+            }
+            response.headers_mut().insert("content-length", body.len().into());
+            response
+        }
+    });
+    let served = serve(router).await;
+    let (registry, mirror) = cache(vec![Upstream::new("bad", &served.host, client(&served.host))]);
+    let route = mirror.route(&name("x"), None).unwrap();
+    let BlobFetch::Streaming { stream, .. } = mirror.blob(&route, &asked).await.unwrap() else {
+        panic!("an uncached blob streams")
+    };
+    let items: Vec<std::io::Result<Bytes>> = stream.collect().await;
+    let last = items.last().unwrap();
+    assert!(last.as_ref().is_err_and(|e| e.to_string().contains(&format!("expected {asked}, got"))), "{last:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(registry.repository(&name("x")).stat_blob(&asked).await.is_err(), "a corrupt blob is not kept");
+    // Asked again: fetched again (and refused again), not served from the cache.
+    assert!(matches!(mirror.blob(&route, &asked).await.unwrap(), BlobFetch::Streaming { .. }));
+}
+
+#[test]
+fn requests_are_routed_by_ns_then_prefix_then_the_root() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let _guard = runtime.enter();
+    let plain = |host: &str| Client::builder().plain_http(host).build().unwrap();
+    let (_, mirror) = cache(vec![
+        Upstream::new("docker.io", "registry-1.docker.io", plain("registry-1.docker.io")).with_prefix("hub"),
+        Upstream::new("quay.io", "quay.io", plain("quay.io")).with_prefix("/quay/"),
+        Upstream::new("origin", "origin.example", plain("origin.example")),
+    ]);
+    let route = |repository: &str, ns: Option<&str>| {
+        let route = mirror.route(&name(repository), ns).unwrap();
+        (mirror.upstream(&route).name.clone(), route.local.to_string(), route.remote)
+    };
+    assert_eq!(
+        route("library/alpine", Some("docker.io")),
+        ("docker.io".into(), "hub/library/alpine".into(), "library/alpine".into())
+    );
+    assert_eq!(
+        route("hub/library/alpine", None),
+        ("docker.io".into(), "hub/library/alpine".into(), "library/alpine".into())
+    );
+    assert_eq!(route("quay/coreos/etcd", None), ("quay.io".into(), "quay/coreos/etcd".into(), "coreos/etcd".into()));
+    assert_eq!(route("hubert/app", None), ("origin".into(), "hubert/app".into(), "hubert/app".into()));
+    assert_eq!(route("team/app", Some("ghcr.io")), ("origin".into(), "team/app".into(), "team/app".into()));
+    let (_, only_prefixed) = cache(vec![Upstream::new("docker.io", "h", plain("h")).with_prefix("hub")]);
+    assert_eq!(only_prefixed.route(&name("team/app"), None), None, "a repository of the registry's own");
+}
