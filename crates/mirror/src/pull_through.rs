@@ -279,6 +279,23 @@ impl PullThrough {
         Ok(local.put_manifest(&reference, manifest.raw().clone(), Some(manifest.media_type())).await?)
     }
 
+    /// The size of blob `digest` of `route.local`: the cache's, or the upstream's without
+    /// fetching it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when neither has it; [`Error::Upstream`].
+    pub async fn blob_size(&self, route: &CacheRoute, digest: &Digest) -> Result<u64> {
+        if let Ok(info) = self.inner.registry.repository(&route.local).stat_blob(digest).await {
+            return Ok(info.size);
+        }
+        let what = || format!("blob {}@{digest}", route.remote);
+        match self.remote(route).blob_size(digest).await {
+            Ok(Some(size)) => Ok(size),
+            Ok(None) => Err(Error::NotFound { upstream: self.upstream(route).name.clone(), what: what() }),
+            Err(e) => Err(self.upstream_error(route, what(), &e)),
+        }
+    }
+
     /// What answers a request for blob `digest` of `route.local`: the cache, or the one
     /// transfer from upstream. A request that finds another fetching the blob waits for that
     /// transfer to end and is answered from the cache.

@@ -225,6 +225,8 @@ impl Config {
         let (htpasswd, token) = root.read("auth", &mut warnings, auth_config)?;
         #[cfg(feature = "policy")]
         let (policy, retention) = root.section("policy")?.finish_with(policy_config, &mut warnings)?;
+        #[cfg(feature = "mirror")]
+        let proxy = root.section("proxy")?.finish_with(proxy_config, &mut warnings)?;
         root.finish(&mut warnings);
 
         let mut server = ServerOptions::default()
@@ -242,6 +244,10 @@ impl Config {
         #[cfg(feature = "policy")]
         {
             server.policy = policy.map(std::sync::Arc::new);
+        }
+        #[cfg(feature = "mirror")]
+        {
+            server.proxy = proxy;
         }
         Ok(Config {
             log,
@@ -293,6 +299,98 @@ fn policy_config(policy: &mut Section) -> Result<(Option<wharf_policy::Policy>, 
         return Err(invalid(key, "not a key of policy.retention (interval, dryrun, inuse)"));
     }
     Ok((Some(read), schedule))
+}
+
+/// `proxy`: Distribution's pull-through cache of one upstream (`remoteurl`, `username`,
+/// `password`, `ttl`), and Wharf's `upstreams` (the same keys each, with `name`, what
+/// containerd's `ns` calls it, and `prefix`, the path it is served below) and `allowpush`.
+#[cfg(feature = "mirror")]
+fn proxy_config(proxy: &mut Section) -> Result<Option<crate::Proxy>, ConfigError> {
+    if proxy.is_empty() {
+        return Ok(None);
+    }
+    let mut upstreams = Vec::new();
+    if let Some(url) = proxy.string("remoteurl")? {
+        upstreams.push(upstream_config(proxy, &url)?);
+    }
+    match proxy.take("upstreams") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (index, item) in items.into_iter().enumerate() {
+                let mut section = Section::new(&format!("proxy.upstreams[{index}]"), item)?;
+                let url = section
+                    .string("remoteurl")?
+                    .ok_or_else(|| invalid(&section.key("remoteurl"), "the upstream's URL is needed"))?;
+                upstreams.push(upstream_config(&mut section, &url)?);
+                if let Some(key) = section.map.keys().next() {
+                    return Err(invalid(
+                        &section.key(key),
+                        "not a key of an upstream (name, remoteurl, prefix, username, password, ttl)",
+                    ));
+                }
+            }
+        }
+        Some(other) => return Err(invalid("proxy.upstreams", format!("expected a list, found {other}"))),
+    }
+    if upstreams.is_empty() {
+        return Err(invalid("proxy.remoteurl", "the upstream's URL is needed (or proxy.upstreams)"));
+    }
+    if upstreams.iter().filter(|u| u.prefix.is_none()).count() > 1 {
+        return Err(invalid(
+            "proxy.upstreams",
+            "only one upstream may be served at the root; give the others a prefix",
+        ));
+    }
+    let allow_push = proxy.boolean("allowpush")?.unwrap_or(false);
+    Ok(Some(crate::Proxy { upstreams, allow_push }))
+}
+
+/// One upstream: `url`, and the section's `name`, `prefix`, `username`, `password`, `ttl`.
+#[cfg(feature = "mirror")]
+fn upstream_config(section: &mut Section, url: &str) -> Result<wharf_mirror::Upstream, ConfigError> {
+    let at = section.key("remoteurl");
+    let parsed = url::Url::parse(url).map_err(|e| invalid(&at, format!("{url:?} is not a URL: {e}")))?;
+    let host = match (parsed.host_str(), parsed.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => return Err(invalid(&at, format!("{url:?} names no host"))),
+    };
+    // A client waits for the cache's answer: an upstream that does not answer is given up
+    // on soon, and the cache answers instead where it can.
+    let retry =
+        wharf_client::Retry { attempts: 2, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+    let mut builder = wharf_client::Client::builder().retry(retry).connect_timeout(Duration::from_secs(5));
+    match parsed.scheme() {
+        "https" => {}
+        "http" => builder = builder.plain_http(&host),
+        other => return Err(invalid(&at, format!("{other}:// is not http:// or https://"))),
+    }
+    if section.take("exec").is_some() {
+        return Err(invalid(
+            &section.key("exec"),
+            "credential helpers are not supported yet; give username and password",
+        ));
+    }
+    match (section.string("username")?, section.string("password")?) {
+        (Some(user), Some(password)) => {
+            let credential = wharf_client::Credential::basic(user, password);
+            builder = builder.credentials(wharf_client::StaticCredentials::new().with_fallback(credential));
+        }
+        (None, None) => {}
+        _ => return Err(invalid(&section.key("password"), "username and password go together")),
+    }
+    let client = builder.build().map_err(|e| invalid(&at, format!("cannot build its client: {e}")))?;
+    // Docker Hub's API host is what containerd calls docker.io.
+    let default_name = if host == "registry-1.docker.io" { "docker.io".to_owned() } else { host.clone() };
+    let name = section.string("name")?.unwrap_or(default_name);
+    let mut upstream = wharf_mirror::Upstream::new(name, host, client);
+    if let Some(prefix) = section.string("prefix")? {
+        upstream = upstream.with_prefix(prefix);
+    }
+    if let Some(ttl) = section.duration("ttl")? {
+        upstream = upstream.with_ttl(ttl);
+    }
+    Ok(upstream)
 }
 
 /// `log`.
@@ -991,19 +1089,59 @@ health:
         }
     }
 
+    #[cfg(feature = "mirror")]
+    #[test]
+    fn the_proxy_section_names_its_upstreams_and_its_mistakes() {
+        let config = load(
+            "storage: {inmemory: {}}\nproxy:\n  remoteurl: https://registry-1.docker.io\n  username: u\n  password: p\n  ttl: 1h\n  allowpush: true\n  upstreams:\n    - {name: quay.io, remoteurl: 'http://127.0.0.1:5001', prefix: quay}\n",
+            &[],
+        )
+        .unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let proxy = config.server.proxy.expect("the proxy");
+        assert!(proxy.allow_push);
+        let upstreams: Vec<(&str, &str, Option<&str>, Duration)> =
+            proxy.upstreams.iter().map(|u| (u.name.as_str(), u.host.as_str(), u.prefix.as_deref(), u.ttl)).collect();
+        assert_eq!(
+            upstreams,
+            [
+                ("docker.io", "registry-1.docker.io", None, Duration::from_secs(3600)),
+                ("quay.io", "127.0.0.1:5001", Some("quay"), Duration::from_secs(168 * 3600)),
+            ]
+        );
+        assert!(load("storage: {inmemory: {}}", &[]).unwrap().server.proxy.is_none());
+        for (text, key, words) in [
+            ("proxy: {username: u}", "proxy.remoteurl", "URL is needed"),
+            ("proxy: {remoteurl: 'ftp://x'}", "proxy.remoteurl", "ftp:// is not"),
+            ("proxy: {remoteurl: 'https://a', username: u}", "proxy.password", "go together"),
+            ("proxy: {remoteurl: 'https://a', exec: {command: helper}}", "proxy.exec", "not supported yet"),
+            ("proxy: {remoteurl: 'https://a', upstreams: [{remoteurl: 'https://b'}]}", "proxy.upstreams", "only one"),
+            (
+                "proxy: {upstreams: [{remoteurl: 'https://b', prefix: b, color: red}]}",
+                "proxy.upstreams[0].color",
+                "not a key",
+            ),
+            ("proxy: {upstreams: {remoteurl: 'https://b'}}", "proxy.upstreams", "expected a list"),
+        ] {
+            match load(&format!("storage: {{inmemory: {{}}}}\n{text}"), &[]) {
+                Err(ConfigError::Invalid { key: found, message: reason }) => {
+                    assert_eq!(found, key, "{text}");
+                    assert!(reason.contains(words), "{text}: {reason}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn unknown_keys_are_warnings() {
-        let text = "storage: {inmemory: {}}\nnotifications: {endpoints: []}\nhttp: {addr: ':5000', bogus: 1}\nproxy: {remoteurl: https://registry-1.docker.io}\n";
+        let text = "storage: {inmemory: {}}\nnotifications: {endpoints: []}\nhttp: {addr: ':5000', bogus: 1}\n";
         let config = load(text, &[]).unwrap();
         let mut warnings = config.warnings;
         warnings.sort();
         assert_eq!(
             warnings,
-            [
-                "http.bogus is not supported by Wharf; ignored",
-                "notifications is not supported by Wharf; ignored",
-                "proxy is not supported by Wharf; ignored"
-            ]
+            ["http.bogus is not supported by Wharf; ignored", "notifications is not supported by Wharf; ignored",]
         );
     }
 

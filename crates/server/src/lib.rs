@@ -114,6 +114,10 @@ pub struct ServerOptions {
     /// (answered 403 `DENIED` with the rule's message).
     #[cfg(feature = "policy")]
     pub policy: Option<std::sync::Arc<wharf_policy::Policy>>,
+    /// The pull-through cache: the upstreams whose repositories the registry mirrors
+    /// (`proxy`); `None` by default.
+    #[cfg(feature = "mirror")]
+    pub proxy: Option<Proxy>,
 }
 
 impl Default for ServerOptions {
@@ -136,11 +140,33 @@ impl Default for ServerOptions {
             health: None,
             #[cfg(feature = "policy")]
             policy: None,
+            #[cfg(feature = "mirror")]
+            proxy: None,
         }
     }
 }
 
+/// What the registry mirrors (`proxy`): its upstreams, and whether a mirrored repository
+/// takes pushes.
+#[cfg(feature = "mirror")]
+#[derive(Debug, Clone, Default)]
+pub struct Proxy {
+    /// The upstreams, each at the root or below its prefix.
+    pub upstreams: Vec<wharf_mirror::Upstream>,
+    /// Whether pushes and deletes to a mirrored repository are taken (`proxy.allowpush`, a
+    /// Wharf key); refused by default, as Distribution refuses them.
+    pub allow_push: bool,
+}
+
 impl ServerOptions {
+    /// Sets [`ServerOptions::proxy`].
+    #[cfg(feature = "mirror")]
+    #[must_use]
+    pub fn with_proxy(mut self, proxy: Proxy) -> ServerOptions {
+        self.proxy = Some(proxy);
+        self
+    }
+
     /// Sets [`ServerOptions::policy`].
     #[cfg(feature = "policy")]
     #[must_use]

@@ -24,6 +24,8 @@ use crate::token::Scope;
 mod blobs;
 mod listings;
 mod manifests;
+#[cfg(feature = "mirror")]
+mod mirror;
 mod parse;
 mod uploads;
 
@@ -46,6 +48,8 @@ pub(crate) struct Api {
     registry: Registry,
     options: ServerOptions,
     counter: Counter,
+    #[cfg(feature = "mirror")]
+    mirror: Option<mirror::Mirror>,
 }
 
 /// Every request comes here.
@@ -112,7 +116,15 @@ fn needed_scopes(route: &Route, method: &Method, query: Option<&str>) -> Vec<Sco
 impl Api {
     pub(crate) fn new(registry: Registry, options: ServerOptions) -> Api {
         let counter = Counter::new(&options);
-        Api { registry, options, counter }
+        #[cfg(feature = "mirror")]
+        let mirror = options.proxy.as_ref().map(|proxy| mirror::Mirror::new(&registry, proxy));
+        Api {
+            registry,
+            options,
+            counter,
+            #[cfg(feature = "mirror")]
+            mirror,
+        }
     }
 
     async fn dispatch(
@@ -149,6 +161,11 @@ impl Api {
             ));
         }
         let urls = Urls::new(&self.options, request.headers());
+        #[cfg(feature = "mirror")]
+        if let Some(answer) = self.through_mirror(route, &method, request.headers(), request.uri().query(), &urls).await
+        {
+            return answer;
+        }
         match (route, method) {
             (Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, &serde_json::json!({}))),
             (Route::Catalog, Method::GET) => self.catalog(&urls, request.uri().query()).await,

@@ -1,0 +1,94 @@
+//! The registry as a pull-through cache (`proxy:`) in front of Debian's `docker-registry`:
+//! skopeo pulls through it, the second after the upstream stopped; pushes refused.
+
+use std::path::Path;
+
+use wharf_oci::Digest;
+use wharf_testing::http::RunningServer;
+use wharf_testing::images::Images;
+use wharf_testing::peers::{Distribution, has_peer, skopeo};
+
+async fn run_skopeo(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("skopeo").arg("--insecure-policy").args(&args).output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The blobs of the OCI layout at `out`, by digest, each checked against its digest.
+fn layout_blobs(out: &Path) -> std::collections::BTreeMap<Digest, Vec<u8>> {
+    std::fs::read_dir(out.join("blobs/sha256"))
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let digest: Digest = format!("sha256:{}", path.file_name().unwrap().to_str().unwrap()).parse().unwrap();
+            let data = std::fs::read(&path).unwrap();
+            assert_eq!(Digest::sha256(&data), digest);
+            (digest, data)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_pulls_through_the_mirror_and_again_with_the_upstream_stopped() {
+    if !has_peer("skopeo", "skopeo_pulls_through_the_mirror")
+        || !has_peer("docker-registry", "skopeo_pulls_through_the_mirror")
+    {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let images = Images::standard();
+    images.write_layout(&layout);
+    let upstream = Distribution::start("", "");
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:image", layout.display()),
+        &upstream.url("team/app", "v1"),
+    ]);
+    let mirror = RunningServer::from_yaml(&format!(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\nproxy:\n  remoteurl: http://{}\n  ttl: 0s\n",
+        work.path().join("root").display(),
+        upstream.host()
+    ))
+    .await;
+    let pull = |from: &str, out: &Path| {
+        vec![
+            "copy".to_owned(),
+            "--src-tls-verify=false".to_owned(),
+            format!("docker://{from}/team/app:v1"),
+            format!("oci:{}:image", out.display()),
+        ]
+    };
+    let direct = work.path().join("direct");
+    let pulled = run_skopeo(pull(&upstream.host(), &direct)).await;
+    assert!(pulled.status.success(), "{}", String::from_utf8_lossy(&pulled.stderr));
+    let expected = layout_blobs(&direct);
+    assert!(expected.len() >= 5, "a manifest, a config and three layers");
+    let first = work.path().join("first");
+    let pulled = run_skopeo(pull(&mirror.address.to_string(), &first)).await;
+    assert!(pulled.status.success(), "{}", String::from_utf8_lossy(&pulled.stderr));
+    assert_eq!(layout_blobs(&first), expected, "the mirror serves what the upstream does");
+
+    // A mirrored repository takes no pushes.
+    let pushed = run_skopeo(vec![
+        "copy".to_owned(),
+        "--dest-tls-verify=false".to_owned(),
+        format!("oci:{}:image", layout.display()),
+        format!("docker://{}/team/app:pushed", mirror.address),
+    ])
+    .await;
+    assert!(!pushed.status.success());
+    let said = String::from_utf8_lossy(&pushed.stderr);
+    assert!(said.contains("mirrors") && said.contains("proxy.allowpush"), "{said}");
+    // The upstream stopped: the cache answers, the tag as it was last seen.
+    drop(upstream);
+    let second = work.path().join("second");
+    let pulled = run_skopeo(pull(&mirror.address.to_string(), &second)).await;
+    assert!(pulled.status.success(), "{}", String::from_utf8_lossy(&pulled.stderr));
+    assert_eq!(layout_blobs(&second), expected);
+
+    mirror.stop().await;
+}
