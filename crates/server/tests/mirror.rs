@@ -92,3 +92,68 @@ async fn skopeo_pulls_through_the_mirror_and_again_with_the_upstream_stopped() {
 
     mirror.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_clients_pulling_one_uncached_layer_make_one_upstream_transfer() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use futures::StreamExt as _;
+    use sha2::Digest as _;
+
+    // The upstream: wharf-server over a filesystem root, its blob GETs counted and slowed.
+    let work = tempfile::tempdir().unwrap();
+    let driver = wharf_storage::FilesystemDriver::new(work.path().join("upstream")).unwrap();
+    let origin = wharf_registry::Registry::new(Arc::new(driver), wharf_registry::RegistryOptions::default());
+    let layer = bytes::Bytes::from(wharf_testing::images::content("herd", 256 << 20));
+    let digest = Digest::sha256(&layer);
+    let repository = origin.repository(&"big/layer".parse().unwrap());
+    repository.put_blob(&digest, futures::stream::iter([Ok(layer.clone())])).await.unwrap();
+    drop(layer);
+    let blob_gets = Arc::new(AtomicU64::new(0));
+    let counted = blob_gets.clone();
+    let router = wharf_server::router(origin, wharf_server::ServerOptions::default()).layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let counted = counted.clone();
+            async move {
+                if request.method() == axum::http::Method::GET && request.uri().path().contains("/blobs/") {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    // Slow to start: every client's request reaches the mirror before the
+                    // first byte comes back.
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                next.run(request).await
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let serving = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let mirror = RunningServer::from_yaml(&format!(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\nproxy:\n  remoteurl: http://{upstream}\n",
+        work.path().join("mirror").display(),
+    ))
+    .await;
+
+    let url = format!("http://{}/v2/big/layer/blobs/{digest}", mirror.address);
+    let client = reqwest::Client::new();
+    let pulls = (0..16).map(|_| {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move {
+            let response = client.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let mut hasher = sha2::Sha256::new();
+            let mut body = response.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                hasher.update(&chunk.unwrap());
+            }
+            format!("sha256:{}", hex::encode(hasher.finalize()))
+        })
+    });
+    for pulled in futures::future::join_all(pulls).await {
+        assert_eq!(pulled.unwrap(), digest.as_str(), "a client got other bytes");
+    }
+    assert_eq!(blob_gets.load(Ordering::SeqCst), 1, "one transfer from upstream for sixteen clients");
+    mirror.stop().await;
+    serving.abort();
+}
