@@ -99,6 +99,13 @@ impl Repository {
         BlobPull::start(self, digest, size, 0, true, true)
     }
 
+    /// [`Repository::pull_blob`] without the check against the digest, for a caller that
+    /// hashes the bytes itself (a store that keeps a blob only when it hashes to its
+    /// digest), so that they are hashed once. The size, when given, is still enforced.
+    pub fn pull_blob_unverified(&self, digest: &Digest, size: Option<u64>) -> BlobPull {
+        BlobPull::start(self, digest, size, 0, false, true)
+    }
+
     /// [`Repository::pull_blob`] for a caller that holds the host's place already.
     pub(crate) fn pull_blob_in_slot(&self, digest: &Digest, size: Option<u64>) -> BlobPull {
         BlobPull::start(self, digest, size, 0, true, false)

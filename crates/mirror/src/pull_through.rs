@@ -370,19 +370,36 @@ impl PullThrough {
             leader.finish(Ok(()));
             return Ok(BlobFetch::Cached);
         }
-        let upstream = remote.pull_blob(&digest, Some(size));
+        // Hashed once, by the store, which keeps it only when it is the digest's; the first
+        // client's last chunk waits for that check, so that a corrupt blob ends in an error.
+        let upstream = remote.pull_blob_unverified(&digest, Some(size));
         let (to_client, for_client) = mpsc::channel::<std::io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
         let (to_store, mut for_store) = mpsc::channel::<wharf_storage::Result<Bytes>>(CHUNKS_IN_FLIGHT);
         let name = self.upstream(route).name.clone();
         tokio::spawn(async move {
-            let stored = local.put_blob(&digest, futures::stream::poll_fn(move |cx| for_store.poll_recv(cx)));
-            let pumped = pump(upstream, to_store, to_client);
-            let (pumped, stored) = futures::join!(pumped, stored);
-            let outcome = match (pumped, stored) {
+            // Storing (hashing, writing) on a task of its own: it runs beside the transfer.
+            let stored = {
+                let digest = digest.clone();
+                tokio::spawn(async move {
+                    local.put_blob(&digest, futures::stream::poll_fn(move |cx| for_store.poll_recv(cx))).await
+                })
+            };
+            let Pumped { outcome, client, last } = pump(upstream, to_store, to_client).await;
+            let stored = stored.await.unwrap_or_else(|e| {
+                Err(wharf_registry::Error::Storage(wharf_storage::Error::ContentFailed { source: Box::new(e) }))
+            });
+            let outcome = match (outcome, stored) {
                 (Err(reason), _) => Err(reason),
                 (Ok(()), Err(e)) => Err(format!("the cache did not keep it: {e}")),
                 (Ok(()), Ok(_)) => Ok(()),
             };
+            if let Some(client) = client {
+                let _ = match (&outcome, last) {
+                    (Ok(()), Some(last)) => client.send(Ok(last)).await,
+                    (Ok(()), None) => Ok(()),
+                    (Err(reason), _) => client.send(Err(std::io::Error::other(reason.clone()))).await,
+                };
+            }
             if let Err(reason) = &outcome {
                 tracing::warn!(upstream = %name, %digest, reason, "a blob's transfer from upstream failed");
             }
@@ -393,41 +410,43 @@ impl PullThrough {
     }
 }
 
+/// How a transfer from upstream went: whether every byte came, the first client if it still
+/// listens, and the last chunk, held back from it until the store has checked the blob.
+struct Pumped {
+    outcome: Result<(), String>,
+    client: Option<mpsc::Sender<std::io::Result<Bytes>>>,
+    last: Option<Bytes>,
+}
+
 /// Moves a blob's chunks from upstream to the store and, while it listens, to the first
-/// client; the client's stream ends with the error when the upstream fails (the client
-/// checks the digest, so a corrupt blob fails as its last chunk).
+/// client, one chunk behind.
 async fn pump(
     mut upstream: wharf_client::BlobPull,
     to_store: mpsc::Sender<wharf_storage::Result<Bytes>>,
     to_client: mpsc::Sender<std::io::Result<Bytes>>,
-) -> Result<(), String> {
+) -> Pumped {
     let mut client = Some(to_client);
+    let mut held: Option<Bytes> = None;
     loop {
         let chunk = match upstream.try_next().await {
             Ok(Some(chunk)) => chunk,
-            Ok(None) => return Ok(()),
+            Ok(None) => return Pumped { outcome: Ok(()), client, last: held },
             Err(e) => {
                 let reason = e.to_string();
                 let _ = to_store.send(Err(wharf_storage::Error::ContentFailed { source: Box::new(e) })).await;
-                if let Some(client) = client {
-                    let _ = client.send(Err(std::io::Error::other(reason.clone()))).await;
-                }
-                return Err(reason);
+                return Pumped { outcome: Err(reason), client, last: None };
             }
         };
         if to_store.send(Ok(chunk.clone())).await.is_err() {
-            let reason = "the cache stopped taking it".to_owned();
-            if let Some(client) = client {
-                let _ = client.send(Err(std::io::Error::other(reason.clone()))).await;
-            }
-            return Err(reason);
+            return Pumped { outcome: Err("the cache stopped taking it".to_owned()), client, last: None };
         }
         // A first client that went away leaves the transfer to finish for the others.
-        if let Some(sender) = &client
-            && sender.send(Ok(chunk)).await.is_err()
+        if let (Some(sender), Some(previous)) = (&client, held.take())
+            && sender.send(Ok(previous)).await.is_err()
         {
             client = None;
         }
+        held = Some(chunk);
     }
 }
 
