@@ -145,7 +145,7 @@ async fn sixteen_clients_pulling_one_uncached_layer_make_one_upstream_transfer()
             let mut hasher = sha2::Sha256::new();
             let mut body = response.bytes_stream();
             while let Some(chunk) = body.next().await {
-                hasher.update(&chunk.unwrap());
+                hasher.update(chunk.unwrap());
             }
             format!("sha256:{}", hex::encode(hasher.finalize()))
         })
