@@ -8,7 +8,7 @@ mod error;
 mod pull_through;
 
 pub use crate::error::{Error, Result};
-pub use crate::pull_through::{BlobFetch, CacheRoute, PullThrough, Upstream};
+pub use crate::pull_through::{BlobFetch, CacheRoute, Expired, PullThrough, Upstream, pinned_image};
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -6,7 +6,7 @@
 //! blob meanwhile wait for that transfer and are then served from the cache. A blob is kept
 //! only when its bytes hash to its digest.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,36 @@ struct Inner {
     flights: Mutex<HashMap<Digest, Arc<Flight>>>,
     /// When each cached tag was last found current upstream, by repository and tag.
     checked: Mutex<HashMap<(RepositoryName, String), Instant>>,
+    /// Images no expiry removes: (repository, tag or digest).
+    pinned: BTreeSet<(String, String)>,
+}
+
+/// A pinned image as (repository, tag or digest): `repository:tag` or `repository@digest`.
+///
+/// # Errors
+/// When it names no tag or digest, in words.
+pub fn pinned_image(image: &str) -> std::result::Result<(String, String), String> {
+    let (repository, reference) = match image.split_once('@') {
+        Some(split) => split,
+        None => image
+            .rsplit_once(':')
+            .filter(|(_, tag)| !tag.contains('/'))
+            .ok_or_else(|| format!("{image:?} names no tag (repository:tag) or digest (repository@digest)"))?,
+    };
+    if repository.is_empty() || reference.is_empty() {
+        return Err(format!("{image:?} names no repository, or no tag or digest"));
+    }
+    Ok((repository.to_owned(), reference.to_owned()))
+}
+
+/// What an expiry removed from the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Tags untagged.
+    pub tags: u64,
+    /// Manifests deleted (their blobs are left to garbage collection, which keeps every blob
+    /// something still references).
+    pub manifests: u64,
 }
 
 /// One transfer of a blob from upstream, which other requests wait for: `None` while it
@@ -145,8 +175,77 @@ impl PullThrough {
                 upstreams,
                 flights: Mutex::default(),
                 checked: Mutex::default(),
+                pinned: BTreeSet::new(),
             }),
         }
+    }
+
+    /// The same cache, with `images` (`repository:tag` or `repository@digest`, as the cache
+    /// names its repositories) never expired.
+    ///
+    /// # Errors
+    /// The first reference that names no tag or digest, in words.
+    pub fn with_pinned(self, images: &[String]) -> std::result::Result<PullThrough, String> {
+        let pinned = images.iter().map(|image| pinned_image(image)).collect::<std::result::Result<_, _>>()?;
+        let inner = Inner {
+            registry: self.inner.registry.clone(),
+            upstreams: self.inner.upstreams.clone(),
+            flights: Mutex::default(),
+            checked: Mutex::default(),
+            pinned,
+        };
+        Ok(PullThrough { inner: Arc::new(inner) })
+    }
+
+    /// Removes from the cache what has not been used within its upstream's `ttl` (an upstream
+    /// whose `ttl` is zero keeps its cache): a manifest cached and not pulled since (as the
+    /// registry's pull tracking tells, when it is on), and the tags that point at it, but no
+    /// pinned image. Blobs are left to garbage collection, which keeps every blob that
+    /// another repository or image still references. A removed image is fetched again when
+    /// it is next asked for.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] when the store cannot be read or changed.
+    pub async fn expire(&self, now: std::time::SystemTime) -> Result<Expired> {
+        let registry = &self.inner.registry;
+        let mut expired = Expired::default();
+        for name in registry.catalog(None, None).await? {
+            let Some(route) = self.route(&name, None) else { continue };
+            let ttl = self.upstream(&route).ttl;
+            if ttl.is_zero() {
+                continue;
+            }
+            let repository = registry.repository(&name);
+            let tags = repository.tag_links().await?;
+            let pinned = |reference: &str| self.inner.pinned.contains(&(name.to_string(), reference.to_owned()));
+            let mut kept: BTreeSet<Digest> = tags.iter().filter(|t| pinned(&t.tag)).map(|t| t.digest.clone()).collect();
+            let mut stale = Vec::new();
+            for revision in repository.manifest_revisions().await? {
+                let pulled = repository.last_pulled(&revision.digest).await?;
+                let used = pulled.map_or(revision.linked, |pulled| pulled.max(revision.linked));
+                if pinned(revision.digest.as_str()) || used + ttl > now {
+                    kept.insert(revision.digest.clone());
+                } else {
+                    stale.push(revision.digest);
+                }
+            }
+            stale.retain(|digest| !kept.contains(digest));
+            for tag in tags.iter().filter(|t| stale.contains(&t.digest)) {
+                match repository.untag(&tag.tag).await {
+                    Ok(()) => expired.tags += 1,
+                    Err(wharf_registry::Error::ManifestUnknown { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for digest in &stale {
+                match repository.delete_manifest(digest).await {
+                    Ok(()) => expired.manifests += 1,
+                    Err(wharf_registry::Error::ManifestUnknown { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(expired)
     }
 
     /// The upstreams.

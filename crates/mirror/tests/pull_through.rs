@@ -286,3 +286,74 @@ fn requests_are_routed_by_ns_then_prefix_then_the_root() {
     let (_, only_prefixed) = cache(vec![Upstream::new("docker.io", "h", plain("h")).with_prefix("hub")]);
     assert_eq!(only_prefixed.route(&name("team/app"), None), None, "a repository of the registry's own");
 }
+
+/// An image of a shared base layer and a layer of its own, tagged `tag`.
+async fn layered(repository: &Repository, base: &[u8], seed: &str, tag: &str) -> (Digest, Digest) {
+    let config = blob(repository, format!("{{\"seed\":\"{seed}\"}}").into_bytes()).await;
+    let base = blob(repository, base.to_vec()).await;
+    let own = blob(repository, content(seed, 4000)).await;
+    let raw =
+        image_manifest((config.0.as_str(), config.1), &[(base.0.as_str(), base.1), (own.0.as_str(), own.1)], None);
+    (repository.put_manifest(&tag.parse().unwrap(), Bytes::from(raw), None).await.unwrap(), own.0)
+}
+
+/// Caches image `tag` of `repository` and its blobs through `mirror`.
+async fn cache_image(mirror: &PullThrough, repository: &str, tag: &str) -> CacheRoute {
+    let route = mirror.route(&name(repository), None).unwrap();
+    let digest = mirror.manifest(&route, &self::tag(tag)).await.unwrap();
+    let stored = mirror_registry_manifest(mirror, &route, &digest).await;
+    for descriptor in stored.layers() {
+        if let BlobFetch::Streaming { stream, .. } = mirror.blob(&route, &descriptor.digest).await.unwrap() {
+            stream.try_for_each(|_| async { Ok(()) }).await.unwrap();
+        }
+    }
+    route
+}
+
+async fn mirror_registry_manifest(mirror: &PullThrough, route: &CacheRoute, digest: &Digest) -> wharf_oci::Manifest {
+    let upstream = mirror.upstream(route);
+    upstream.client.repository(&upstream.host, &route.remote).manifest(digest.as_str()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_leaves_shared_and_pinned_content() {
+    let (origin, served) = upstream().await;
+    let base = content("shared base", 6000);
+    let (_, old_own) = layered(&origin.repository(&name("team/old")), &base, "old", "v1").await;
+    let (_, pinned_own) = layered(&origin.repository(&name("team/pinned")), &base, "pinned", "keep").await;
+    let (_, new_own) = layered(&origin.repository(&name("team/new")), &base, "new", "v1").await;
+    let ttl = Duration::from_secs(1);
+    let (registry, mirror) = cache(vec![Upstream::new("origin", &served.host, client(&served.host)).with_ttl(ttl)]);
+    let mirror = mirror.with_pinned(&["team/pinned:keep".to_owned()]).unwrap();
+    cache_image(&mirror, "team/old", "v1").await;
+    cache_image(&mirror, "team/pinned", "keep").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fresh = cache_image(&mirror, "team/new", "v1").await;
+
+    let expired = mirror.expire(std::time::SystemTime::now()).await.unwrap();
+    assert_eq!((expired.tags, expired.manifests), (1, 1), "only the old image goes");
+    assert!(registry.repository(&name("team/old")).resolve(&tag("v1")).await.is_err());
+    assert!(registry.repository(&name("team/pinned")).resolve(&tag("keep")).await.is_ok());
+    let mut gc = wharf_registry::GcOptions::default();
+    gc.grace_period = Duration::ZERO;
+    gc.clock_slack = Duration::ZERO;
+    registry.collect_garbage(&gc).await.unwrap();
+
+    // The old image's own layer is collected; the base it shared, and the pinned image's
+    // layers, stay and are served.
+    let held = |digest: &Digest| {
+        let (registry, digest) = (registry.clone(), digest.clone());
+        async move { registry.repository(&name("team/new")).link_blob(&digest).await.is_ok() }
+    };
+    assert!(!held(&old_own).await, "the expired image's own layer is collected");
+    assert!(held(&pinned_own).await);
+    let base_digest = Digest::sha256(&base);
+    assert!(matches!(mirror.blob(&fresh, &base_digest).await.unwrap(), BlobFetch::Cached));
+    assert_eq!(bytes_of(BlobFetch::Cached, &registry, &fresh, &base_digest).await, base);
+    assert!(matches!(mirror.blob(&fresh, &new_own).await.unwrap(), BlobFetch::Cached));
+
+    // What expired is fetched again when asked for.
+    let old = mirror.route(&name("team/old"), None).unwrap();
+    mirror.manifest(&old, &tag("v1")).await.unwrap();
+    assert!(matches!(mirror.blob(&old, &old_own).await.unwrap(), BlobFetch::Streaming { .. }));
+}

@@ -342,7 +342,24 @@ fn proxy_config(proxy: &mut Section) -> Result<Option<crate::Proxy>, ConfigError
         ));
     }
     let allow_push = proxy.boolean("allowpush")?.unwrap_or(false);
-    Ok(Some(crate::Proxy { upstreams, allow_push }))
+    let pinned = match proxy.take("pinned") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let at = format!("proxy.pinned[{index}]");
+                let Value::String(image) = item else {
+                    return Err(invalid(&at, "expected repository:tag or repository@digest"));
+                };
+                wharf_mirror::pinned_image(&image).map_err(|e| invalid(&at, e))?;
+                Ok(image)
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(invalid("proxy.pinned", format!("expected a list, found {other}"))),
+    };
+    let expiry_interval = proxy.period("expiryinterval")?.unwrap_or(Duration::from_secs(3600));
+    Ok(Some(crate::Proxy { upstreams, allow_push, pinned, expiry_interval }))
 }
 
 /// One upstream: `url`, and the section's `name`, `prefix`, `username`, `password`, `ttl`.
@@ -1093,13 +1110,17 @@ health:
     #[test]
     fn the_proxy_section_names_its_upstreams_and_its_mistakes() {
         let config = load(
-            "storage: {inmemory: {}}\nproxy:\n  remoteurl: https://registry-1.docker.io\n  username: u\n  password: p\n  ttl: 1h\n  allowpush: true\n  upstreams:\n    - {name: quay.io, remoteurl: 'http://127.0.0.1:5001', prefix: quay}\n",
+            "storage: {inmemory: {}}\nproxy:\n  remoteurl: https://registry-1.docker.io\n  username: u\n  password: p\n  ttl: 1h\n  allowpush: true\n  pinned: ['library/alpine:3.20']\n  expiryinterval: 10m\n  upstreams:\n    - {name: quay.io, remoteurl: 'http://127.0.0.1:5001', prefix: quay}\n",
             &[],
         )
         .unwrap();
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         let proxy = config.server.proxy.expect("the proxy");
         assert!(proxy.allow_push);
+        assert_eq!(
+            (proxy.pinned, proxy.expiry_interval),
+            (vec!["library/alpine:3.20".to_owned()], Duration::from_secs(600))
+        );
         let upstreams: Vec<(&str, &str, Option<&str>, Duration)> =
             proxy.upstreams.iter().map(|u| (u.name.as_str(), u.host.as_str(), u.prefix.as_deref(), u.ttl)).collect();
         assert_eq!(
@@ -1122,6 +1143,7 @@ health:
                 "not a key",
             ),
             ("proxy: {upstreams: {remoteurl: 'https://b'}}", "proxy.upstreams", "expected a list"),
+            ("proxy: {remoteurl: 'https://a', pinned: ['alpine']}", "proxy.pinned[0]", "names no tag"),
         ] {
             match load(&format!("storage: {{inmemory: {{}}}}\n{text}"), &[]) {
                 Err(ConfigError::Invalid { key: found, message: reason }) => {

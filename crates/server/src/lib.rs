@@ -149,13 +149,34 @@ impl Default for ServerOptions {
 /// What the registry mirrors (`proxy`): its upstreams, and whether a mirrored repository
 /// takes pushes.
 #[cfg(feature = "mirror")]
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Proxy {
     /// The upstreams, each at the root or below its prefix.
     pub upstreams: Vec<wharf_mirror::Upstream>,
     /// Whether pushes and deletes to a mirrored repository are taken (`proxy.allowpush`, a
     /// Wharf key); refused by default, as Distribution refuses them.
     pub allow_push: bool,
+    /// Images the cache never expires, as it names them (`proxy.pinned`, a Wharf key):
+    /// `repository:tag` or `repository@digest`.
+    pub pinned: Vec<String>,
+    /// How often `Server` removes what was not used within its upstream's `ttl`
+    /// (`proxy.expiryinterval`, a Wharf key); hourly by default.
+    pub expiry_interval: std::time::Duration,
+}
+
+#[cfg(feature = "mirror")]
+impl Proxy {
+    /// The cache of these upstreams in `registry`'s store.
+    pub fn cache(&self, registry: &wharf_registry::Registry) -> wharf_mirror::PullThrough {
+        let cache = wharf_mirror::PullThrough::new(registry, self.upstreams.clone());
+        match cache.clone().with_pinned(&self.pinned) {
+            Ok(pinned) => pinned,
+            Err(e) => {
+                tracing::warn!(error = %e, "proxy.pinned: no image pinned");
+                cache
+            }
+        }
+    }
 }
 
 impl ServerOptions {

@@ -256,6 +256,27 @@ impl Server {
         };
         #[cfg(not(feature = "policy"))]
         let retaining: Option<tokio::task::JoinHandle<()>> = None;
+        #[cfg(feature = "mirror")]
+        let expiring = self.config.server.proxy.as_ref().map(|proxy| {
+            let (cache, interval) = (proxy.cache(&self.registry), proxy.expiry_interval);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    match cache.expire(std::time::SystemTime::now()).await {
+                        Ok(expired) => tracing::info!(
+                            tags = expired.tags,
+                            manifests = expired.manifests,
+                            "the pull-through cache's expiry: blobs are left to garbage collection"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "the pull-through cache's expiry failed"),
+                    }
+                }
+            })
+        });
+        #[cfg(not(feature = "mirror"))]
+        let expiring: Option<tokio::task::JoinHandle<()>> = None;
         let checks = match (&self.health, &self.config.storage_health) {
             (Some(health), Some(check)) => Some(health.spawn_checks(self.registry.clone(), check.interval)),
             _ => None,
@@ -298,7 +319,7 @@ impl Server {
                 Ok(())
             }
         };
-        for task in [purging, collecting, retaining, checks, debug].into_iter().flatten() {
+        for task in [purging, collecting, retaining, expiring, checks, debug].into_iter().flatten() {
             task.abort();
         }
         Ok(result?)

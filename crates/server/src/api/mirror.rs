@@ -14,7 +14,7 @@ pub(crate) struct Mirror {
 
 impl Mirror {
     pub(crate) fn new(registry: &Registry, proxy: &crate::Proxy) -> Mirror {
-        Mirror { cache: PullThrough::new(registry, proxy.upstreams.clone()), allow_push: proxy.allow_push }
+        Mirror { cache: proxy.cache(registry), allow_push: proxy.allow_push }
     }
 }
 
