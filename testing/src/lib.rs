@@ -10,6 +10,7 @@ pub mod http;
 pub mod images;
 pub mod peers;
 pub mod proxy;
+pub mod tokens;
 
 /// Says that `test` is skipped and why, and returns `false` to stop it; under
 /// `WHARF_REQUIRE_PEERS=1` (as `scripts/test` runs) the test fails instead, naming `missing`.

@@ -7,13 +7,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
@@ -24,11 +22,12 @@ use wharf_client::{
 };
 use wharf_oci::{Descriptor, Digest, Manifest, media_type};
 use wharf_registry::{IndexChildren, RegistryOptions};
-use wharf_server::{ServerOptions, TokenAuth};
+use wharf_server::ServerOptions;
 use wharf_testing::http::{app, app_with, image_manifest};
 use wharf_testing::images::content;
 use wharf_testing::peers::{self, Distribution, has_peer};
 use wharf_testing::proxy::{Direction, FaultProxy};
+use wharf_testing::tokens::token_registry;
 
 /// Serves `router` on a free loopback port; returns `127.0.0.1:<port>`.
 async fn serve(router: Router) -> (String, SocketAddr) {
@@ -217,109 +216,6 @@ async fn every_operation_against_distribution_with_htpasswd_over_tls() {
     assert!(matches!(refused, Error::Transport { .. }), "{refused}");
 }
 
-/// A token server for the tests: grants what is asked to `alice:secret`, signing tokens
-/// that the registry accepts for `lifetime` while telling the client they last a minute,
-/// so they expire in the middle of a transfer.
-#[derive(Clone)]
-struct TokenServer {
-    key: Arc<jsonwebtoken::EncodingKey>,
-    lifetime: Duration,
-    issued: Arc<AtomicU64>,
-    garbage: bool,
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-async fn issue_token(
-    State(server): State<TokenServer>,
-    Query(query): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
-) -> axum::response::Response {
-    use base64::Engine as _;
-    if server.garbage {
-        return (StatusCode::OK, "<html>this is no token</html>").into_response();
-    }
-    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:secret"));
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return (StatusCode::UNAUTHORIZED, "{\"details\":\"wrong credentials\"}").into_response();
-    }
-    let scopes: Vec<String> =
-        query.iter().filter(|(name, _)| name == "scope").map(|(_, scope)| scope.clone()).collect();
-    let token = sign(&server, &scopes);
-    axum::Json(serde_json::json!({"token": token, "expires_in": 60})).into_response()
-}
-
-/// A token granting the access `scopes` name, valid at the registry for the server's lifetime.
-fn sign(server: &TokenServer, scopes: &[String]) -> String {
-    let access: Vec<serde_json::Value> = scopes
-        .iter()
-        .flat_map(|scope| scope.split(' ').map(str::to_owned).collect::<Vec<_>>())
-        .filter_map(|scope| {
-            let mut parts = scope.rsplitn(2, ':');
-            let actions = parts.next()?;
-            let (kind, name) = parts.next()?.split_once(':')?;
-            Some(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
-        })
-        .collect();
-    let exp = now() + server.lifetime.as_secs();
-    let claims = serde_json::json!({
-        "iss": "wharf-test-issuer", "sub": "alice", "aud": "wharf-registry",
-        "exp": exp, "nbf": now() - 10, "iat": now(), "access": access,
-    });
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some("key-1".into());
-    let token = jsonwebtoken::encode(&header, &claims, &server.key).unwrap();
-    server.issued.fetch_add(1, Ordering::Relaxed);
-    token
-}
-
-/// The OAuth2 side: a refresh token (docker's `identitytoken`) exchanged for an access token.
-async fn refresh_token(State(server): State<TokenServer>, body: String) -> axum::response::Response {
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
-    if form.get("grant_type").map(String::as_str) != Some("refresh_token")
-        || form.get("refresh_token").map(String::as_str) != Some("refresh-for-alice")
-        || !form.contains_key("client_id")
-    {
-        return (StatusCode::BAD_REQUEST, "{\"error\":\"invalid_grant\"}").into_response();
-    }
-    let scopes: Vec<String> = form.get("scope").cloned().into_iter().collect();
-    let token = sign(&server, &scopes);
-    axum::Json(serde_json::json!({"access_token": token, "expires_in": 60, "scope": form.get("scope")})).into_response()
-}
-
-/// A registry with token authentication and its token server; returns the registry host
-/// and the count of tokens issued.
-async fn token_registry(lifetime: Duration, garbage: bool) -> (String, Arc<AtomicU64>) {
-    use aws_lc_rs::rand::SystemRandom;
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-    use base64::Engine as _;
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let point = pair.public_key().as_ref().to_vec();
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let jwk = serde_json::json!({
-        "kty": "EC", "crv": "P-256", "kid": "key-1", "alg": "ES256", "use": "sig",
-        "x": b64(&point[1..33]), "y": b64(&point[33..65]),
-    });
-    let issued = Arc::new(AtomicU64::new(0));
-    let server = TokenServer {
-        key: Arc::new(jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref())),
-        lifetime,
-        issued: issued.clone(),
-        garbage,
-    };
-    let (token_host, _) =
-        serve(Router::new().route("/token", get(issue_token).post(refresh_token)).with_state(server)).await;
-    let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
-    let realm = format!("http://{token_host}/token");
-    let auth = TokenAuth::new(&realm, "wharf-registry", "wharf-test-issuer", None, Some(&jwks)).unwrap();
-    let (_, router) = app(ServerOptions::default().with_delete_enabled(true).with_token(Some(auth)));
-    let (host, _) = serve(router).await;
-    (host, issued)
-}
-
 /// A source that hands out its bytes slowly: `pause` between chunks of `chunk` bytes.
 struct Slow {
     data: Bytes,
@@ -350,7 +246,8 @@ impl BlobSource for Slow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_authentication_with_tokens_expiring_mid_transfer() {
     // Tokens the registry honours for 1 s (the client is told 60 s).
-    let (host, issued) = token_registry(Duration::from_secs(1), false).await;
+    let tokens = token_registry(Duration::from_secs(1), false).await;
+    let (host, issued) = (tokens.host, tokens.issued);
     let credentials = StaticCredentials::new().with(&host, Credential::basic("alice", "secret"));
     let client = Client::builder()
         .plain_http(&host)
@@ -396,7 +293,7 @@ async fn token_authentication_with_tokens_expiring_mid_transfer() {
     assert!(matches!(&refused, Error::Token { reason, .. } if reason.contains("401")), "{refused}");
 
     // A token server that answers garbage.
-    let (host, _) = token_registry(Duration::from_secs(60), true).await;
+    let host = token_registry(Duration::from_secs(60), true).await.host;
     let client = Client::builder().plain_http(&host).build().unwrap();
     let refused = client.repository(&host, "team/app").tags().await.unwrap_err();
     assert!(

@@ -157,3 +157,60 @@ async fn sixteen_clients_pulling_one_uncached_layer_make_one_upstream_transfer()
     mirror.stop().await;
     serving.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_of_a_registry_with_token_authentication() {
+    let upstream = wharf_testing::tokens::token_registry(std::time::Duration::from_secs(60), false).await;
+    let repository = upstream.registry.repository(&"team/app".parse().unwrap());
+    let layer = bytes::Bytes::from(wharf_testing::images::content("token layer", 100_000));
+    let config = bytes::Bytes::from_static(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
+    for data in [&layer, &config] {
+        repository.put_blob(&Digest::sha256(data), futures::stream::iter([Ok(data.clone())])).await.unwrap();
+    }
+    let (layer_digest, config_digest) = (Digest::sha256(&layer), Digest::sha256(&config));
+    let raw = wharf_testing::http::image_manifest(
+        (config_digest.as_str(), config.len()),
+        &[(layer_digest.as_str(), layer.len())],
+        None,
+    );
+    repository.put_manifest(&"v1".parse().unwrap(), bytes::Bytes::from(raw.clone()), None).await.unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let start = |password: &str, root: &str| {
+        let yaml = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\nproxy:\n  remoteurl: http://{}\n  username: alice\n  password: {password}\n",
+            work.path().join(root).display(),
+            upstream.host
+        );
+        async move { RunningServer::from_yaml(&yaml).await }
+    };
+    let mirror = start("secret", "good").await;
+    let client = reqwest::Client::new();
+    let get = |host: std::net::SocketAddr, path: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("http://{host}/v2/team/app/{path}"))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let manifest = get(mirror.address, "manifests/v1".to_owned()).await;
+    assert_eq!(manifest.status(), 200);
+    assert_eq!(manifest.bytes().await.unwrap(), raw, "the manifest's exact bytes");
+    let blob = get(mirror.address, format!("blobs/{layer_digest}")).await;
+    assert_eq!(blob.status(), 200);
+    assert_eq!(blob.bytes().await.unwrap(), layer);
+    assert!(upstream.issued.load(std::sync::atomic::Ordering::SeqCst) > 0, "the mirror got tokens");
+
+    // Wrong credentials: the mirror says why it cannot answer.
+    let refused = start("wrong", "bad").await;
+    let answer = get(refused.address, "manifests/v1".to_owned()).await;
+    assert_eq!(answer.status(), 503);
+    let said = answer.text().await.unwrap();
+    assert!(said.contains("UNAVAILABLE") && said.to_lowercase().contains("unauthorized"), "{said}");
+    mirror.stop().await;
+    refused.stop().await;
+}
