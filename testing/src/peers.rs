@@ -42,6 +42,21 @@ pub fn skopeo(args: &[&str]) {
     );
 }
 
+/// podman, daemonless, with its storage in a temporary folder.
+pub fn podman(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("storage"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "vfs", "--events-backend", "file", "--cgroup-manager", "cgroupfs"])
+        .args(args)
+        .output()
+        .expect("podman runs");
+    assert!(output.status.success(), "podman {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 /// The test S3 server (moto, started by `scripts/test`) as `WHARF_S3_ENDPOINT` and
 /// `WHARF_S3_BUCKET` name it, with a root of `test`'s own in the bucket; `None` after saying
 /// why the test is skipped, or a failure under `WHARF_REQUIRE_PEERS=1`.

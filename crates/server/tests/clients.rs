@@ -208,21 +208,6 @@ async fn oras_push_pull_and_referrers() {
     running.stop().await;
 }
 
-/// podman, daemonless, with its storage in a temporary folder.
-fn podman(dir: &std::path::Path, args: &[&str]) -> String {
-    let output = std::process::Command::new("podman")
-        .arg("--root")
-        .arg(dir.join("storage"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .args(["--storage-driver", "vfs", "--events-backend", "file", "--cgroup-manager", "cgroupfs"])
-        .args(args)
-        .output()
-        .expect("podman runs");
-    assert!(output.status.success(), "podman {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_push_and_pull() {
     if !has_peer("podman", "podman_push_and_pull") || !has_peer("skopeo", "podman_push_and_pull") {
@@ -246,11 +231,12 @@ async fn podman_push_and_pull() {
                 dir.join("run").display()
             );
             skopeo(&["copy", &layout, &storage]);
-            let id = podman(&dir, &["images", "--quiet", "--no-trunc", "localhost/app:v1"]);
+            let id = peers::podman(&dir, &["images", "--quiet", "--no-trunc", "localhost/app:v1"]);
             let id = id.trim_start_matches("sha256:").to_owned();
-            podman(&dir, &["push", "--quiet", "--tls-verify=false", &id, &format!("docker://{remote}")]);
-            podman(&dir, &["rmi", "--force", &id]);
-            let pulled_id = podman(&dir, &["pull", "--quiet", "--tls-verify=false", &format!("docker://{remote}")]);
+            peers::podman(&dir, &["push", "--quiet", "--tls-verify=false", &id, &format!("docker://{remote}")]);
+            peers::podman(&dir, &["rmi", "--force", &id]);
+            let pulled_id =
+                peers::podman(&dir, &["pull", "--quiet", "--tls-verify=false", &format!("docker://{remote}")]);
             let pulled_id = pulled_id.trim_start_matches("sha256:").to_owned();
             (id, pulled_id)
         })
