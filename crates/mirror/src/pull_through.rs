@@ -129,8 +129,11 @@ pub fn pinned_image(image: &str) -> std::result::Result<(String, String), String
             .filter(|(_, tag)| !tag.contains('/'))
             .ok_or_else(|| format!("{image:?} names no tag (repository:tag) or digest (repository@digest)"))?,
     };
-    if repository.is_empty() || reference.is_empty() {
-        return Err(format!("{image:?} names no repository, or no tag or digest"));
+    repository.parse::<RepositoryName>().map_err(|e| format!("{image:?}: {e}"))?;
+    if image.contains('@') {
+        reference.parse::<Digest>().map_err(|e| format!("{image:?}: {e}"))?;
+    } else {
+        reference.parse::<wharf_oci::Tag>().map_err(|e| format!("{image:?}: {e}"))?;
     }
     Ok((repository.to_owned(), reference.to_owned()))
 }
@@ -572,5 +575,39 @@ impl Leader {
 impl Drop for Leader {
     fn drop(&mut self) {
         self.end(Err("the request that fetched it went away".to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::pinned_image;
+
+    proptest! {
+        #[test]
+        fn pinned_images_read_back_what_names_them(
+            repository in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}",
+            tag in "[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}",
+            hex in "[0-9a-f]{64}",
+        ) {
+            prop_assert_eq!(pinned_image(&format!("{repository}:{tag}")), Ok((repository.clone(), tag)));
+            let digest = format!("sha256:{hex}");
+            prop_assert_eq!(pinned_image(&format!("{repository}@{digest}")), Ok((repository, digest)));
+        }
+
+        #[test]
+        fn anything_else_is_refused_by_name(text in "\\PC{0,40}") {
+            if let Err(reason) = pinned_image(&text) {
+                prop_assert!(reason.contains(&format!("{text:?}")), "{}", reason);
+            }
+        }
+    }
+
+    #[test]
+    fn what_is_no_pinned_image() {
+        for text in ["alpine", "Alpine:1", "alpine:", ":1", "alpine@sha256:12", "a/b:c/d", "alpine:-x"] {
+            assert!(pinned_image(text).is_err(), "{text}");
+        }
     }
 }
