@@ -233,3 +233,54 @@ async fn a_mirror_of_a_registry_with_token_authentication() {
     mirror.stop().await;
     refused.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_chosen_by_prefix_and_by_ns() {
+    // Two upstreams, each with its own image under the same name.
+    let mut hosts = Vec::new();
+    let mut layers = Vec::new();
+    for seed in ["first", "second"] {
+        let (registry, router) = wharf_testing::http::app(wharf_server::ServerOptions::default());
+        let repository = registry.repository(&"library/alpine".parse().unwrap());
+        let layer = bytes::Bytes::from(wharf_testing::images::content(seed, 10_000));
+        repository.put_blob(&Digest::sha256(&layer), futures::stream::iter([Ok(layer.clone())])).await.unwrap();
+        let raw = wharf_testing::http::image_manifest(
+            (Digest::sha256(&layer).as_str(), layer.len()),
+            &[(Digest::sha256(&layer).as_str(), layer.len())],
+            None,
+        );
+        repository.put_manifest(&"3.20".parse().unwrap(), bytes::Bytes::from(raw), None).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        hosts.push(listener.local_addr().unwrap().to_string());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        layers.push(layer);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mirror = RunningServer::from_yaml(&format!(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\nproxy:\n  upstreams:\n    - {{name: first.example, remoteurl: 'http://{}', prefix: first}}\n    - {{name: second.example, remoteurl: 'http://{}', prefix: second}}\n",
+        work.path().join("root").display(),
+        hosts[0],
+        hosts[1]
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let blob = |path: String| {
+        let client = client.clone();
+        async move { client.get(format!("http://{}/v2/{path}", mirror.address)).send().await.unwrap() }
+    };
+    for (index, layer) in layers.iter().enumerate() {
+        let digest = Digest::sha256(layer);
+        let prefix = ["first", "second"][index];
+        let by_prefix = blob(format!("{prefix}/library/alpine/blobs/{digest}")).await;
+        assert_eq!(by_prefix.bytes().await.unwrap(), layer, "by the prefix {prefix}");
+        let by_ns = blob(format!("library/alpine/blobs/{digest}?ns={prefix}.example")).await;
+        assert_eq!(by_ns.bytes().await.unwrap(), layer, "by ns={prefix}.example");
+    }
+    // Neither prefix nor ns: a repository of the registry's own, which has nothing.
+    let own = blob(format!("library/alpine/blobs/{}", Digest::sha256(&layers[0]))).await;
+    assert_eq!(own.status(), 404);
+    // The one at the other upstream's prefix does not have the first's layer.
+    let wrong = blob(format!("second/library/alpine/blobs/{}", Digest::sha256(&layers[0]))).await;
+    assert_eq!(wrong.status(), 404);
+    mirror.stop().await;
+}
