@@ -5,6 +5,7 @@
 //! kept.
 
 mod error;
+pub mod notify;
 mod pull_through;
 
 pub use crate::error::{Error, Result};
