@@ -159,6 +159,10 @@ pub struct Config {
     /// `policy.retention`, when set.
     #[cfg(feature = "policy")]
     pub retention: Option<Retention>,
+    /// `notifications.endpoints`: where `Server` sends events, each queued durably in the
+    /// registry's store.
+    #[cfg(feature = "mirror")]
+    pub notifications: Vec<wharf_mirror::notify::Endpoint>,
     /// `http.addr`: where to listen.
     pub addr: SocketAddr,
     /// `http.draintimeout`: how long requests in flight may take at shutdown.
@@ -227,6 +231,8 @@ impl Config {
         let (policy, retention) = root.section("policy")?.finish_with(policy_config, &mut warnings)?;
         #[cfg(feature = "mirror")]
         let proxy = root.section("proxy")?.finish_with(proxy_config, &mut warnings)?;
+        #[cfg(feature = "mirror")]
+        let notifications = root.read("notifications", &mut warnings, notifications_config)?;
         root.finish(&mut warnings);
 
         let mut server = ServerOptions::default()
@@ -256,6 +262,8 @@ impl Config {
             garbage_collection: storage.garbage_collection,
             #[cfg(feature = "policy")]
             retention,
+            #[cfg(feature = "mirror")]
+            notifications,
             addr: http.addr,
             drain_timeout: http.drain_timeout,
             tls: http.tls,
@@ -360,6 +368,84 @@ fn proxy_config(proxy: &mut Section) -> Result<Option<crate::Proxy>, ConfigError
     };
     let expiry_interval = proxy.period("expiryinterval")?.unwrap_or(Duration::from_secs(3600));
     Ok(Some(crate::Proxy { upstreams, allow_push, pinned, expiry_interval }))
+}
+
+/// `notifications.endpoints` (those not `disabled`).
+#[cfg(feature = "mirror")]
+fn notifications_config(
+    notifications: &mut Section,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<wharf_mirror::notify::Endpoint>, ConfigError> {
+    use wharf_mirror::notify::{Action, Endpoint};
+    let strings = |at: &str, value: Value| -> Result<Vec<String>, ConfigError> {
+        match value {
+            Value::Null => Ok(Vec::new()),
+            Value::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::String(text) => Ok(text),
+                    other => Err(invalid(at, format!("expected a list of strings, found {other}"))),
+                })
+                .collect(),
+            other => Err(invalid(at, format!("expected a list of strings, found {other}"))),
+        }
+    };
+    let mut endpoints = Vec::new();
+    let items = match notifications.take("endpoints") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(invalid("notifications.endpoints", format!("expected a list, found {other}"))),
+    };
+    for (index, item) in items.into_iter().enumerate() {
+        let mut section = Section::new(&format!("notifications.endpoints[{index}]"), item)?;
+        let name = section.string("name")?.ok_or_else(|| invalid(&section.key("name"), "an endpoint needs a name"))?;
+        let url = section.string("url")?.ok_or_else(|| invalid(&section.key("url"), "an endpoint needs a url"))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(&section.key("url"), format!("{url:?} is not an http:// or https:// URL")));
+        }
+        let mut endpoint = Endpoint::new(name, url);
+        endpoint.headers = section
+            .headers()?
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        if let Some(timeout) = section.duration("timeout")? {
+            endpoint.timeout = timeout;
+        }
+        if let Some(threshold) = section.number("threshold")? {
+            endpoint.threshold = u32::try_from(threshold).unwrap_or(u32::MAX);
+        }
+        if let Some(backoff) = section.duration("backoff")? {
+            endpoint.backoff = backoff;
+        }
+        let at = section.key("ignoredmediatypes");
+        endpoint.ignored_media_types = strings(&at, section.take("ignoredmediatypes").unwrap_or(Value::Null))?;
+        let mut ignore = section.section("ignore")?;
+        let at = ignore.key("mediatypes");
+        endpoint.ignored_media_types.extend(strings(&at, ignore.take("mediatypes").unwrap_or(Value::Null))?);
+        let at = ignore.key("actions");
+        for action in strings(&at, ignore.take("actions").unwrap_or(Value::Null))? {
+            endpoint.ignored_actions.push(match action.as_str() {
+                "push" => Action::Push,
+                "pull" => Action::Pull,
+                "mount" => Action::Mount,
+                "delete" => Action::Delete,
+                other => return Err(invalid(&at, format!("{other:?} is not push, pull, mount or delete"))),
+            });
+        }
+        ignore.finish(warnings);
+        let disabled = section.boolean("disabled")?.unwrap_or(false);
+        section.finish(warnings);
+        if let Err(e) =
+            wharf_mirror::notify::Queue::new(std::sync::Arc::new(wharf_storage::MemoryDriver::new()), &endpoint.name)
+        {
+            return Err(invalid(&format!("notifications.endpoints[{index}].name"), e));
+        }
+        if !disabled {
+            endpoints.push(endpoint);
+        }
+    }
+    Ok(endpoints)
 }
 
 /// One upstream: `url`, and the section's `name`, `prefix`, `username`, `password`, `ttl`.
@@ -1157,13 +1243,13 @@ health:
 
     #[test]
     fn unknown_keys_are_warnings() {
-        let text = "storage: {inmemory: {}}\nnotifications: {endpoints: []}\nhttp: {addr: ':5000', bogus: 1}\n";
+        let text = "storage: {inmemory: {}}\nredis: {addr: 'localhost:6379'}\nhttp: {addr: ':5000', bogus: 1}\n";
         let config = load(text, &[]).unwrap();
         let mut warnings = config.warnings;
         warnings.sort();
         assert_eq!(
             warnings,
-            ["http.bogus is not supported by Wharf; ignored", "notifications is not supported by Wharf; ignored",]
+            ["http.bogus is not supported by Wharf; ignored", "redis is not supported by Wharf; ignored",]
         );
     }
 

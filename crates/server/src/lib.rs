@@ -118,6 +118,11 @@ pub struct ServerOptions {
     /// (`proxy`); `None` by default.
     #[cfg(feature = "mirror")]
     pub proxy: Option<Proxy>,
+    /// Where events of pushes, pulls, mounts and deletes are queued for notification
+    /// endpoints (`notifications`); `None` by default. Its delivery runs apart
+    /// ([`Notifier::run`](wharf_mirror::notify::Notifier::run)), as `Server` runs it.
+    #[cfg(feature = "mirror")]
+    pub notifier: Option<wharf_mirror::notify::Notifier>,
 }
 
 impl Default for ServerOptions {
@@ -142,6 +147,8 @@ impl Default for ServerOptions {
             policy: None,
             #[cfg(feature = "mirror")]
             proxy: None,
+            #[cfg(feature = "mirror")]
+            notifier: None,
         }
     }
 }

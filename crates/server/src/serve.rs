@@ -72,6 +72,8 @@ impl Server {
     /// # Errors
     /// [`ServeError::Tls`] when the TLS files cannot be loaded.
     pub fn with_registry(config: Config, registry: Registry) -> Result<Server, ServeError> {
+        #[cfg(feature = "mirror")]
+        let config = with_notifier(config, &registry)?;
         #[cfg(feature = "tls")]
         let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         #[cfg(not(feature = "tls"))]
@@ -277,6 +279,15 @@ impl Server {
         });
         #[cfg(not(feature = "mirror"))]
         let expiring: Option<tokio::task::JoinHandle<()>> = None;
+        #[cfg(feature = "mirror")]
+        let notifying = self
+            .config
+            .server
+            .notifier
+            .clone()
+            .map(|notifier| tokio::spawn(notifier.run(std::time::Duration::from_millis(500))));
+        #[cfg(not(feature = "mirror"))]
+        let notifying: Option<tokio::task::JoinHandle<()>> = None;
         let checks = match (&self.health, &self.config.storage_health) {
             (Some(health), Some(check)) => Some(health.spawn_checks(self.registry.clone(), check.interval)),
             _ => None,
@@ -319,11 +330,29 @@ impl Server {
                 Ok(())
             }
         };
-        for task in [purging, collecting, retaining, expiring, checks, debug].into_iter().flatten() {
+        for task in [purging, collecting, retaining, expiring, notifying, checks, debug].into_iter().flatten() {
             task.abort();
+        }
+        #[cfg(feature = "mirror")]
+        if let Some(notifier) = &self.config.server.notifier {
+            notifier.release().await;
         }
         Ok(result?)
     }
+}
+
+/// `config` with a notifier for its `notifications.endpoints`, queueing in `registry`'s
+/// store, unless it has one already.
+#[cfg(feature = "mirror")]
+fn with_notifier(mut config: Config, registry: &Registry) -> Result<Config, ServeError> {
+    if !config.notifications.is_empty() && config.server.notifier.is_none() {
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        let notifier =
+            wharf_mirror::notify::Notifier::new(registry.driver().clone(), config.notifications.clone(), &instance)
+                .map_err(|e| ServeError::Io(std::io::Error::other(format!("notifications: {e}"))))?;
+        config.server.notifier = Some(notifier);
+    }
+    Ok(config)
 }
 
 /// One retention run: the registry's inventory, the policy's plan at this moment (nothing

@@ -17,8 +17,9 @@ use wharf_storage::StorageDriver;
 /// Events sent in one POST at most.
 const BATCH: usize = 64;
 
-/// The term of the lease that lets one instance deliver to an endpoint.
-const LEASE_TERM: Duration = Duration::from_secs(30);
+/// The term of the lease that lets one instance deliver to an endpoint: how long delivery
+/// waits after an instance that held it stopped without giving it up.
+const LEASE_TERM: Duration = Duration::from_secs(15);
 
 /// An endpoint events are sent to (an entry of `notifications.endpoints`).
 #[derive(Debug, Clone)]
@@ -85,6 +86,11 @@ impl Notifier {
         Ok(Notifier { endpoints: Arc::new(endpoints), instance: instance.to_owned(), http: reqwest::Client::new() })
     }
 
+    /// The name of this process among those that share the store.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// Queues `event` for every endpoint that takes it; it is durable when this returns.
     ///
     /// # Errors
@@ -132,6 +138,16 @@ impl Notifier {
             // Renew the lease for the next batch.
             if !queue.lease(&self.instance, LEASE_TERM).await.map_err(|e| what(&e))? {
                 return Ok(sent);
+            }
+        }
+    }
+
+    /// Gives up this instance's leases, so that another delivers at once: for a process that
+    /// stops gracefully.
+    pub async fn release(&self) {
+        for (endpoint, queue) in self.endpoints.iter() {
+            if let Err(e) = queue.release(&self.instance).await {
+                tracing::warn!(endpoint = %endpoint.name, error = %e, "the notification lease was not given up");
             }
         }
     }

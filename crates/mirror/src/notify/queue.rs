@@ -148,6 +148,27 @@ impl Queue {
         Ok(())
     }
 
+    /// Gives up the lease `instance` holds, so that another instance delivers at once rather
+    /// than after the lease's term (a process stopping gracefully).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn release(&self, instance: &str) -> wharf_storage::Result<()> {
+        let path = format!("{}/lease", self.root);
+        match self.driver.get_versioned(&path).await {
+            Ok((held, version)) if String::from_utf8_lossy(&held).split(' ').next() == Some(instance) => {
+                // Expired at once, unless another instance took it meanwhile.
+                let expired = Bytes::from(format!("{instance} 0"));
+                match self.driver.put_if(&path, expired, Precondition::Matches(version), Durability::Scratch).await {
+                    Err(e) if !e.is_conflict() => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            Ok(_) | Err(wharf_storage::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Takes or renews the lease that lets `instance` deliver, for `term`; whether it holds
     /// it now.
     ///

@@ -22,6 +22,8 @@ use crate::route::Route;
 use crate::token::Scope;
 
 mod blobs;
+#[cfg(feature = "mirror")]
+mod events;
 mod listings;
 mod manifests;
 #[cfg(feature = "mirror")]
@@ -64,12 +66,18 @@ pub(crate) async fn handle(State(api): State<Arc<Api>>, request: Request) -> Res
             format!("no endpoint at {path}: the API is below {}", api.options.prefix),
         )),
     };
+    #[cfg(feature = "mirror")]
+    let asked = api.options.notifier.is_some().then(|| events::Asked::of(&request));
     let mut response = if path == "/debug/health" {
         let (status, report) = health_answer(api.options.health.as_ref(), api.registry.driver().name());
         json_response(status, &report)
     } else {
         api.dispatch(&route, request, &mut user).await.unwrap_or_else(IntoResponse::into_response)
     };
+    #[cfg(feature = "mirror")]
+    if let (Some(asked), Ok(route)) = (&asked, &route) {
+        api.notify(route, asked, &events::Answer::of(&response), user.as_deref()).await;
+    }
     let headers = response.headers_mut();
     headers.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     for (name, value) in &api.options.headers {
