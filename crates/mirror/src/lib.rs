@@ -7,6 +7,7 @@
 mod error;
 pub mod notify;
 mod pull_through;
+pub mod replicate;
 
 pub use crate::error::{Error, Result};
 pub use crate::pull_through::{BlobFetch, CacheRoute, Expired, PullThrough, Upstream, pinned_image};
