@@ -181,3 +181,216 @@ impl<F: Fn(String, &dyn std::fmt::Display) -> ReplicationError + Sync> Copier<'_
         Ok(())
     }
 }
+
+/// A replication rule: which repositories and tags of the registry go to which targets.
+#[derive(Debug, Clone)]
+pub struct ReplicationRule {
+    /// Its name, which names its queues too (letters, digits, `.`, `_`, `-`).
+    pub name: String,
+    /// Globs of the repositories it copies (`*` within one path component, `**` across
+    /// them); every repository when empty.
+    pub repositories: Vec<globset::GlobMatcher>,
+    /// The tags it copies, in the policy file's selector syntax; every tag when `None`.
+    pub tags: Option<wharf_policy::TagSelector>,
+    /// Where it copies them.
+    pub targets: Vec<ReplicaTarget>,
+    /// Whether a tag deleted here is deleted there too.
+    pub deletes: bool,
+}
+
+impl ReplicationRule {
+    /// Whether the rule copies `tag` of `repository`.
+    pub fn takes(&self, repository: &str, tag: &str) -> bool {
+        (self.repositories.is_empty() || self.repositories.iter().any(|g| g.is_match(repository)))
+            && self.tags.as_ref().is_none_or(|tags| tags.matches(tag))
+    }
+}
+
+/// Replication driven by the registry's own events: a push (or, where a rule asks, a
+/// delete) of a tag a rule takes is queued durably for each of its targets and carried out
+/// in order by one instance at a time, again after a failure until it succeeds; and a
+/// sync that copies whatever a target lacks, for a schedule.
+#[derive(Debug, Clone)]
+pub struct Replicator {
+    registry: Registry,
+    /// Each rule's targets with their queues: (rule, target, queue).
+    lanes: std::sync::Arc<Vec<(usize, usize, crate::notify::Queue)>>,
+    rules: std::sync::Arc<Vec<ReplicationRule>>,
+    instance: String,
+}
+
+/// The lease term of a replication lane, as for notifications.
+const LANE_LEASE: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl Replicator {
+    /// A replicator of `registry` by `rules`, queueing in its store; `instance` names this
+    /// process among those that share it.
+    ///
+    /// # Errors
+    /// A rule or target whose name cannot name a queue, in words.
+    pub fn new(registry: &Registry, rules: Vec<ReplicationRule>, instance: &str) -> Result<Replicator, String> {
+        let mut lanes = Vec::new();
+        for (r, rule) in rules.iter().enumerate() {
+            for (t, target) in rule.targets.iter().enumerate() {
+                let queue = crate::notify::Queue::new(
+                    registry.driver().clone(),
+                    &format!("replicate-{}-{}", rule.name, target.name),
+                )?;
+                lanes.push((r, t, queue));
+            }
+        }
+        Ok(Replicator {
+            registry: registry.clone(),
+            lanes: std::sync::Arc::new(lanes),
+            rules: std::sync::Arc::new(rules),
+            instance: instance.to_owned(),
+        })
+    }
+
+    /// Queues what `event` (one of the registry's own) calls for: a tag pushed, or deleted
+    /// where a rule replicates deletions, that a rule takes.
+    ///
+    /// # Errors
+    /// The first queue that could not take it, in words.
+    pub async fn on_event(&self, event: &crate::notify::Event) -> Result<(), String> {
+        use crate::notify::Action;
+        let target = &event.target;
+        let wanted = |rule: &ReplicationRule| match event.action {
+            // A manifest pushed under a tag (blobs go with their manifests).
+            Action::Push => !target.tag.is_empty() && rule.takes(&target.repository, &target.tag),
+            // A tag, or a manifest by digest, where the rule replicates deletions.
+            Action::Delete if rule.deletes => {
+                if target.tag.is_empty() {
+                    rule.repositories.is_empty() || rule.repositories.iter().any(|g| g.is_match(&target.repository))
+                } else {
+                    rule.takes(&target.repository, &target.tag)
+                }
+            }
+            _ => false,
+        };
+        for (rule, _, queue) in self.lanes.iter() {
+            let rule = &self.rules[*rule];
+            if wanted(rule) {
+                queue.push(event).await.map_err(|e| format!("queueing a replication of rule {}: {e}", rule.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out what lane `index` has queued, in order; answers how many. Another
+    /// instance holding the lane's lease does it instead (0 here).
+    ///
+    /// # Errors
+    /// What failed; the event that failed stays first in the queue.
+    pub async fn process(&self, index: usize) -> Result<usize, String> {
+        use crate::notify::Action;
+        let Some((rule, target, queue)) = self.lanes.get(index) else { return Ok(0) };
+        let target = &self.rules[*rule].targets[*target];
+        let fail = |e: &dyn std::fmt::Display| format!("replication to {}: {e}", target.name);
+        let mut done = 0;
+        while queue.lease(&self.instance, LANE_LEASE).await.map_err(|e| fail(&e))? {
+            let Some(next) = queue.pending(1).await.map_err(|e| fail(&e))?.pop() else { return Ok(done) };
+            let event = &next.event;
+            let repository: RepositoryName = event.target.repository.parse().map_err(|e| fail(&e))?;
+            if event.action == Action::Delete {
+                let remote = target.client.repository(&target.host, &target.repository_name(repository.as_str()));
+                let reference = if event.target.tag.is_empty() { &event.target.digest } else { &event.target.tag };
+                match remote.delete_manifest(reference).await {
+                    Ok(()) => {}
+                    Err(e) if e.status().is_some_and(|s| s.as_u16() == 404) => {}
+                    // A registry that deletes no tag alone (Distribution): the manifest
+                    // stays there.
+                    Err(e)
+                        if !event.target.tag.is_empty()
+                            && (e.has_code("UNSUPPORTED") || e.has_code("DIGEST_INVALID")) =>
+                    {
+                        tracing::warn!(target = %target.name, %repository, tag = %event.target.tag, error = %e, "the target deletes no tag alone");
+                    }
+                    Err(e) => return Err(fail(&e)),
+                }
+            } else {
+                let tag: ManifestReference = event.target.tag.parse().map_err(|e| fail(&e))?;
+                match target.replicate(&self.registry, &repository, &tag).await {
+                    Ok(copied) => {
+                        tracing::info!(target = %target.name, %repository, tag = %event.target.tag, ?copied, "replicated");
+                    }
+                    Err(e) => match self.registry.repository(&repository).resolve(&tag).await {
+                        // Deleted here since: nothing to copy.
+                        Err(wharf_registry::Error::ManifestUnknown { .. }) => {}
+                        _ => return Err(e.to_string()),
+                    },
+                }
+            }
+            queue.delivered(next.number).await.map_err(|e| fail(&e))?;
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// Copies every tag the rules take that a target lacks or has at another manifest:
+    /// what a schedule runs, and what catches a target up after it was down.
+    ///
+    /// # Errors
+    /// The first failure, in words; what was copied before stays.
+    pub async fn sync(&self) -> Result<Replicated, String> {
+        let mut total = Replicated::default();
+        let names = self.registry.catalog(None, None).await.map_err(|e| format!("the catalog: {e}"))?;
+        for name in names {
+            let tags = self.registry.repository(&name).tags(None, None).await.map_err(|e| format!("{name}: {e}"))?;
+            for rule in self.rules.iter() {
+                for tag in tags.iter().filter(|tag| rule.takes(name.as_str(), tag)) {
+                    let reference: ManifestReference = tag.parse().map_err(|e: wharf_registry::Error| e.to_string())?;
+                    let Ok(here) = self.registry.repository(&name).resolve(&reference).await else { continue };
+                    for target in &rule.targets {
+                        let remote = target.client.repository(&target.host, &target.repository_name(name.as_str()));
+                        if remote.manifest_descriptor(tag).await.ok().flatten().is_some_and(|d| d.digest == here) {
+                            continue;
+                        }
+                        let copied =
+                            target.replicate(&self.registry, &name, &reference).await.map_err(|e| e.to_string())?;
+                        total.blobs_copied += copied.blobs_copied;
+                        total.blobs_skipped += copied.blobs_skipped;
+                        total.manifests += copied.manifests;
+                    }
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Carries out queued replications for as long as it runs, each lane looking at its
+    /// queue every `poll` and waiting `backoff` after a failure; with `sync_every`, a sync
+    /// on that schedule too.
+    pub async fn run(
+        self,
+        poll: std::time::Duration,
+        backoff: std::time::Duration,
+        sync_every: Option<std::time::Duration>,
+    ) {
+        let lanes = (0..self.lanes.len()).map(|index| {
+            let replicator = self.clone();
+            async move {
+                loop {
+                    match replicator.process(index).await {
+                        Ok(_) => tokio::time::sleep(poll).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a replication failed; it is tried again");
+                            tokio::time::sleep(backoff).await;
+                        }
+                    }
+                }
+            }
+        });
+        let syncing = async {
+            let Some(every) = sync_every else { return };
+            loop {
+                tokio::time::sleep(every).await;
+                match self.sync().await {
+                    Ok(copied) => tracing::info!(?copied, "replication sync"),
+                    Err(e) => tracing::warn!(error = %e, "a replication sync failed"),
+                }
+            }
+        };
+        futures::join!(futures::future::join_all(lanes), syncing);
+    }
+}

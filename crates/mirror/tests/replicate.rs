@@ -117,3 +117,107 @@ async fn a_replication_cut_by_a_fault_resumes_where_it_stopped() {
     let remote = dr.client.repository(&proxy.host(), "team/app");
     assert_eq!(remote.manifest_descriptor("v1").await.unwrap().unwrap().digest, v1.0);
 }
+
+fn push_event(repository: &str, tag: &str, digest: &Digest) -> wharf_mirror::notify::Event {
+    wharf_mirror::notify::Event {
+        id: format!("{repository}:{tag}"),
+        timestamp: "2026-12-07T10:00:00Z".into(),
+        action: wharf_mirror::notify::Action::Push,
+        target: wharf_mirror::notify::Target {
+            media_type: media_type::OCI_IMAGE_MANIFEST.into(),
+            digest: digest.to_string(),
+            repository: repository.into(),
+            tag: tag.into(),
+            ..Default::default()
+        },
+        request: Default::default(),
+        actor: Default::default(),
+        source: Default::default(),
+    }
+}
+
+fn rule(target: ReplicaTarget) -> wharf_mirror::replicate::ReplicationRule {
+    let glob = globset::GlobBuilder::new("team/**").literal_separator(true).build().unwrap().compile_matcher();
+    let tags = wharf_policy::TagSelector::from_value(serde_json::json!({"semver": "*"}), "tags").unwrap();
+    wharf_mirror::replicate::ReplicationRule {
+        name: "releases".into(),
+        repositories: vec![glob],
+        tags: Some(tags),
+        targets: vec![target],
+        deletes: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_replicated_in_order_and_a_target_down_catches_up() {
+    if !has_peer("docker-registry", "pushes_replicated_in_order_and_a_target_down_catches_up") {
+        return;
+    }
+    let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), RegistryOptions::default());
+    let app = registry.repository(&"team/app".parse().unwrap());
+    let other = registry.repository(&"other/app".parse().unwrap());
+    let v1 = image(&app, "v1", 1000, Some("v1.0.0")).await;
+    let dev = image(&app, "dev", 1000, Some("dev")).await;
+    let elsewhere = image(&other, "x", 1000, Some("v1.0.0")).await;
+    let distribution = Distribution::start("", "");
+    let proxy = FaultProxy::start(distribution.host().parse().unwrap()).await;
+    let client = Client::builder().plain_http(&proxy.host()).retry(wharf_client::Retry::NEVER).build().unwrap();
+    let target = ReplicaTarget { name: "dr".into(), host: proxy.host(), prefix: None, client };
+    let replicator = wharf_mirror::replicate::Replicator::new(&registry, vec![rule(target.clone())], "one").unwrap();
+    for event in [
+        push_event("team/app", "v1.0.0", &v1.0),
+        push_event("team/app", "dev", &dev.0),
+        push_event("other/app", "v1.0.0", &elsewhere.0),
+    ] {
+        replicator.on_event(&event).await.unwrap();
+    }
+    // The target is down: the replication waits in the queue.
+    proxy.refuse_next(50, 503, None);
+    assert!(replicator.process(0).await.is_err());
+    // The registry restarts (the queue is in its store) and the target comes back.
+    drop(replicator);
+    let restarted = wharf_mirror::replicate::Replicator::new(&registry, vec![rule(target.clone())], "one").unwrap();
+    let v2 = image(&app, "v2", 1000, Some("v2.0.0")).await;
+    restarted.on_event(&push_event("team/app", "v2.0.0", &v2.0)).await.unwrap();
+    proxy.refuse_next(0, 503, None);
+    // Let the refusals already queued run out.
+    let mut done = 0;
+    for _ in 0..100 {
+        match restarted.process(0).await {
+            Ok(n) => {
+                done += n;
+                if done == 2 {
+                    break;
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+    assert_eq!(done, 2, "the two releases of team/");
+    let remote = target.client.repository(&target.host, "team/app");
+    assert_eq!(remote.manifest_descriptor("v1.0.0").await.unwrap().unwrap().digest, v1.0);
+    assert_eq!(remote.manifest_descriptor("v2.0.0").await.unwrap().unwrap().digest, v2.0);
+    assert!(remote.manifest_descriptor("dev").await.unwrap().is_none(), "dev is no release");
+    let other_remote = target.client.repository(&target.host, "other/app");
+    assert!(other_remote.manifest_descriptor("v1.0.0").await.unwrap_or(None).is_none(), "other/ is not replicated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_copies_what_the_target_lacks() {
+    if !has_peer("docker-registry", "a_sync_copies_what_the_target_lacks") {
+        return;
+    }
+    let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), RegistryOptions::default());
+    let app = registry.repository(&"team/app".parse().unwrap());
+    let v1 = image(&app, "v1", 1000, Some("v1.0.0")).await;
+    image(&app, "dev", 1000, Some("dev")).await;
+    let distribution = Distribution::start("", "");
+    let dr = target(&distribution.host());
+    let replicator = wharf_mirror::replicate::Replicator::new(&registry, vec![rule(dr.clone())], "one").unwrap();
+    let copied = replicator.sync().await.unwrap();
+    assert_eq!(copied.manifests, 2, "v1.0.0 by digest and by tag: {copied:?}");
+    let remote = dr.client.repository(&dr.host, "dr/team/app");
+    assert_eq!(remote.manifest_descriptor("v1.0.0").await.unwrap().unwrap().digest, v1.0);
+    assert!(remote.manifest_descriptor("dev").await.unwrap().is_none());
+    assert_eq!(replicator.sync().await.unwrap().manifests, 0, "nothing left to copy");
+}

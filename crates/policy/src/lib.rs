@@ -61,6 +61,7 @@ pub use crate::in_use::InUse;
 pub use crate::inventory::{BlobRecord, Inventory, ManifestRecord, RepositoryInventory, TagRecord};
 pub use crate::plan::{Explanation, ManifestPlan, Plan, RepositoryPlan, RuleVerdict, Summary, TagPlan, explain, plan};
 pub use crate::policy::{By, Decision, Per, Policy, Refusal};
+pub use crate::selector::TagSelector;
 pub use crate::time::{Timestamp, format_duration, parse_duration};
 
 /// The README's examples, compiled and run as doctests.

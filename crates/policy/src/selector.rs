@@ -228,6 +228,30 @@ impl Selector {
     }
 }
 
+/// A selector of tags in the policy file's syntax (`glob`, `regex`, `semver` with
+/// `version_pattern`, `any`, `all`, `not`), for other rules that pick tags by name, such as
+/// replication's. What needs a manifest (`signed`, `artifact_type`, `media_type`,
+/// `annotation`, `untagged`) never holds for a name alone.
+#[derive(Debug, Clone)]
+pub struct TagSelector(Selector);
+
+impl TagSelector {
+    /// Reads a selector from its value (a mapping, as a YAML or JSON document holds it),
+    /// checked as a policy file's are; `place` names it in errors.
+    ///
+    /// # Errors
+    /// [`Error::Policy`] naming the place and what is wrong.
+    pub fn from_value(value: serde_json::Value, place: &str) -> Result<TagSelector> {
+        let file: SelectorFile = serde_json::from_value(value).map_err(|e| policy_error(place, e.to_string()))?;
+        Ok(TagSelector(file.compile(place)?))
+    }
+
+    /// Whether the selector takes `tag`.
+    pub fn matches(&self, tag: &str) -> bool {
+        self.0.matches(&Candidate { tag: Some(tag), manifest: None, signed: false })
+    }
+}
+
 /// How a version is read from a tag: by default an optional `v`, then a semantic version;
 /// or by a policy's `version_pattern`, whose group `version` is the version.
 #[derive(Debug, Clone, Default)]
@@ -270,6 +294,21 @@ mod tests {
     fn selector(yaml: &str) -> Selector {
         let file: SelectorFile = serde_yaml_ng::from_str(yaml).unwrap();
         file.compile("tags").unwrap()
+    }
+
+    #[test]
+    fn tag_selectors_read_as_the_policy_file_does() {
+        let selector = TagSelector::from_value(
+            serde_json::json!({"any": [{"semver": ">=1.0.0"}, {"glob": "*-prod"}], "not": {"regex": "v1\\.0\\..*"}}),
+            "replication.rules[0].tags",
+        )
+        .unwrap();
+        assert!(selector.matches("v1.1.0") && selector.matches("api-prod"));
+        assert!(!selector.matches("v1.0.3") && !selector.matches("v0.9.0") && !selector.matches("latest"));
+        let error = TagSelector::from_value(serde_json::json!({"glob": "["}), "replication.rules[0].tags").unwrap_err();
+        assert!(error.to_string().contains("replication.rules[0].tags.glob: bad glob"), "{error}");
+        let error = TagSelector::from_value(serde_json::json!({"colour": "red"}), "here").unwrap_err();
+        assert!(error.to_string().contains("here") && error.to_string().contains("colour"), "{error}");
     }
 
     fn compile_error(yaml: &str) -> String {
