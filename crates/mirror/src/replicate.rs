@@ -327,6 +327,16 @@ impl Replicator {
         Ok(done)
     }
 
+    /// Gives up this instance's leases, so that another carries on at once: for a process
+    /// that stops gracefully.
+    pub async fn release(&self) {
+        for (_, _, queue) in self.lanes.iter() {
+            if let Err(e) = queue.release(&self.instance).await {
+                tracing::warn!(error = %e, "a replication lease was not given up");
+            }
+        }
+    }
+
     /// Copies every tag the rules take that a target lacks or has at another manifest:
     /// what a schedule runs, and what catches a target up after it was down.
     ///

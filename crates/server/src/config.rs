@@ -163,6 +163,9 @@ pub struct Config {
     /// registry's store.
     #[cfg(feature = "mirror")]
     pub notifications: Vec<wharf_mirror::notify::Endpoint>,
+    /// `replication`, when set.
+    #[cfg(feature = "mirror")]
+    pub replication: Option<Replication>,
     /// `http.addr`: where to listen.
     pub addr: SocketAddr,
     /// `http.draintimeout`: how long requests in flight may take at shutdown.
@@ -233,6 +236,8 @@ impl Config {
         let proxy = root.section("proxy")?.finish_with(proxy_config, &mut warnings)?;
         #[cfg(feature = "mirror")]
         let notifications = root.read("notifications", &mut warnings, notifications_config)?;
+        #[cfg(feature = "mirror")]
+        let replication = root.read("replication", &mut warnings, replication_config)?;
         root.finish(&mut warnings);
 
         let mut server = ServerOptions::default()
@@ -264,6 +269,8 @@ impl Config {
             retention,
             #[cfg(feature = "mirror")]
             notifications,
+            #[cfg(feature = "mirror")]
+            replication,
             addr: http.addr,
             drain_timeout: http.drain_timeout,
             tls: http.tls,
@@ -370,6 +377,17 @@ fn proxy_config(proxy: &mut Section) -> Result<Option<crate::Proxy>, ConfigError
     Ok(Some(crate::Proxy { upstreams, allow_push, pinned, expiry_interval }))
 }
 
+/// `replication`: Wharf's rules of what is copied to which registries.
+#[cfg(feature = "mirror")]
+#[derive(Debug, Clone)]
+pub struct Replication {
+    /// The rules.
+    pub rules: Vec<wharf_mirror::replicate::ReplicationRule>,
+    /// How often everything the rules take is synced (`replication.interval`); only on push
+    /// when `None`.
+    pub sync_interval: Option<Duration>,
+}
+
 /// `notifications.endpoints` (those not `disabled`).
 #[cfg(feature = "mirror")]
 fn notifications_config(
@@ -448,20 +466,22 @@ fn notifications_config(
     Ok(endpoints)
 }
 
-/// One upstream: `url`, and the section's `name`, `prefix`, `username`, `password`, `ttl`.
+/// The host and the client of a registry at `url` (the section's `url_key`), with the
+/// section's `username` and `password`.
 #[cfg(feature = "mirror")]
-fn upstream_config(section: &mut Section, url: &str) -> Result<wharf_mirror::Upstream, ConfigError> {
-    let at = section.key("remoteurl");
+fn remote_client(
+    section: &mut Section,
+    url_key: &str,
+    url: &str,
+    retry: wharf_client::Retry,
+) -> Result<(String, wharf_client::Client), ConfigError> {
+    let at = section.key(url_key);
     let parsed = url::Url::parse(url).map_err(|e| invalid(&at, format!("{url:?} is not a URL: {e}")))?;
     let host = match (parsed.host_str(), parsed.port()) {
         (Some(host), Some(port)) => format!("{host}:{port}"),
         (Some(host), None) => host.to_owned(),
         (None, _) => return Err(invalid(&at, format!("{url:?} names no host"))),
     };
-    // A client waits for the cache's answer: an upstream that does not answer is given up
-    // on soon, and the cache answers instead where it can.
-    let retry =
-        wharf_client::Retry { attempts: 2, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
     let mut builder = wharf_client::Client::builder().retry(retry).connect_timeout(Duration::from_secs(5));
     match parsed.scheme() {
         "https" => {}
@@ -483,6 +503,92 @@ fn upstream_config(section: &mut Section, url: &str) -> Result<wharf_mirror::Ups
         _ => return Err(invalid(&section.key("password"), "username and password go together")),
     }
     let client = builder.build().map_err(|e| invalid(&at, format!("cannot build its client: {e}")))?;
+    Ok((host, client))
+}
+
+/// `replication`: Wharf's (Distribution has none): rules of repositories (globs) and tags
+/// (the tag policy's selectors) copied to targets on push, deletions where a rule asks, and
+/// a sync every `interval`.
+#[cfg(feature = "mirror")]
+fn replication_config(
+    replication: &mut Section,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Replication>, ConfigError> {
+    if replication.is_empty() {
+        return Ok(None);
+    }
+    let sync_interval = replication.period("interval")?;
+    let items = match replication.take("rules") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(invalid("replication.rules", format!("expected a list, found {other}"))),
+    };
+    let mut rules = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let mut section = Section::new(&format!("replication.rules[{index}]"), item)?;
+        let name = section.string("name")?.ok_or_else(|| invalid(&section.key("name"), "a rule needs a name"))?;
+        let repositories = match section.take("repositories") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(globs)) => globs
+                .into_iter()
+                .enumerate()
+                .map(|(i, glob)| {
+                    let at = format!("{}[{i}]", section.key("repositories"));
+                    let Value::String(glob) = glob else { return Err(invalid(&at, "expected a glob")) };
+                    globset::GlobBuilder::new(&glob)
+                        .literal_separator(true)
+                        .build()
+                        .map(|g| g.compile_matcher())
+                        .map_err(|e| invalid(&at, format!("bad glob: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(invalid(&section.key("repositories"), format!("expected a list of globs, found {other}")));
+            }
+        };
+        let tags = match section.take("tags") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(
+                wharf_policy::TagSelector::from_value(value, &section.key("tags"))
+                    .map_err(|e| invalid(&section.key("tags"), e.to_string()))?,
+            ),
+        };
+        let deletes = section.boolean("deletes")?.unwrap_or(false);
+        let targets = match section.take("targets") {
+            Some(Value::Array(items)) if !items.is_empty() => items,
+            _ => return Err(invalid(&section.key("targets"), "a rule needs a list of targets")),
+        };
+        let mut replicas = Vec::new();
+        for (t, item) in targets.into_iter().enumerate() {
+            let mut target = Section::new(&format!("{}[{t}]", section.key("targets")), item)?;
+            let url = target.string("url")?.ok_or_else(|| invalid(&target.key("url"), "a target needs a url"))?;
+            let retry = wharf_client::Retry::default();
+            let (host, client) = remote_client(&mut target, "url", &url, retry)?;
+            let name = target.string("name")?.unwrap_or_else(|| host.replace(':', "-"));
+            let prefix = target.string("prefix")?;
+            target.finish(warnings);
+            replicas.push(wharf_mirror::replicate::ReplicaTarget { name, host, prefix, client });
+        }
+        section.finish(warnings);
+        rules.push(wharf_mirror::replicate::ReplicationRule { name, repositories, tags, targets: replicas, deletes });
+    }
+    // The names name queues: checked here rather than when the server starts.
+    let driver: std::sync::Arc<dyn wharf_storage::StorageDriver> =
+        std::sync::Arc::new(wharf_storage::MemoryDriver::new());
+    let registry = wharf_registry::Registry::new(driver, RegistryOptions::default());
+    wharf_mirror::replicate::Replicator::new(&registry, rules.clone(), "check")
+        .map_err(|e| invalid("replication.rules", e))?;
+    Ok(Some(Replication { rules, sync_interval }))
+}
+
+/// One upstream: `url`, and the section's `name`, `prefix`, `username`, `password`, `ttl`.
+#[cfg(feature = "mirror")]
+fn upstream_config(section: &mut Section, url: &str) -> Result<wharf_mirror::Upstream, ConfigError> {
+    // A client waits for the cache's answer: an upstream that does not answer is given up
+    // on soon, and the cache answers instead where it can.
+    let retry =
+        wharf_client::Retry { attempts: 2, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+    let (host, client) = remote_client(section, "remoteurl", url, retry)?;
     // Docker Hub's API host is what containerd calls docker.io.
     let default_name = if host == "registry-1.docker.io" { "docker.io".to_owned() } else { host.clone() };
     let name = section.string("name")?.unwrap_or(default_name);
@@ -1235,6 +1341,59 @@ health:
                 Err(ConfigError::Invalid { key: found, message: reason }) => {
                     assert_eq!(found, key, "{text}");
                     assert!(reason.contains(words), "{text}: {reason}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[cfg(feature = "mirror")]
+    #[test]
+    fn the_replication_section_names_its_rules_and_its_mistakes() {
+        let config = load(
+            "storage: {inmemory: {}}\nreplication:\n  interval: 1h\n  rules:\n    - name: releases\n      repositories: ['team/**']\n      tags: {semver: '>=1.0.0'}\n      deletes: true\n      targets:\n        - {name: dr, url: 'https://dr.example:5000', prefix: site, username: u, password: p}\n",
+            &[],
+        )
+        .unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let replication = config.replication.expect("replication");
+        assert_eq!(replication.sync_interval, Some(Duration::from_secs(3600)));
+        let rule = &replication.rules[0];
+        assert!(rule.deletes && rule.takes("team/app", "v1.2.0"));
+        assert!(!rule.takes("team/app", "v0.9.0") && !rule.takes("other/app", "v1.2.0"));
+        assert_eq!(
+            (rule.targets[0].host.as_str(), rule.targets[0].prefix.as_deref()),
+            ("dr.example:5000", Some("site"))
+        );
+        for (text, key, words) in [
+            ("replication: {rules: [{name: r}]}", "replication.rules[0].targets", "needs a list of targets"),
+            ("replication: {rules: [{targets: [{url: 'https://a'}]}]}", "replication.rules[0].name", "needs a name"),
+            (
+                "replication: {rules: [{name: r, repositories: ['['], targets: [{url: 'https://a'}]}]}",
+                "replication.rules[0].repositories[0]",
+                "bad glob",
+            ),
+            (
+                "replication: {rules: [{name: r, tags: {semver: '>>1'}, targets: [{url: 'https://a'}]}]}",
+                "replication.rules[0].tags",
+                "bad version range",
+            ),
+            (
+                "replication: {rules: [{name: r, targets: [{url: 'ftp://a'}]}]}",
+                "replication.rules[0].targets[0].url",
+                "ftp://",
+            ),
+            (
+                "replication: {rules: [{name: 'r r', targets: [{url: 'https://a'}]}]}",
+                "replication.rules",
+                "letters, digits",
+            ),
+            ("replication: {interval: 0s, rules: []}", "replication.interval", "above zero"),
+        ] {
+            match load(&format!("storage: {{inmemory: {{}}}}\n{text}"), &[]) {
+                Err(ConfigError::Invalid { key: found, message }) => {
+                    assert_eq!(found, key, "{text}: {message}");
+                    assert!(message.contains(words), "{text}: {message}");
                 }
                 other => panic!("{text}: {other:?}"),
             }

@@ -54,6 +54,8 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
 
 pub use crate::auth::{Htpasswd, HtpasswdError, Identity};
+#[cfg(all(feature = "config", feature = "mirror"))]
+pub use crate::config::Replication;
 #[cfg(all(feature = "config", feature = "policy"))]
 pub use crate::config::Retention;
 #[cfg(feature = "config")]
@@ -123,6 +125,11 @@ pub struct ServerOptions {
     /// ([`Notifier::run`](wharf_mirror::notify::Notifier::run)), as `Server` runs it.
     #[cfg(feature = "mirror")]
     pub notifier: Option<wharf_mirror::notify::Notifier>,
+    /// What queues replications of pushes and deletions (`replication`); `None` by default.
+    /// Its work runs apart ([`Replicator::run`](wharf_mirror::replicate::Replicator::run)), as
+    /// `Server` runs it.
+    #[cfg(feature = "mirror")]
+    pub replicator: Option<wharf_mirror::replicate::Replicator>,
 }
 
 impl Default for ServerOptions {
@@ -149,6 +156,8 @@ impl Default for ServerOptions {
             proxy: None,
             #[cfg(feature = "mirror")]
             notifier: None,
+            #[cfg(feature = "mirror")]
+            replicator: None,
         }
     }
 }

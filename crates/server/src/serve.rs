@@ -288,6 +288,14 @@ impl Server {
             .map(|notifier| tokio::spawn(notifier.run(std::time::Duration::from_millis(500))));
         #[cfg(not(feature = "mirror"))]
         let notifying: Option<tokio::task::JoinHandle<()>> = None;
+        #[cfg(feature = "mirror")]
+        let replicating = self.config.server.replicator.clone().map(|replicator| {
+            let sync = self.config.replication.as_ref().and_then(|r| r.sync_interval);
+            let (poll, backoff) = (std::time::Duration::from_millis(500), std::time::Duration::from_secs(5));
+            tokio::spawn(replicator.run(poll, backoff, sync))
+        });
+        #[cfg(not(feature = "mirror"))]
+        let replicating: Option<tokio::task::JoinHandle<()>> = None;
         let checks = match (&self.health, &self.config.storage_health) {
             (Some(health), Some(check)) => Some(health.spawn_checks(self.registry.clone(), check.interval)),
             _ => None,
@@ -330,23 +338,34 @@ impl Server {
                 Ok(())
             }
         };
-        for task in [purging, collecting, retaining, expiring, notifying, checks, debug].into_iter().flatten() {
+        for task in
+            [purging, collecting, retaining, expiring, notifying, replicating, checks, debug].into_iter().flatten()
+        {
             task.abort();
         }
         #[cfg(feature = "mirror")]
         if let Some(notifier) = &self.config.server.notifier {
             notifier.release().await;
         }
+        #[cfg(feature = "mirror")]
+        if let Some(replicator) = &self.config.server.replicator {
+            replicator.release().await;
+        }
         Ok(result?)
     }
 }
 
-/// `config` with a notifier for its `notifications.endpoints`, queueing in `registry`'s
-/// store, unless it has one already.
+/// `config` with a notifier for its `notifications.endpoints` and a replicator for its
+/// `replication`, queueing in `registry`'s store, unless it has them already.
 #[cfg(feature = "mirror")]
 fn with_notifier(mut config: Config, registry: &Registry) -> Result<Config, ServeError> {
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    if let (Some(replication), None) = (&config.replication, &config.server.replicator) {
+        let replicator = wharf_mirror::replicate::Replicator::new(registry, replication.rules.clone(), &instance)
+            .map_err(|e| ServeError::Io(std::io::Error::other(format!("replication: {e}"))))?;
+        config.server.replicator = Some(replicator);
+    }
     if !config.notifications.is_empty() && config.server.notifier.is_none() {
-        let instance = uuid::Uuid::new_v4().simple().to_string();
         let notifier =
             wharf_mirror::notify::Notifier::new(registry.driver().clone(), config.notifications.clone(), &instance)
                 .map_err(|e| ServeError::Io(std::io::Error::other(format!("notifications: {e}"))))?;

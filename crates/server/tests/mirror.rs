@@ -1,5 +1,6 @@
 //! The registry as a pull-through cache (`proxy:`) in front of Debian's `docker-registry`:
 //! skopeo pulls through it, the second after the upstream stopped; pushes refused.
+#![cfg(feature = "mirror")]
 
 use std::path::Path;
 

@@ -1,6 +1,7 @@
 //! Notifications from the server (`notifications.endpoints`) to an endpoint served by the
 //! test: the events of a skopeo push and pull as Distribution names them, and, with the
 //! endpoint down while the registry restarts, every event delivered once it is back.
+#![cfg(feature = "mirror")]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

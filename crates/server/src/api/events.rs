@@ -50,7 +50,6 @@ fn response_header(response: &Answer, name: &str) -> String {
 impl Api {
     /// Queues the event of a request answered with `response`, if it makes one.
     pub(super) async fn notify(&self, route: &Route, asked: &Asked, response: &Answer, user: Option<&str>) {
-        let Some(notifier) = &self.options.notifier else { return };
         if !response.status.is_success() {
             return;
         }
@@ -68,10 +67,17 @@ impl Api {
                 useragent: asked.header("user-agent"),
             },
             actor: ActorRecord { name: user.unwrap_or_default().to_owned() },
-            source: SourceRecord { addr: String::new(), instance_id: notifier.instance().to_owned() },
+            source: SourceRecord { addr: String::new(), instance_id: self.instance.clone() },
         };
-        if let Err(e) = notifier.notify(&event).await {
+        if let Some(notifier) = &self.options.notifier
+            && let Err(e) = notifier.notify(&event).await
+        {
             tracing::warn!(error = %e, action = action.as_str(), repository = %event.target.repository, "an event was not queued");
+        }
+        if let Some(replicator) = &self.options.replicator
+            && let Err(e) = replicator.on_event(&event).await
+        {
+            tracing::warn!(error = %e, repository = %event.target.repository, "a replication was not queued");
         }
     }
 

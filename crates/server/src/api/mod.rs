@@ -52,6 +52,9 @@ pub(crate) struct Api {
     counter: Counter,
     #[cfg(feature = "mirror")]
     mirror: Option<mirror::Mirror>,
+    /// What names this process in its events.
+    #[cfg(feature = "mirror")]
+    instance: String,
 }
 
 /// Every request comes here.
@@ -67,7 +70,8 @@ pub(crate) async fn handle(State(api): State<Arc<Api>>, request: Request) -> Res
         )),
     };
     #[cfg(feature = "mirror")]
-    let asked = api.options.notifier.is_some().then(|| events::Asked::of(&request));
+    let asked =
+        (api.options.notifier.is_some() || api.options.replicator.is_some()).then(|| events::Asked::of(&request));
     let mut response = if path == "/debug/health" {
         let (status, report) = health_answer(api.options.health.as_ref(), api.registry.driver().name());
         json_response(status, &report)
@@ -132,6 +136,8 @@ impl Api {
             counter,
             #[cfg(feature = "mirror")]
             mirror,
+            #[cfg(feature = "mirror")]
+            instance: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
 
