@@ -8,9 +8,11 @@ mod error;
 pub mod notify;
 mod pull_through;
 pub mod replicate;
+mod stats;
 
 pub use crate::error::{Error, Result};
 pub use crate::pull_through::{BlobFetch, CacheRoute, Expired, PullThrough, Upstream, pinned_image};
+pub use crate::stats::Stats;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -217,6 +217,7 @@ pub struct Replicator {
     lanes: std::sync::Arc<Vec<(usize, usize, crate::notify::Queue)>>,
     rules: std::sync::Arc<Vec<ReplicationRule>>,
     instance: String,
+    stats: std::sync::Arc<crate::Stats>,
 }
 
 /// The lease term of a replication lane, as for notifications.
@@ -244,7 +245,15 @@ impl Replicator {
             lanes: std::sync::Arc::new(lanes),
             rules: std::sync::Arc::new(rules),
             instance: instance.to_owned(),
+            stats: std::sync::Arc::default(),
         })
+    }
+
+    /// The same replicator, counting its work in `stats`.
+    #[must_use]
+    pub fn with_stats(mut self, stats: std::sync::Arc<crate::Stats>) -> Replicator {
+        self.stats = stats;
+        self
     }
 
     /// Queues what `event` (one of the registry's own) calls for: a tag pushed, or deleted
@@ -312,6 +321,7 @@ impl Replicator {
                 let tag: ManifestReference = event.target.tag.parse().map_err(|e| fail(&e))?;
                 match target.replicate(&self.registry, &repository, &tag).await {
                     Ok(copied) => {
+                        crate::Stats::add(&self.stats.replicated_blobs, copied.blobs_copied);
                         tracing::info!(target = %target.name, %repository, tag = %event.target.tag, ?copied, "replicated");
                     }
                     Err(e) => match self.registry.repository(&repository).resolve(&tag).await {
@@ -322,6 +332,7 @@ impl Replicator {
                 }
             }
             queue.delivered(next.number).await.map_err(|e| fail(&e))?;
+            crate::Stats::add(&self.stats.replications, 1);
             done += 1;
         }
         Ok(done)
@@ -384,6 +395,7 @@ impl Replicator {
                     match replicator.process(index).await {
                         Ok(_) => tokio::time::sleep(poll).await,
                         Err(e) => {
+                            crate::Stats::add(&replicator.stats.replication_failures, 1);
                             tracing::warn!(error = %e, "a replication failed; it is tried again");
                             tokio::time::sleep(backoff).await;
                         }

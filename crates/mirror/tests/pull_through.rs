@@ -322,12 +322,12 @@ async fn expiry_leaves_shared_and_pinned_content() {
     let (_, old_own) = layered(&origin.repository(&name("team/old")), &base, "old", "v1").await;
     let (_, pinned_own) = layered(&origin.repository(&name("team/pinned")), &base, "pinned", "keep").await;
     let (_, new_own) = layered(&origin.repository(&name("team/new")), &base, "new", "v1").await;
-    let ttl = Duration::from_secs(1);
+    let ttl = Duration::from_secs(2);
     let (registry, mirror) = cache(vec![Upstream::new("origin", &served.host, client(&served.host)).with_ttl(ttl)]);
     let mirror = mirror.with_pinned(&["team/pinned:keep".to_owned()]).unwrap();
     cache_image(&mirror, "team/old", "v1").await;
     cache_image(&mirror, "team/pinned", "keep").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let fresh = cache_image(&mirror, "team/new", "v1").await;
 
     let expired = mirror.expire(std::time::SystemTime::now()).await.unwrap();

@@ -64,6 +64,11 @@ struct MetricsInner {
     retention_tags_deleted: Counter,
     retention_manifests_deleted: Counter,
     retention_skipped: Counter,
+    /// Notifications and replication, read from their counts at every scrape.
+    #[cfg(feature = "mirror")]
+    mirror: OnceLock<Arc<wharf_mirror::Stats>>,
+    #[cfg(feature = "mirror")]
+    mirror_counters: [Counter; 5],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -88,7 +93,20 @@ impl Metrics {
         let storage_healthy = Gauge::default();
         storage_healthy.set(1);
         let health = OnceLock::new();
+        #[cfg(feature = "mirror")]
+        let mirror_counters = [
+            ("notifications_delivered", "Events delivered to notification endpoints"),
+            ("notification_failures", "Notification deliveries that failed (each tried again)"),
+            ("replications", "Pushes and deletions replicated to a target"),
+            ("replication_failures", "Replications that failed (each tried again)"),
+            ("replication_blobs_copied", "Blobs uploaded to replication targets"),
+        ]
+        .map(|(name, help)| add(&mut r, name, help, Counter::default()));
         let inner = MetricsInner {
+            #[cfg(feature = "mirror")]
+            mirror: OnceLock::new(),
+            #[cfg(feature = "mirror")]
+            mirror_counters,
             requests: add(&mut r, "http_requests", "Requests answered, by route, method and status", Family::default()),
             durations: add(&mut r, "http_request_duration_seconds", "Time to answer, by route", durations),
             bytes_received: add(&mut r, "http_received_bytes", "Request body bytes received", Counter::default()),
@@ -241,10 +259,31 @@ impl Metrics {
         let _ = self.inner.health.set(health.clone());
     }
 
+    /// Reports the counts of notifications and replication as `wharf_notifications_*` and
+    /// `wharf_replication*` from now on.
+    #[cfg(feature = "mirror")]
+    pub fn watch_mirror(&self, stats: Arc<wharf_mirror::Stats>) {
+        let _ = self.inner.mirror.set(stats);
+    }
+
     /// The text exposition.
     pub fn encode(&self) -> String {
         if let Some(health) = self.inner.health.get() {
             self.inner.storage_healthy.set(i64::from(health.is_healthy()));
+        }
+        #[cfg(feature = "mirror")]
+        if let Some(stats) = self.inner.mirror.get() {
+            use std::sync::atomic::Ordering::Relaxed;
+            let counts = [
+                &stats.notifications_delivered,
+                &stats.notification_failures,
+                &stats.replications,
+                &stats.replication_failures,
+                &stats.replicated_blobs,
+            ];
+            for (counter, count) in self.inner.mirror_counters.iter().zip(counts) {
+                counter.inner().store(count.load(Relaxed), Relaxed);
+            }
         }
         let mut text = String::new();
         // Writing into a String cannot fail.

@@ -73,7 +73,8 @@ impl Server {
     /// [`ServeError::Tls`] when the TLS files cannot be loaded.
     pub fn with_registry(config: Config, registry: Registry) -> Result<Server, ServeError> {
         #[cfg(feature = "mirror")]
-        let config = with_notifier(config, &registry)?;
+        #[cfg_attr(not(feature = "metrics"), expect(unused_variables, reason = "the metrics are what read the counts"))]
+        let (config, stats) = with_notifier(config, &registry)?;
         #[cfg(feature = "tls")]
         let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         #[cfg(not(feature = "tls"))]
@@ -89,6 +90,8 @@ impl Server {
                 if let Some(health) = &health {
                     metrics.watch(health);
                 }
+                #[cfg(feature = "mirror")]
+                metrics.watch_mirror(stats.clone());
                 metrics
             }),
         };
@@ -358,20 +361,26 @@ impl Server {
 /// `config` with a notifier for its `notifications.endpoints` and a replicator for its
 /// `replication`, queueing in `registry`'s store, unless it has them already.
 #[cfg(feature = "mirror")]
-fn with_notifier(mut config: Config, registry: &Registry) -> Result<Config, ServeError> {
+fn with_notifier(
+    mut config: Config,
+    registry: &Registry,
+) -> Result<(Config, std::sync::Arc<wharf_mirror::Stats>), ServeError> {
     let instance = uuid::Uuid::new_v4().simple().to_string();
+    let stats = std::sync::Arc::new(wharf_mirror::Stats::default());
     if let (Some(replication), None) = (&config.replication, &config.server.replicator) {
         let replicator = wharf_mirror::replicate::Replicator::new(registry, replication.rules.clone(), &instance)
-            .map_err(|e| ServeError::Io(std::io::Error::other(format!("replication: {e}"))))?;
+            .map_err(|e| ServeError::Io(std::io::Error::other(format!("replication: {e}"))))?
+            .with_stats(stats.clone());
         config.server.replicator = Some(replicator);
     }
     if !config.notifications.is_empty() && config.server.notifier.is_none() {
         let notifier =
             wharf_mirror::notify::Notifier::new(registry.driver().clone(), config.notifications.clone(), &instance)
-                .map_err(|e| ServeError::Io(std::io::Error::other(format!("notifications: {e}"))))?;
+                .map_err(|e| ServeError::Io(std::io::Error::other(format!("notifications: {e}"))))?
+                .with_stats(stats.clone());
         config.server.notifier = Some(notifier);
     }
-    Ok(config)
+    Ok((config, stats))
 }
 
 /// One retention run: the registry's inventory, the policy's plan at this moment (nothing

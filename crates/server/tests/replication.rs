@@ -17,8 +17,9 @@ async fn releases_pushed_to_the_registry_are_replicated() {
     }
     let work = tempfile::tempdir().unwrap();
     let target = Distribution::start("", "");
+    let debug_port = wharf_testing::peers::free_port();
     let running = RunningServer::from_yaml(&format!(
-        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\nreplication:\n  rules:\n    - name: releases\n      repositories: ['team/**']\n      tags: {{semver: '*'}}\n      targets:\n        - {{name: dr, url: 'http://{}', prefix: dr}}\n",
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\n  debug:\n    addr: 127.0.0.1:{debug_port}\n    prometheus:\n      enabled: true\n      path: /metrics\nreplication:\n  rules:\n    - name: releases\n      repositories: ['team/**']\n      tags: {{semver: '*'}}\n      targets:\n        - {{name: dr, url: 'http://{}', prefix: dr}}\n",
         work.path().join("root").display(),
         target.host()
     ))
@@ -49,5 +50,16 @@ async fn releases_pushed_to_the_registry_are_replicated() {
     }
     // `dev` is no release: never copied.
     assert!(remote.manifest_descriptor("dev").await.unwrap().is_none());
+    // The replication in the metrics (counted once its queue has recorded it).
+    let scrape =
+        async || reqwest::get(format!("http://127.0.0.1:{debug_port}/metrics")).await.unwrap().text().await.unwrap();
+    wharf_testing::eventually("the replication counted", Duration::from_secs(10), async || {
+        scrape().await.contains("wharf_replications_total 1")
+    })
+    .await;
+    let metrics = scrape().await;
+    assert!(metrics.contains("wharf_replication_failures_total 0"), "{metrics}");
+    let blobs = metrics.lines().find(|l| l.starts_with("wharf_replication_blobs_copied_total ")).unwrap();
+    assert!(blobs.ends_with(" 3"), "a config and two layers: {blobs}");
     running.stop().await;
 }

@@ -70,6 +70,7 @@ pub struct Notifier {
     endpoints: Arc<Vec<(Endpoint, Queue)>>,
     instance: String,
     http: reqwest::Client,
+    stats: Arc<crate::Stats>,
 }
 
 impl Notifier {
@@ -83,7 +84,19 @@ impl Notifier {
             .into_iter()
             .map(|endpoint| Ok((Queue::new(driver.clone(), &endpoint.name)?, endpoint)).map(|(q, e)| (e, q)))
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(Notifier { endpoints: Arc::new(endpoints), instance: instance.to_owned(), http: reqwest::Client::new() })
+        Ok(Notifier {
+            endpoints: Arc::new(endpoints),
+            instance: instance.to_owned(),
+            http: reqwest::Client::new(),
+            stats: Arc::default(),
+        })
+    }
+
+    /// The same notifier, counting its deliveries in `stats`.
+    #[must_use]
+    pub fn with_stats(mut self, stats: Arc<crate::Stats>) -> Notifier {
+        self.stats = stats;
+        self
     }
 
     /// The name of this process among those that share the store.
@@ -162,11 +175,13 @@ impl Notifier {
                 let mut failures = 0u32;
                 loop {
                     match notifier.deliver(index).await {
-                        Ok(_) => {
+                        Ok(sent) => {
+                            crate::Stats::add(&notifier.stats.notifications_delivered, sent as u64);
                             failures = 0;
                             tokio::time::sleep(poll).await;
                         }
                         Err(e) => {
+                            crate::Stats::add(&notifier.stats.notification_failures, 1);
                             failures = failures.saturating_add(1);
                             tracing::warn!(endpoint = %endpoint.name, failures, error = %e, "notification delivery failed");
                             let wait = if failures >= endpoint.threshold { endpoint.backoff } else { poll };
