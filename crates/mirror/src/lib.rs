@@ -11,7 +11,7 @@ pub mod replicate;
 mod stats;
 
 pub use crate::error::{Error, Result};
-pub use crate::pull_through::{BlobFetch, CacheRoute, Expired, PullThrough, Upstream, pinned_image};
+pub use crate::pull_through::{BlobFetch, CacheRoute, Expired, PullThrough, Synced, Upstream, pinned_image};
 pub use crate::stats::Stats;
 
 /// The README's examples, compiled as doctests.

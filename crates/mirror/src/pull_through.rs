@@ -138,6 +138,17 @@ pub fn pinned_image(image: &str) -> std::result::Result<(String, String), String
     Ok((repository.to_owned(), reference.to_owned()))
 }
 
+/// What a sync brought into the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// Tags made current.
+    pub tags: u64,
+    /// Manifests looked at (tagged, and the images of indexes).
+    pub manifests: u64,
+    /// Blobs fetched (those cached already are not counted).
+    pub blobs: u64,
+}
+
 /// What an expiry removed from the cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Expired {
@@ -198,6 +209,70 @@ impl PullThrough {
             pinned,
         };
         Ok(PullThrough { inner: Arc::new(inner) })
+    }
+
+    /// Brings the tags of `route.remote` upstream that `tags` takes (every tag for `None`)
+    /// into the cache, with everything they reference: zot's `sync`, for a site that must
+    /// hold images before anyone asks for them (an offline or edge site). What is cached
+    /// already is not fetched again.
+    ///
+    /// # Errors
+    /// As [`PullThrough::manifest`] and [`PullThrough::blob`]; what was brought in before
+    /// stays.
+    pub async fn sync(&self, route: &CacheRoute, tags: Option<&wharf_policy::TagSelector>) -> Result<Synced> {
+        let names = self
+            .remote(route)
+            .tags()
+            .await
+            .map_err(|e| self.upstream_error(route, format!("the tags of {}", route.remote), &e))?;
+        let mut synced = Synced::default();
+        for tag in names.iter().filter(|tag| tags.is_none_or(|selector| selector.matches(tag))) {
+            let reference: ManifestReference = tag.parse().map_err(|e: wharf_registry::Error| Error::Upstream {
+                upstream: self.upstream(route).name.clone(),
+                what: format!("tag {tag:?} of {}", route.remote),
+                reason: e.to_string(),
+            })?;
+            let digest = self.manifest(route, &reference).await?;
+            synced.tags += 1;
+            self.sync_manifest(route, digest, &mut synced).await?;
+        }
+        Ok(synced)
+    }
+
+    /// Brings manifest `digest` (cached already) in whole: an index's images, an image's
+    /// blobs.
+    fn sync_manifest<'s>(
+        &'s self,
+        route: &'s CacheRoute,
+        digest: Digest,
+        synced: &'s mut Synced,
+    ) -> futures::future::BoxFuture<'s, Result<()>> {
+        Box::pin(async move {
+            let local = self.inner.registry.repository(&route.local);
+            let stored = local.get_manifest(&ManifestReference::Digest(digest.clone())).await?;
+            let manifest =
+                wharf_oci::Manifest::parse(stored.content, Some(&stored.media_type)).map_err(|e| Error::Upstream {
+                    upstream: self.upstream(route).name.clone(),
+                    what: format!("manifest {digest} of {}", route.remote),
+                    reason: e.to_string(),
+                })?;
+            synced.manifests += 1;
+            for child in manifest.manifests() {
+                let child = self.manifest(route, &ManifestReference::Digest(child.digest.clone())).await?;
+                self.sync_manifest(route, child, synced).await?;
+            }
+            for blob in manifest.config().into_iter().chain(manifest.layers()) {
+                if let BlobFetch::Streaming { stream, .. } = self.blob(route, &blob.digest).await? {
+                    stream.try_for_each(|_| async { Ok(()) }).await.map_err(|e| Error::Transfer {
+                        upstream: self.upstream(route).name.clone(),
+                        digest: blob.digest.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    synced.blobs += 1;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Removes from the cache what has not been used within its upstream's `ttl` (an upstream

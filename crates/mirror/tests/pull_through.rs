@@ -357,3 +357,44 @@ async fn expiry_leaves_shared_and_pinned_content() {
     mirror.manifest(&old, &tag("v1")).await.unwrap();
     assert!(matches!(mirror.blob(&old, &old_own).await.unwrap(), BlobFetch::Streaming { .. }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_brings_the_chosen_tags_in_before_anyone_asks() {
+    let (origin, served) = upstream().await;
+    let app = origin.repository(&name("team/app"));
+    let (v1, v1_layer, _) = image(&app, "v1", 5000, "v1.0.0").await;
+    let (_, dev_layer, _) = image(&app, "dev", 5000, "dev").await;
+    // An index of two images, tagged as a release.
+    let (amd64, amd64_layer, _) = image(&app, "amd64", 3000, "tmp-amd64").await;
+    let (arm64, arm64_layer, _) = image(&app, "arm64", 3000, "tmp-arm64").await;
+    let mut children = Vec::new();
+    for (digest, arch) in [(&amd64, "amd64"), (&arm64, "arm64")] {
+        let size = app.get_manifest(&ManifestReference::Digest(digest.clone())).await.unwrap().content.len();
+        children.push(serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+                                         "size": size, "platform": {"os": "linux", "architecture": arch}}));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children}))
+    .unwrap();
+    app.put_manifest(&tag("v2.0.0"), Bytes::from(index), None).await.unwrap();
+
+    let (registry, mirror) =
+        cache(vec![Upstream::new("origin", &served.host, client(&served.host)).with_prefix("edge")]);
+    let route = mirror.route(&name("edge/team/app"), None).unwrap();
+    let releases = wharf_policy::TagSelector::from_value(serde_json::json!({"semver": "*"}), "tags").unwrap();
+    let synced = mirror.sync(&route, Some(&releases)).await.unwrap();
+    assert_eq!((synced.tags, synced.manifests), (2, 4), "v1.0.0, and v2.0.0 with its two images: {synced:?}");
+    let local = registry.repository(&name("edge/team/app"));
+    assert_eq!(local.resolve(&tag("v1.0.0")).await.unwrap(), v1);
+    assert!(local.resolve(&tag("dev")).await.is_err(), "dev is no release");
+    for layer in [&v1_layer, &amd64_layer, &arm64_layer] {
+        assert!(local.stat_blob(layer).await.is_ok(), "{layer} is in the cache");
+    }
+    assert!(local.stat_blob(&dev_layer).await.is_err());
+
+    // Again: nothing fetched. Then the upstream goes away, and the site has its images.
+    assert_eq!(mirror.sync(&route, Some(&releases)).await.unwrap().blobs, 0);
+    drop(served);
+    assert_eq!(mirror.manifest(&route, &tag("v1.0.0")).await.unwrap(), v1);
+    assert!(matches!(mirror.blob(&route, &amd64_layer).await.unwrap(), BlobFetch::Cached));
+}

@@ -325,6 +325,7 @@ fn proxy_config(proxy: &mut Section) -> Result<Option<crate::Proxy>, ConfigError
         return Ok(None);
     }
     let mut upstreams = Vec::new();
+    let mut syncs = Vec::new();
     if let Some(url) = proxy.string("remoteurl")? {
         upstreams.push(upstream_config(proxy, &url)?);
     }
@@ -336,11 +337,16 @@ fn proxy_config(proxy: &mut Section) -> Result<Option<crate::Proxy>, ConfigError
                 let url = section
                     .string("remoteurl")?
                     .ok_or_else(|| invalid(&section.key("remoteurl"), "the upstream's URL is needed"))?;
-                upstreams.push(upstream_config(&mut section, &url)?);
+                let sync = section.section("sync")?;
+                let upstream = upstream_config(&mut section, &url)?;
+                if !sync.is_empty() {
+                    syncs.push(sync_config(sync, &upstream.name)?);
+                }
+                upstreams.push(upstream);
                 if let Some(key) = section.map.keys().next() {
                     return Err(invalid(
                         &section.key(key),
-                        "not a key of an upstream (name, remoteurl, prefix, username, password, ttl)",
+                        "not a key of an upstream (name, remoteurl, prefix, username, password, ttl, sync)",
                     ));
                 }
             }
@@ -374,7 +380,7 @@ fn proxy_config(proxy: &mut Section) -> Result<Option<crate::Proxy>, ConfigError
         Some(other) => return Err(invalid("proxy.pinned", format!("expected a list, found {other}"))),
     };
     let expiry_interval = proxy.period("expiryinterval")?.unwrap_or(Duration::from_secs(3600));
-    Ok(Some(crate::Proxy { upstreams, allow_push, pinned, expiry_interval }))
+    Ok(Some(crate::Proxy { upstreams, allow_push, pinned, expiry_interval, syncs }))
 }
 
 /// `replication`: Wharf's rules of what is copied to which registries.
@@ -464,6 +470,39 @@ fn notifications_config(
         }
     }
     Ok(endpoints)
+}
+
+/// `proxy.upstreams[].sync`: `repositories` (as the upstream names them), `tags` (the tag
+/// policy's selectors) and `interval`.
+#[cfg(feature = "mirror")]
+fn sync_config(mut sync: Section, upstream: &str) -> Result<crate::ProxySync, ConfigError> {
+    let repositories = match sync.take("repositories") {
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let at = format!("{}[{i}]", sync.key("repositories"));
+                match item {
+                    Value::String(name) if name.parse::<wharf_oci::RepositoryName>().is_ok() => Ok(name),
+                    other => Err(invalid(&at, format!("{other} is not a repository name"))),
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(invalid(&sync.key("repositories"), "a sync needs a list of repositories")),
+    };
+    let tags = match sync.take("tags") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            wharf_policy::TagSelector::from_value(value, &sync.key("tags"))
+                .map_err(|e| invalid(&sync.key("tags"), e.to_string()))?,
+        ),
+    };
+    let interval =
+        sync.period("interval")?.ok_or_else(|| invalid(&sync.key("interval"), "a sync needs an interval"))?;
+    if let Some(key) = sync.map.keys().next() {
+        return Err(invalid(&sync.key(key), "not a key of a sync (repositories, tags, interval)"));
+    }
+    Ok(crate::ProxySync { upstream: upstream.to_owned(), repositories, tags, interval })
 }
 
 /// The host and the client of a registry at `url` (the section's `url_key`), with the
@@ -1302,7 +1341,7 @@ health:
     #[test]
     fn the_proxy_section_names_its_upstreams_and_its_mistakes() {
         let config = load(
-            "storage: {inmemory: {}}\nproxy:\n  remoteurl: https://registry-1.docker.io\n  username: u\n  password: p\n  ttl: 1h\n  allowpush: true\n  pinned: ['library/alpine:3.20']\n  expiryinterval: 10m\n  upstreams:\n    - {name: quay.io, remoteurl: 'http://127.0.0.1:5001', prefix: quay}\n",
+            "storage: {inmemory: {}}\nproxy:\n  remoteurl: https://registry-1.docker.io\n  username: u\n  password: p\n  ttl: 1h\n  allowpush: true\n  pinned: ['library/alpine:3.20']\n  expiryinterval: 10m\n  upstreams:\n    - {name: quay.io, remoteurl: 'http://127.0.0.1:5001', prefix: quay, sync: {repositories: [coreos/etcd], tags: {semver: '*'}, interval: 6h}}\n",
             &[],
         )
         .unwrap();
@@ -1336,6 +1375,21 @@ health:
             ),
             ("proxy: {upstreams: {remoteurl: 'https://b'}}", "proxy.upstreams", "expected a list"),
             ("proxy: {remoteurl: 'https://a', pinned: ['alpine']}", "proxy.pinned[0]", "names no tag"),
+            (
+                "proxy: {upstreams: [{remoteurl: 'https://b', sync: {interval: 1h}}]}",
+                "proxy.upstreams[0].sync.repositories",
+                "needs a list",
+            ),
+            (
+                "proxy: {upstreams: [{remoteurl: 'https://b', sync: {repositories: [a]}}]}",
+                "proxy.upstreams[0].sync.interval",
+                "needs an interval",
+            ),
+            (
+                "proxy: {upstreams: [{remoteurl: 'https://b', sync: {repositories: ['A b'], interval: 1h}}]}",
+                "proxy.upstreams[0].sync.repositories[0]",
+                "not a repository",
+            ),
         ] {
             match load(&format!("storage: {{inmemory: {{}}}}\n{text}"), &[]) {
                 Err(ConfigError::Invalid { key: found, message: reason }) => {

@@ -178,6 +178,23 @@ pub struct Proxy {
     /// How often `Server` removes what was not used within its upstream's `ttl`
     /// (`proxy.expiryinterval`, a Wharf key); hourly by default.
     pub expiry_interval: std::time::Duration,
+    /// Repositories brought into the cache on a schedule, before anyone asks for them
+    /// (`proxy.upstreams[].sync`, a Wharf key).
+    pub syncs: Vec<ProxySync>,
+}
+
+/// An upstream's repositories that `Server` brings into the cache on a schedule.
+#[cfg(feature = "mirror")]
+#[derive(Debug, Clone)]
+pub struct ProxySync {
+    /// The upstream's name.
+    pub upstream: String,
+    /// Its repositories, as it names them.
+    pub repositories: Vec<String>,
+    /// Their tags to bring in; all when `None`.
+    pub tags: Option<wharf_policy::TagSelector>,
+    /// How often.
+    pub interval: std::time::Duration,
 }
 
 #[cfg(feature = "mirror")]

@@ -262,6 +262,38 @@ impl Server {
         #[cfg(not(feature = "policy"))]
         let retaining: Option<tokio::task::JoinHandle<()>> = None;
         #[cfg(feature = "mirror")]
+        let registry = &self.registry;
+        #[cfg(feature = "mirror")]
+        let syncing: Vec<tokio::task::JoinHandle<()>> = self
+            .config
+            .server
+            .proxy
+            .iter()
+            .flat_map(|proxy| proxy.syncs.iter().map(move |sync| (proxy.cache(registry), sync.clone())))
+            .map(|(cache, sync)| {
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(sync.interval);
+                    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        every.tick().await;
+                        for repository in &sync.repositories {
+                            let Some(route) = repository
+                                .parse()
+                                .ok()
+                                .and_then(|name: wharf_oci::RepositoryName| cache.route(&name, Some(&sync.upstream)))
+                            else {
+                                continue;
+                            };
+                            match cache.sync(&route, sync.tags.as_ref()).await {
+                                Ok(synced) => tracing::info!(upstream = %sync.upstream, %repository, ?synced, "synced into the cache"),
+                                Err(e) => tracing::warn!(upstream = %sync.upstream, %repository, error = %e, "a sync into the cache failed"),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        #[cfg(feature = "mirror")]
         let expiring = self.config.server.proxy.as_ref().map(|proxy| {
             let (cache, interval) = (proxy.cache(&self.registry), proxy.expiry_interval);
             tokio::spawn(async move {
@@ -344,6 +376,10 @@ impl Server {
         for task in
             [purging, collecting, retaining, expiring, notifying, replicating, checks, debug].into_iter().flatten()
         {
+            task.abort();
+        }
+        #[cfg(feature = "mirror")]
+        for task in syncing {
             task.abort();
         }
         #[cfg(feature = "mirror")]

@@ -285,3 +285,45 @@ async fn upstreams_chosen_by_prefix_and_by_ns() {
     assert_eq!(wrong.status(), 404);
     mirror.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstreams_releases_synced_into_the_cache_on_a_schedule() {
+    let (origin, router) = wharf_testing::http::app(wharf_server::ServerOptions::default());
+    let app = origin.repository(&"team/app".parse().unwrap());
+    for tag in ["v1.0.0", "dev"] {
+        let layer = bytes::Bytes::from(wharf_testing::images::content(tag, 5000));
+        let digest = Digest::sha256(&layer);
+        app.put_blob(&digest, futures::stream::iter([Ok(layer.clone())])).await.unwrap();
+        let raw = wharf_testing::http::image_manifest(
+            (digest.as_str(), layer.len()),
+            &[(digest.as_str(), layer.len())],
+            None,
+        );
+        app.put_manifest(&tag.parse().unwrap(), bytes::Bytes::from(raw), None).await.unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let work = tempfile::tempdir().unwrap();
+    let mirror = RunningServer::from_yaml(&format!(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\nproxy:\n  upstreams:\n    - name: origin\n      remoteurl: http://{upstream}\n      prefix: edge\n      sync: {{repositories: [team/app], tags: {{semver: '*'}}, interval: 1s}}\n",
+        work.path().join("root").display()
+    ))
+    .await;
+    let cached = mirror.registry.repository(&"edge/team/app".parse().unwrap());
+    let v1 = app.resolve(&"v1.0.0".parse().unwrap()).await.unwrap();
+    // The manifest comes first, then its blobs: done when all are there.
+    wharf_testing::eventually("the release synced into the cache", std::time::Duration::from_secs(10), async || {
+        let Ok(stored) = cached.get_manifest(&"v1.0.0".parse().unwrap()).await else { return false };
+        let blobs: Vec<Digest> =
+            wharf_oci::Manifest::parse(stored.content, None).unwrap().references().map(|d| d.digest.clone()).collect();
+        let mut all = stored.digest == v1;
+        for blob in &blobs {
+            all &= cached.stat_blob(blob).await.is_ok();
+        }
+        all
+    })
+    .await;
+    assert!(cached.resolve(&"dev".parse().unwrap()).await.is_err(), "dev is no release");
+    mirror.stop().await;
+}
