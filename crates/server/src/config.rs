@@ -235,7 +235,7 @@ impl Config {
         #[cfg(feature = "mirror")]
         let proxy = root.section("proxy")?.finish_with(proxy_config, &mut warnings)?;
         #[cfg(feature = "mirror")]
-        let notifications = root.read("notifications", &mut warnings, notifications_config)?;
+        let (notifications, event_references) = root.read("notifications", &mut warnings, notifications_config)?;
         #[cfg(feature = "mirror")]
         let replication = root.read("replication", &mut warnings, replication_config)?;
         root.finish(&mut warnings);
@@ -259,6 +259,7 @@ impl Config {
         #[cfg(feature = "mirror")]
         {
             server.proxy = proxy;
+            server.event_references = event_references;
         }
         Ok(Config {
             log,
@@ -399,8 +400,11 @@ pub struct Replication {
 fn notifications_config(
     notifications: &mut Section,
     warnings: &mut Vec<String>,
-) -> Result<Vec<wharf_mirror::notify::Endpoint>, ConfigError> {
+) -> Result<(Vec<wharf_mirror::notify::Endpoint>, bool), ConfigError> {
     use wharf_mirror::notify::{Action, Endpoint};
+    let mut events = notifications.section("events")?;
+    let references = events.boolean("includereferences")?.unwrap_or(false);
+    events.finish(warnings);
     let strings = |at: &str, value: Value| -> Result<Vec<String>, ConfigError> {
         match value {
             Value::Null => Ok(Vec::new()),
@@ -469,7 +473,7 @@ fn notifications_config(
             endpoints.push(endpoint);
         }
     }
-    Ok(endpoints)
+    Ok((endpoints, references))
 }
 
 /// `proxy.upstreams[].sync`: `repositories` (as the upstream names them), `tags` (the tag

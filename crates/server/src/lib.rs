@@ -125,6 +125,10 @@ pub struct ServerOptions {
     /// ([`Notifier::run`](wharf_mirror::notify::Notifier::run)), as `Server` runs it.
     #[cfg(feature = "mirror")]
     pub notifier: Option<wharf_mirror::notify::Notifier>,
+    /// Whether a manifest's events list what it references (`notifications.events.
+    /// includereferences`); off by default.
+    #[cfg(feature = "mirror")]
+    pub event_references: bool,
     /// What queues replications of pushes and deletions (`replication`); `None` by default.
     /// Its work runs apart ([`Replicator::run`](wharf_mirror::replicate::Replicator::run)), as
     /// `Server` runs it.
@@ -156,6 +160,8 @@ impl Default for ServerOptions {
             proxy: None,
             #[cfg(feature = "mirror")]
             notifier: None,
+            #[cfg(feature = "mirror")]
+            event_references: false,
             #[cfg(feature = "mirror")]
             replicator: None,
         }

@@ -44,7 +44,7 @@ async fn listen(listener: Arc<Listener>) -> String {
 
 async fn server(root: &std::path::Path, url: &str) -> RunningServer {
     RunningServer::from_yaml(&format!(
-        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\nnotifications:\n  endpoints:\n    - name: listener\n      url: {url}\n      headers: {{Authorization: [Bearer listener-token]}}\n      timeout: 1s\n      threshold: 2\n      backoff: 100ms\n      ignore: {{actions: [mount]}}\n",
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\nnotifications:\n  events: {{includereferences: true}}\n  endpoints:\n    - name: listener\n      url: {url}\n      headers: {{Authorization: [Bearer listener-token]}}\n      timeout: 1s\n      threshold: 2\n      backoff: 100ms\n      ignore: {{actions: [mount]}}\n",
         root.display()
     ))
     .await
@@ -112,6 +112,10 @@ async fn a_push_and_a_pull_notified_and_nothing_lost_across_a_restart() {
     assert_eq!(push["request"]["method"], "PUT");
     assert!(push["request"]["useragent"].as_str().unwrap().contains("skopeo"), "{push}");
     assert!(!push["source"]["instanceID"].as_str().unwrap().is_empty());
+    // With events.includereferences, what the manifest references.
+    let references: Vec<&str> =
+        push["target"]["references"].as_array().unwrap().iter().map(|r| r["digest"].as_str().unwrap()).collect();
+    assert_eq!(references, blobs.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!push["id"].as_str().unwrap().is_empty() && !push["timestamp"].as_str().unwrap().is_empty());
     for blob in &blobs {
         let seen = about(&events, blob);

@@ -142,6 +142,22 @@ impl Api {
         };
         target.length = target.size;
         target.repository = name.to_string();
+        if self.options.event_references
+            && matches!(route, Route::Manifest { .. })
+            && matches!(action, Action::Push | Action::Pull)
+            && let Ok(digest) = target.digest.parse::<Digest>()
+            && let Ok(stored) = self.repository(name).get_manifest(&ManifestReference::Digest(digest)).await
+            && let Ok(manifest) = Manifest::parse(stored.content, Some(&stored.media_type))
+        {
+            target.references = manifest
+                .references()
+                .map(|d| wharf_mirror::notify::Reference {
+                    media_type: d.media_type.clone(),
+                    digest: d.digest.to_string(),
+                    size: d.size,
+                })
+                .collect();
+        }
         let kind = if matches!(route, Route::Manifest { .. }) { "manifests" } else { "blobs" };
         if !target.digest.is_empty() {
             let host = asked.header("host");
