@@ -307,6 +307,56 @@ struct HelperAnswer {
     secret: String,
 }
 
+/// One docker credential helper asked for every host, its answers kept for a while: what
+/// Distribution's `proxy.exec` runs for an upstream.
+#[derive(Debug)]
+pub struct CredentialHelper {
+    program: PathBuf,
+    timeout: Duration,
+    lifetime: Duration,
+    /// Answers by host, with when they were given.
+    answers: std::sync::Mutex<BTreeMap<String, (std::time::Instant, Option<Credential>)>>,
+}
+
+impl CredentialHelper {
+    /// The helper `command` (a `docker-credential-*` program, by name on `PATH` or by
+    /// path), asked anew every time, killed after [`DEFAULT_HELPER_TIMEOUT`].
+    pub fn new(command: impl Into<PathBuf>) -> CredentialHelper {
+        CredentialHelper {
+            program: command.into(),
+            timeout: DEFAULT_HELPER_TIMEOUT,
+            lifetime: Duration::ZERO,
+            answers: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Its answers kept for `lifetime` (Distribution's `exec.lifetime`).
+    #[must_use]
+    pub fn lifetime(mut self, lifetime: Duration) -> CredentialHelper {
+        self.lifetime = lifetime;
+        self
+    }
+}
+
+impl CredentialSource for CredentialHelper {
+    fn credential<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Option<Credential>>> {
+        Box::pin(async move {
+            let kept = |answers: &BTreeMap<String, (std::time::Instant, Option<Credential>)>| {
+                answers.get(host).filter(|(at, _)| at.elapsed() < self.lifetime).map(|(_, answer)| answer.clone())
+            };
+            if let Some(answer) = kept(&self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)) {
+                return Ok(answer);
+            }
+            let answer = run_helper(&self.program, host, self.timeout).await?;
+            self.answers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(host.to_owned(), (std::time::Instant::now(), answer.clone()));
+            Ok(answer)
+        })
+    }
+}
+
 /// Runs `<program> get` with `host` on its input, killed after `timeout`.
 async fn run_helper(program: &Path, host: &str, timeout: Duration) -> Result<Option<Credential>> {
     let fail = |reason: String| Error::Credentials { source_name: program.display().to_string(), reason };

@@ -22,7 +22,8 @@ pub use crate::challenge::Challenge;
 pub use crate::client::{Client, ClientBuilder, Retry};
 pub use crate::copy::{CopyOptions, CopyReport, Platforms, Progress, copy};
 pub use crate::credentials::{
-    Anonymous, ConfigFiles, Credential, CredentialSource, DEFAULT_HELPER_TIMEOUT, StaticCredentials, stored_credential,
+    Anonymous, ConfigFiles, Credential, CredentialHelper, CredentialSource, DEFAULT_HELPER_TIMEOUT, StaticCredentials,
+    stored_credential,
 };
 pub use crate::error::{Error, Result};
 pub use crate::layout::{Layout, LayoutBlob, REF_NAME};

@@ -993,3 +993,38 @@ async fn a_refused_anonymous_mount_becomes_a_plain_upload() {
     let posts = posts.lock().unwrap().clone();
     assert_eq!(posts, [format!("mount={}", layer.digest), String::new()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_credential_helper_for_every_host_its_answers_kept() {
+    use wharf_client::{CredentialHelper, CredentialSource as _};
+    let work = tempfile::tempdir().unwrap();
+    let calls = work.path().join("calls");
+    let helper = work.path().join("docker-credential-counting");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread host\necho x >> {}\necho \"{{\\\"Username\\\":\\\"user-$host\\\",\\\"Secret\\\":\\\"pass\\\"}}\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let called = || std::fs::read_to_string(&calls).map(|t| t.lines().count()).unwrap_or(0);
+
+    let kept = CredentialHelper::new(&helper).lifetime(Duration::from_secs(60));
+    for _ in 0..3 {
+        let answer = kept.credential("registry.example").await.unwrap();
+        assert_eq!(answer, Some(Credential::basic("user-registry.example", "pass")));
+    }
+    assert_eq!(called(), 1, "asked once within its lifetime");
+    kept.credential("other.example").await.unwrap();
+    assert_eq!(called(), 2, "each host asked on its own");
+    let fresh = CredentialHelper::new(&helper);
+    fresh.credential("registry.example").await.unwrap();
+    fresh.credential("registry.example").await.unwrap();
+    assert_eq!(called(), 4, "without a lifetime, asked every time");
+    let missing = CredentialHelper::new(work.path().join("docker-credential-absent"));
+    let error = missing.credential("registry.example").await.unwrap_err();
+    assert!(error.to_string().contains("docker-credential-absent"), "{error}");
+}

@@ -531,19 +531,28 @@ fn remote_client(
         "http" => builder = builder.plain_http(&host),
         other => return Err(invalid(&at, format!("{other}:// is not http:// or https://"))),
     }
-    if section.take("exec").is_some() {
-        return Err(invalid(
-            &section.key("exec"),
-            "credential helpers are not supported yet; give username and password",
-        ));
-    }
+    let exec = section.section("exec")?;
     match (section.string("username")?, section.string("password")?) {
+        (Some(_), Some(_)) if !exec.is_empty() => {
+            return Err(invalid(&exec.key("command"), "a credential helper or username and password, not both"));
+        }
         (Some(user), Some(password)) => {
             let credential = wharf_client::Credential::basic(user, password);
             builder = builder.credentials(wharf_client::StaticCredentials::new().with_fallback(credential));
         }
         (None, None) => {}
         _ => return Err(invalid(&section.key("password"), "username and password go together")),
+    }
+    if !exec.is_empty() {
+        // Distribution's `exec`: a docker credential helper run for the upstream.
+        let mut exec = exec;
+        let command =
+            exec.string("command")?.ok_or_else(|| invalid(&exec.key("command"), "the helper's command is needed"))?;
+        let lifetime = exec.duration("lifetime")?.unwrap_or(Duration::ZERO);
+        if let Some(key) = exec.map.keys().next() {
+            return Err(invalid(&exec.key(key), "not a key of exec (command, lifetime)"));
+        }
+        builder = builder.credentials(wharf_client::CredentialHelper::new(command).lifetime(lifetime));
     }
     let client = builder.build().map_err(|e| invalid(&at, format!("cannot build its client: {e}")))?;
     Ok((host, client))
@@ -1366,11 +1375,27 @@ health:
             ]
         );
         assert!(load("storage: {inmemory: {}}", &[]).unwrap().server.proxy.is_none());
+        let helped = load(
+            "storage: {inmemory: {}}\nproxy: {remoteurl: 'https://a', exec: {command: docker-credential-ecr-login, lifetime: 1h}}\n",
+            &[],
+        )
+        .unwrap();
+        assert!(helped.warnings.is_empty() && helped.server.proxy.is_some(), "{:?}", helped.warnings);
         for (text, key, words) in [
             ("proxy: {username: u}", "proxy.remoteurl", "URL is needed"),
             ("proxy: {remoteurl: 'ftp://x'}", "proxy.remoteurl", "ftp:// is not"),
             ("proxy: {remoteurl: 'https://a', username: u}", "proxy.password", "go together"),
-            ("proxy: {remoteurl: 'https://a', exec: {command: helper}}", "proxy.exec", "not supported yet"),
+            ("proxy: {remoteurl: 'https://a', exec: {lifetime: 1h}}", "proxy.exec.command", "command is needed"),
+            (
+                "proxy: {remoteurl: 'https://a', exec: {command: h, colour: red}}",
+                "proxy.exec.colour",
+                "not a key of exec",
+            ),
+            (
+                "proxy: {remoteurl: 'https://a', username: u, password: p, exec: {command: h}}",
+                "proxy.exec.command",
+                "not both",
+            ),
             ("proxy: {remoteurl: 'https://a', upstreams: [{remoteurl: 'https://b'}]}", "proxy.upstreams", "only one"),
             (
                 "proxy: {upstreams: [{remoteurl: 'https://b', prefix: b, color: red}]}",
