@@ -301,7 +301,8 @@ impl PullThrough {
             for revision in repository.manifest_revisions().await? {
                 let pulled = repository.last_pulled(&revision.digest).await?;
                 let used = pulled.map_or(revision.linked, |pulled| pulled.max(revision.linked));
-                if pinned(revision.digest.as_str()) || used + ttl > now {
+                // A ttl past the end of time never expires anything.
+                if pinned(revision.digest.as_str()) || used.checked_add(ttl).is_none_or(|until| until > now) {
                     kept.insert(revision.digest.clone());
                 } else {
                     stale.push(revision.digest);

@@ -185,3 +185,11 @@ async fn run_delivers_what_is_queued_later() {
     .await;
     running.abort();
 }
+
+#[tokio::test]
+async fn a_queue_whose_numbers_ran_out_says_so_rather_than_wrap() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(MemoryDriver::new());
+    driver.put_content("/wharf/notifications/e/delivered", bytes::Bytes::from(u64::MAX.to_string())).await.unwrap();
+    let error = Queue::new(driver, "e").unwrap().push(&event(0, Action::Push)).await.unwrap_err();
+    assert!(error.to_string().contains("used every number"), "{error}");
+}

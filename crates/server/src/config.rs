@@ -1350,6 +1350,18 @@ health:
         }
     }
 
+    /// Checks that `text` (below an in-memory storage) is refused at `key`, saying `words`.
+    #[cfg(feature = "mirror")]
+    fn refused(text: &str, key: &str, words: &str) {
+        match load(&format!("storage: {{inmemory: {{}}}}\n{text}"), &[]) {
+            Err(ConfigError::Invalid { key: found, message }) => {
+                assert_eq!(found, key, "{text}: {message}");
+                assert!(message.contains(words), "{text}: {message}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
     #[cfg(feature = "mirror")]
     #[test]
     fn the_proxy_section_names_its_upstreams_and_its_mistakes() {
@@ -1420,13 +1432,7 @@ health:
                 "not a repository",
             ),
         ] {
-            match load(&format!("storage: {{inmemory: {{}}}}\n{text}"), &[]) {
-                Err(ConfigError::Invalid { key: found, message: reason }) => {
-                    assert_eq!(found, key, "{text}");
-                    assert!(reason.contains(words), "{text}: {reason}");
-                }
-                other => panic!("{text}: {other:?}"),
-            }
+            refused(text, key, words);
         }
     }
 
@@ -1473,13 +1479,7 @@ health:
             ),
             ("replication: {interval: 0s, rules: []}", "replication.interval", "above zero"),
         ] {
-            match load(&format!("storage: {{inmemory: {{}}}}\n{text}"), &[]) {
-                Err(ConfigError::Invalid { key: found, message }) => {
-                    assert_eq!(found, key, "{text}: {message}");
-                    assert!(message.contains(words), "{text}: {message}");
-                }
-                other => panic!("{text}: {other:?}"),
-            }
+            refused(text, key, words);
         }
     }
 

@@ -81,7 +81,15 @@ impl Queue {
         let body = Bytes::from(serde_json::to_vec(event).unwrap_or_default());
         let hint = self.read_number("next").await?;
         let delivered = self.read_number("delivered").await?;
-        let mut number = hint.unwrap_or(0).max(delivered.map_or(0, |d| d + 1));
+        // The numbers come from files in the store: checked, never wrapped.
+        let exhausted = || wharf_storage::Error::ContentFailed {
+            source: format!("the queue {} has used every number", self.root).into(),
+        };
+        let after_delivered = match delivered {
+            Some(d) => d.checked_add(1).ok_or_else(exhausted)?,
+            None => 0,
+        };
+        let mut number = hint.unwrap_or(0).max(after_delivered);
         loop {
             match self
                 .driver
@@ -89,12 +97,15 @@ impl Queue {
                 .await
             {
                 Ok(_) => break,
-                Err(e) if e.is_conflict() => number += 1,
+                Err(e) if e.is_conflict() => number = number.checked_add(1).ok_or_else(exhausted)?,
                 Err(e) => return Err(e),
             }
         }
         // The hint only saves probing: a lost race leaves it behind, which costs a probe.
-        let _ = self.driver.put_scratch(&format!("{}/next", self.root), Bytes::from((number + 1).to_string())).await;
+        let _ = self
+            .driver
+            .put_scratch(&format!("{}/next", self.root), Bytes::from(number.saturating_add(1).to_string()))
+            .await;
         Ok(number)
     }
 
@@ -176,7 +187,7 @@ impl Queue {
     /// Storage errors.
     pub async fn lease(&self, instance: &str, term: Duration) -> wharf_storage::Result<bool> {
         let path = format!("{}/lease", self.root);
-        let mine = Bytes::from(format!("{instance} {}", now_seconds() + term.as_secs()));
+        let mine = Bytes::from(format!("{instance} {}", now_seconds().saturating_add(term.as_secs())));
         let precondition = match self.driver.get_versioned(&path).await {
             Ok((held, version)) => {
                 let text = String::from_utf8_lossy(&held);
