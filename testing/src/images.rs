@@ -188,3 +188,59 @@ impl Images {
         images
     }
 }
+
+/// Blob `data`, stored in `repository` through the embedded API (no request, no event).
+pub async fn store_blob(repository: &wharf_registry::Repository, data: Vec<u8>) -> (Digest, usize) {
+    let digest = Digest::sha256(&data);
+    let size = data.len();
+    let chunk: wharf_storage::Result<bytes::Bytes> = Ok(bytes::Bytes::from(data));
+    repository.put_blob(&digest, futures::stream::iter([chunk])).await.expect("a blob stored");
+    (digest, size)
+}
+
+/// An image of two layers of `size` bytes each made from `seed`, stored in `repository`
+/// through the embedded API, tagged `tag` when given: its manifest's digest and size.
+pub async fn store_image(
+    repository: &wharf_registry::Repository,
+    seed: &str,
+    size: usize,
+    tag: Option<&str>,
+) -> (Digest, usize) {
+    let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":\"{seed}\"}}");
+    let config = store_blob(repository, config.into_bytes()).await;
+    let one = store_blob(repository, content(&format!("{seed} one"), size)).await;
+    let two = store_blob(repository, content(&format!("{seed} two"), size)).await;
+    let raw = crate::http::image_manifest(
+        (config.0.as_str(), config.1),
+        &[(one.0.as_str(), one.1), (two.0.as_str(), two.1)],
+        None,
+    );
+    let reference = match tag {
+        Some(tag) => tag.parse().expect("a tag"),
+        None => wharf_registry::ManifestReference::Digest(Digest::sha256(&raw)),
+    };
+    let size = raw.len();
+    (repository.put_manifest(&reference, bytes::Bytes::from(raw), None).await.expect("an image stored"), size)
+}
+
+/// A cosign-style signature of `subject` whose payload is `payload`, stored by digest in
+/// `repository` through the embedded API: its digest.
+pub async fn store_signature(
+    repository: &wharf_registry::Repository,
+    subject: &(Digest, usize),
+    payload: &str,
+) -> Digest {
+    let (empty, _) = store_blob(repository, b"{}".to_vec()).await;
+    let (payload, payload_size) = store_blob(repository, payload.as_bytes().to_vec()).await;
+    let mut signature: Value = serde_json::from_slice(&crate::http::image_manifest(
+        (empty.as_str(), 2),
+        &[(payload.as_str(), payload_size)],
+        Some((subject.0.as_str(), subject.1)),
+    ))
+    .expect("json");
+    signature["artifactType"] = "application/vnd.dev.cosign.artifact.sig.v1+json".into();
+    signature["config"]["mediaType"] = media_type::OCI_EMPTY.into();
+    let raw = serde_json::to_vec(&signature).expect("json");
+    let reference = wharf_registry::ManifestReference::Digest(Digest::sha256(&raw));
+    repository.put_manifest(&reference, bytes::Bytes::from(raw), None).await.expect("a signature stored")
+}

@@ -201,8 +201,12 @@ pub struct ReplicationRule {
 impl ReplicationRule {
     /// Whether the rule copies `tag` of `repository`.
     pub fn takes(&self, repository: &str, tag: &str) -> bool {
-        (self.repositories.is_empty() || self.repositories.iter().any(|g| g.is_match(repository)))
-            && self.tags.as_ref().is_none_or(|tags| tags.matches(tag))
+        self.covers(repository) && self.tags.as_ref().is_none_or(|tags| tags.matches(tag))
+    }
+
+    /// Whether the rule copies tags of `repository` (some of them).
+    pub fn covers(&self, repository: &str) -> bool {
+        self.repositories.is_empty() || self.repositories.iter().any(|g| g.is_match(repository))
     }
 }
 
@@ -218,6 +222,34 @@ pub struct Replicator {
     rules: std::sync::Arc<Vec<ReplicationRule>>,
     instance: String,
     stats: std::sync::Arc<crate::Stats>,
+}
+
+/// The longest a lane waits after failures in a row.
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The waits after failures in a row: the first, doubled after each failure up to
+/// [`MAX_BACKOFF`] (or the first, when that is longer), the first again after a success.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    first: std::time::Duration,
+    next: std::time::Duration,
+}
+
+impl Backoff {
+    fn new(first: std::time::Duration) -> Backoff {
+        Backoff { first, next: first }
+    }
+
+    /// How long to wait after this failure.
+    fn failed(&mut self) -> std::time::Duration {
+        let wait = self.next;
+        self.next = self.next.saturating_mul(2).min(MAX_BACKOFF.max(self.first));
+        wait
+    }
+
+    fn succeeded(&mut self) {
+        self.next = self.first;
+    }
 }
 
 /// The lease term of a replication lane, as for notifications.
@@ -257,20 +289,26 @@ impl Replicator {
     }
 
     /// Queues what `event` (one of the registry's own) calls for: a tag pushed, or deleted
-    /// where a rule replicates deletions, that a rule takes.
+    /// where a rule replicates deletions, that a rule takes; and a manifest pushed by digest
+    /// that refers to another (a signature, an SBOM), to follow its subject where that went.
     ///
     /// # Errors
     /// The first queue that could not take it, in words.
     pub async fn on_event(&self, event: &crate::notify::Event) -> Result<(), String> {
         use crate::notify::Action;
         let target = &event.target;
+        let referrer = event.action == Action::Push
+            && target.tag.is_empty()
+            && self.rules.iter().any(|rule| rule.covers(&target.repository))
+            && self.subject_of(&target.repository, &target.digest).await.is_some();
         let wanted = |rule: &ReplicationRule| match event.action {
             // A manifest pushed under a tag (blobs go with their manifests).
-            Action::Push => !target.tag.is_empty() && rule.takes(&target.repository, &target.tag),
+            Action::Push if !target.tag.is_empty() => rule.takes(&target.repository, &target.tag),
+            Action::Push => referrer && rule.covers(&target.repository),
             // A tag, or a manifest by digest, where the rule replicates deletions.
             Action::Delete if rule.deletes => {
                 if target.tag.is_empty() {
-                    rule.repositories.is_empty() || rule.repositories.iter().any(|g| g.is_match(&target.repository))
+                    rule.covers(&target.repository)
                 } else {
                     rule.takes(&target.repository, &target.tag)
                 }
@@ -317,6 +355,8 @@ impl Replicator {
                     }
                     Err(e) => return Err(fail(&e)),
                 }
+            } else if event.target.tag.is_empty() {
+                self.follow_subject(target, &repository, &event.target.digest).await?;
             } else {
                 let tag: ManifestReference = event.target.tag.parse().map_err(|e| fail(&e))?;
                 match target.replicate(&self.registry, &repository, &tag).await {
@@ -336,6 +376,41 @@ impl Replicator {
             done += 1;
         }
         Ok(done)
+    }
+
+    /// The subject of manifest `digest` of `repository`, when it is stored and has one.
+    async fn subject_of(&self, repository: &str, digest: &str) -> Option<Digest> {
+        let repository: RepositoryName = repository.parse().ok()?;
+        let digest: Digest = digest.parse().ok()?;
+        let stored =
+            self.registry.repository(&repository).get_manifest(&ManifestReference::Digest(digest)).await.ok()?;
+        let manifest = Manifest::parse(stored.content, Some(&stored.media_type)).ok()?;
+        manifest.subject().map(|subject| subject.digest.clone())
+    }
+
+    /// Copies referrer `digest` of `repository` to `target` when its subject is there: a
+    /// subject copied later takes its referrers with it.
+    async fn follow_subject(
+        &self,
+        target: &ReplicaTarget,
+        repository: &RepositoryName,
+        digest: &str,
+    ) -> Result<(), String> {
+        // Deleted here since, or no referrer: nothing to copy.
+        let Some(subject) = self.subject_of(repository.as_str(), digest).await else { return Ok(()) };
+        let remote = target.client.repository(&target.host, &target.repository_name(repository.as_str()));
+        let there = remote
+            .manifest_descriptor(subject.as_str())
+            .await
+            .map_err(|e| format!("replication to {}: the subject {subject}: {e}", target.name))?;
+        if there.is_none() {
+            return Ok(());
+        }
+        let reference = ManifestReference::Digest(digest.parse().map_err(|e: wharf_oci::Error| e.to_string())?);
+        let copied = target.replicate(&self.registry, repository, &reference).await.map_err(|e| e.to_string())?;
+        crate::Stats::add(&self.stats.replicated_blobs, copied.blobs_copied);
+        tracing::info!(target = %target.name, %repository, referrer = digest, %subject, ?copied, "replicated");
+        Ok(())
     }
 
     /// Gives up this instance's leases, so that another carries on at once: for a process
@@ -364,7 +439,9 @@ impl Replicator {
                     let Ok(here) = self.registry.repository(&name).resolve(&reference).await else { continue };
                     for target in &rule.targets {
                         let remote = target.client.repository(&target.host, &target.repository_name(name.as_str()));
-                        if remote.manifest_descriptor(tag).await.ok().flatten().is_some_and(|d| d.digest == here) {
+                        if remote.manifest_descriptor(tag).await.ok().flatten().is_some_and(|d| d.digest == here)
+                            && self.referrers_there(&name, &here, &remote).await
+                        {
                             continue;
                         }
                         let copied =
@@ -379,9 +456,27 @@ impl Replicator {
         Ok(total)
     }
 
+    /// Whether `remote` has every referrer of `digest` of `repository` (those signed or
+    /// described after it was copied, too).
+    async fn referrers_there(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        remote: &wharf_client::Repository,
+    ) -> bool {
+        let Ok(referrers) = self.registry.repository(repository).referrers(digest, None).await else { return false };
+        for referrer in referrers {
+            if !remote.manifest_descriptor(referrer.digest.as_str()).await.is_ok_and(|d| d.is_some()) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Carries out queued replications for as long as it runs, each lane looking at its
-    /// queue every `poll` and waiting `backoff` after a failure; with `sync_every`, a sync
-    /// on that schedule too.
+    /// queue every `poll`; after a failure a lane waits `backoff`, twice that after a second
+    /// in a row, and so on up to [`MAX_BACKOFF`]. With `sync_every`, a sync on that schedule
+    /// too.
     pub async fn run(
         self,
         poll: std::time::Duration,
@@ -391,13 +486,18 @@ impl Replicator {
         let lanes = (0..self.lanes.len()).map(|index| {
             let replicator = self.clone();
             async move {
+                let mut failures = Backoff::new(backoff);
                 loop {
                     match replicator.process(index).await {
-                        Ok(_) => tokio::time::sleep(poll).await,
+                        Ok(_) => {
+                            failures.succeeded();
+                            tokio::time::sleep(poll).await;
+                        }
                         Err(e) => {
                             crate::Stats::add(&replicator.stats.replication_failures, 1);
-                            tracing::warn!(error = %e, "a replication failed; it is tried again");
-                            tokio::time::sleep(backoff).await;
+                            let wait = failures.failed();
+                            tracing::warn!(error = %e, retry_in = ?wait, "a replication failed; it is tried again");
+                            tokio::time::sleep(wait).await;
                         }
                     }
                 }
@@ -414,5 +514,26 @@ impl Replicator {
             }
         };
         futures::join!(futures::future::join_all(lanes), syncing);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Backoff;
+
+    #[test]
+    fn failures_in_a_row_wait_longer_up_to_the_most() {
+        let mut backoff = Backoff::new(Duration::from_secs(5));
+        let waits: Vec<u64> = (0..9).map(|_| backoff.failed().as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(), Duration::from_secs(5), "a success starts again");
+        // A first wait past the most stays as it is; one near the end of time does not wrap.
+        let mut long = Backoff::new(Duration::from_secs(3600));
+        assert_eq!([long.failed(), long.failed()], [Duration::from_secs(3600); 2]);
+        let mut huge = Backoff::new(Duration::MAX);
+        assert_eq!([huge.failed(), huge.failed()], [Duration::MAX; 2]);
     }
 }

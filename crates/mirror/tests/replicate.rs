@@ -8,31 +8,10 @@ use bytes::Bytes;
 use wharf_client::Client;
 use wharf_mirror::replicate::ReplicaTarget;
 use wharf_oci::{Digest, media_type};
-use wharf_registry::{ManifestReference, Registry, RegistryOptions, Repository};
-use wharf_testing::http::image_manifest;
-use wharf_testing::images::content;
+use wharf_registry::{Registry, RegistryOptions};
+use wharf_testing::images::{store_image, store_signature};
 use wharf_testing::peers::{Distribution, has_peer};
 use wharf_testing::proxy::{Direction, FaultProxy};
-
-async fn blob(repository: &Repository, data: Vec<u8>) -> (Digest, usize) {
-    let digest = Digest::sha256(&data);
-    let size = data.len();
-    repository.put_blob(&digest, futures::stream::iter([Ok(Bytes::from(data))])).await.unwrap();
-    (digest, size)
-}
-
-/// An image of two layers of `size` bytes; tagged `tag` when given.
-async fn image(repository: &Repository, seed: &str, size: usize, tag: Option<&str>) -> (Digest, usize) {
-    let config =
-        blob(repository, format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":\"{seed}\"}}").into_bytes())
-            .await;
-    let one = blob(repository, content(&format!("{seed} one"), size)).await;
-    let two = blob(repository, content(&format!("{seed} two"), size)).await;
-    let raw = image_manifest((config.0.as_str(), config.1), &[(one.0.as_str(), one.1), (two.0.as_str(), two.1)], None);
-    let reference = tag.map_or_else(|| ManifestReference::Digest(Digest::sha256(&raw)), |t| t.parse().unwrap());
-    let size = raw.len();
-    (repository.put_manifest(&reference, Bytes::from(raw), None).await.unwrap(), size)
-}
 
 fn target(host: &str) -> ReplicaTarget {
     let client = Client::builder().plain_http(host).build().unwrap();
@@ -46,20 +25,8 @@ async fn images_with_their_referrers_and_indexes_with_their_images() {
     }
     let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), RegistryOptions::default());
     let app = registry.repository(&"team/app".parse().unwrap());
-    let v1 = image(&app, "v1", 20_000, Some("v1")).await;
-    let (empty, _) = blob(&app, b"{}".to_vec()).await;
-    let (payload, payload_size) = blob(&app, b"signature".to_vec()).await;
-    let mut signature: serde_json::Value = serde_json::from_slice(&image_manifest(
-        (empty.as_str(), 2),
-        &[(payload.as_str(), payload_size)],
-        Some((v1.0.as_str(), v1.1)),
-    ))
-    .unwrap();
-    signature["artifactType"] = "application/vnd.dev.cosign.artifact.sig.v1+json".into();
-    signature["config"]["mediaType"] = media_type::OCI_EMPTY.into();
-    let raw = serde_json::to_vec(&signature).unwrap();
-    let signature =
-        app.put_manifest(&ManifestReference::Digest(Digest::sha256(&raw)), Bytes::from(raw), None).await.unwrap();
+    let v1 = store_image(&app, "v1", 20_000, Some("v1")).await;
+    let signature = store_signature(&app, &v1, "signature").await;
 
     let distribution = Distribution::start("", "");
     let host = distribution.host();
@@ -76,8 +43,8 @@ async fn images_with_their_referrers_and_indexes_with_their_images() {
     assert_eq!(again.blobs_copied, 0, "{again:?}");
 
     // An index with its images.
-    let amd64 = image(&app, "amd64", 1000, None).await;
-    let arm64 = image(&app, "arm64", 1000, None).await;
+    let amd64 = store_image(&app, "amd64", 1000, None).await;
+    let arm64 = store_image(&app, "arm64", 1000, None).await;
     let manifests: Vec<serde_json::Value> = [(&amd64, "amd64"), (&arm64, "arm64")]
         .iter()
         .map(|((digest, size), arch)| serde_json::json!({"mediaType": media_type::OCI_IMAGE_MANIFEST, "digest": digest, "size": size, "platform": {"os": "linux", "architecture": arch}}))
@@ -102,7 +69,7 @@ async fn a_replication_cut_by_a_fault_resumes_where_it_stopped() {
     }
     let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), RegistryOptions::default());
     let app = registry.repository(&"team/app".parse().unwrap());
-    let v1 = image(&app, "big", 3 << 20, Some("v1")).await;
+    let v1 = store_image(&app, "big", 3 << 20, Some("v1")).await;
     let distribution = Distribution::start("", "");
     let proxy = FaultProxy::start(distribution.host().parse().unwrap()).await;
     let quick = wharf_client::Retry::NEVER;
@@ -120,7 +87,7 @@ async fn a_replication_cut_by_a_fault_resumes_where_it_stopped() {
 
 fn push_event(repository: &str, tag: &str, digest: &Digest) -> wharf_mirror::notify::Event {
     wharf_mirror::notify::Event {
-        id: format!("{repository}:{tag}"),
+        id: format!("{repository}:{tag}@{digest}"),
         timestamp: "2026-12-07T10:00:00Z".into(),
         action: wharf_mirror::notify::Action::Push,
         target: wharf_mirror::notify::Target {
@@ -156,9 +123,9 @@ async fn pushes_replicated_in_order_and_a_target_down_catches_up() {
     let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), RegistryOptions::default());
     let app = registry.repository(&"team/app".parse().unwrap());
     let other = registry.repository(&"other/app".parse().unwrap());
-    let v1 = image(&app, "v1", 1000, Some("v1.0.0")).await;
-    let dev = image(&app, "dev", 1000, Some("dev")).await;
-    let elsewhere = image(&other, "x", 1000, Some("v1.0.0")).await;
+    let v1 = store_image(&app, "v1", 1000, Some("v1.0.0")).await;
+    let dev = store_image(&app, "dev", 1000, Some("dev")).await;
+    let elsewhere = store_image(&other, "x", 1000, Some("v1.0.0")).await;
     let distribution = Distribution::start("", "");
     let proxy = FaultProxy::start(distribution.host().parse().unwrap()).await;
     let client = Client::builder().plain_http(&proxy.host()).retry(wharf_client::Retry::NEVER).build().unwrap();
@@ -177,7 +144,7 @@ async fn pushes_replicated_in_order_and_a_target_down_catches_up() {
     // The registry restarts (the queue is in its store) and the target comes back.
     drop(replicator);
     let restarted = wharf_mirror::replicate::Replicator::new(&registry, vec![rule(target.clone())], "one").unwrap();
-    let v2 = image(&app, "v2", 1000, Some("v2.0.0")).await;
+    let v2 = store_image(&app, "v2", 1000, Some("v2.0.0")).await;
     restarted.on_event(&push_event("team/app", "v2.0.0", &v2.0)).await.unwrap();
     proxy.refuse_next(0, 503, None);
     // Let the refusals already queued run out.
@@ -209,8 +176,8 @@ async fn a_sync_copies_what_the_target_lacks() {
     }
     let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), RegistryOptions::default());
     let app = registry.repository(&"team/app".parse().unwrap());
-    let v1 = image(&app, "v1", 1000, Some("v1.0.0")).await;
-    image(&app, "dev", 1000, Some("dev")).await;
+    let v1 = store_image(&app, "v1", 1000, Some("v1.0.0")).await;
+    store_image(&app, "dev", 1000, Some("dev")).await;
     let distribution = Distribution::start("", "");
     let dr = target(&distribution.host());
     let replicator = wharf_mirror::replicate::Replicator::new(&registry, vec![rule(dr.clone())], "one").unwrap();
@@ -220,4 +187,49 @@ async fn a_sync_copies_what_the_target_lacks() {
     assert_eq!(remote.manifest_descriptor("v1.0.0").await.unwrap().unwrap().digest, v1.0);
     assert!(remote.manifest_descriptor("dev").await.unwrap().is_none());
     assert_eq!(replicator.sync().await.unwrap().manifests, 0, "nothing left to copy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_pushed_later_follow_their_subject() {
+    if !has_peer("docker-registry", "signatures_pushed_later_follow_their_subject") {
+        return;
+    }
+    let registry = Registry::new(Arc::new(wharf_storage::MemoryDriver::new()), RegistryOptions::default());
+    let app = registry.repository(&"team/app".parse().unwrap());
+    let v1 = store_image(&app, "v1", 1000, Some("v1.0.0")).await;
+    let dev = store_image(&app, "dev", 1000, Some("dev")).await;
+    let distribution = Distribution::start("", "");
+    let dr = target(&distribution.host());
+    let replicator = wharf_mirror::replicate::Replicator::new(&registry, vec![rule(dr.clone())], "one").unwrap();
+    replicator.on_event(&push_event("team/app", "v1.0.0", &v1.0)).await.unwrap();
+    assert_eq!(replicator.process(0).await.unwrap(), 1);
+    let remote = dr.client.repository(&dr.host, "dr/team/app");
+    assert!(remote.referrers(&v1.0, None).await.unwrap().is_empty());
+
+    // The release is signed after it was copied, and so is dev, which the rule does not take.
+    let signed = store_signature(&app, &v1, "v1 signed").await;
+    let dev_signed = store_signature(&app, &dev, "dev signed").await;
+    for signature in [&signed, &dev_signed] {
+        replicator.on_event(&push_event("team/app", "", signature)).await.unwrap();
+    }
+    // A manifest pushed by digest that refers to nothing is no replication.
+    replicator.on_event(&push_event("team/app", "", &dev.0)).await.unwrap();
+    assert_eq!(replicator.process(0).await.unwrap(), 2, "the two signatures, and no more");
+    let referrers = remote.referrers(&v1.0, None).await.unwrap();
+    assert_eq!(referrers.iter().map(|d| &d.digest).collect::<Vec<_>>(), [&signed], "the signature followed");
+    assert!(remote.manifest_descriptor(dev_signed.as_str()).await.unwrap().is_none(), "dev's stayed");
+    assert!(remote.manifest_descriptor(dev.0.as_str()).await.unwrap().is_none());
+
+    // A signature no event announced (a target that was down past its queue) is caught up
+    // by the sync.
+    let attested = store_signature(&app, &v1, "v1 attested").await;
+    let copied = replicator.sync().await.unwrap();
+    assert_eq!(copied.manifests, 2, "the new signature, and the tag pushed again: {copied:?}");
+    let mut referrers: Vec<Digest> =
+        remote.referrers(&v1.0, None).await.unwrap().into_iter().map(|d| d.digest).collect();
+    referrers.sort();
+    let mut expected = vec![signed, attested];
+    expected.sort();
+    assert_eq!(referrers, expected);
+    assert_eq!(replicator.sync().await.unwrap(), Default::default(), "nothing left to copy");
 }

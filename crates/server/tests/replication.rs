@@ -1,11 +1,12 @@
 //! Replication from the server (`replication:`) to Debian's `docker-registry`: a skopeo push
-//! of a release copied there, with its image's bytes, and a push the rules do not take left.
+//! of a release copied there, with its image's bytes, and a push the rules do not take left;
+//! and what was stored without a push (no event) copied on the schedule, with its signature.
 #![cfg(feature = "mirror")]
 
 use std::time::Duration;
 
 use wharf_testing::http::RunningServer;
-use wharf_testing::images::Images;
+use wharf_testing::images::{Images, store_image, store_signature};
 use wharf_testing::peers::{Distribution, has_peer, skopeo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,16 +51,58 @@ async fn releases_pushed_to_the_registry_are_replicated() {
     }
     // `dev` is no release: never copied.
     assert!(remote.manifest_descriptor("dev").await.unwrap().is_none());
+    // The release signed afterwards (by digest, with its subject): the signature follows.
+    let server = wharf_testing::http::Target::remote(format!("http://{address}"));
+    let empty = wharf_testing::http::push_blob(&server, "team/app", b"{}").await;
+    let payload = wharf_testing::http::push_blob(&server, "team/app", b"signed").await;
+    let subject = usize::try_from(remote.manifest_descriptor(here.as_str()).await.unwrap().unwrap().size).unwrap();
+    let signature = wharf_testing::http::image_manifest((&empty, 2), &[(&payload, 6)], Some((here.as_str(), subject)));
+    let signed = wharf_testing::http::sha256(&signature);
+    wharf_testing::http::put_manifest(&server, "team/app", &signed, &signature).await;
+    wharf_testing::eventually("the signature replicated", Duration::from_secs(20), async || {
+        remote.referrers(&here, None).await.is_ok_and(|r| r.iter().any(|d| d.digest.as_str() == signed))
+    })
+    .await;
     // The replication in the metrics (counted once its queue has recorded it).
     let scrape =
         async || reqwest::get(format!("http://127.0.0.1:{debug_port}/metrics")).await.unwrap().text().await.unwrap();
     wharf_testing::eventually("the replication counted", Duration::from_secs(10), async || {
-        scrape().await.contains("wharf_replications_total 1")
+        scrape().await.contains("wharf_replications_total 2")
     })
     .await;
     let metrics = scrape().await;
     assert!(metrics.contains("wharf_replication_failures_total 0"), "{metrics}");
     let blobs = metrics.lines().find(|l| l.starts_with("wharf_replication_blobs_copied_total ")).unwrap();
-    assert!(blobs.ends_with(" 3"), "a config and two layers: {blobs}");
+    assert!(blobs.ends_with(" 5"), "a config and two layers, then the signature's two: {blobs}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_no_push_announced_is_replicated_on_the_schedule() {
+    if !has_peer("docker-registry", "what_no_push_announced_is_replicated_on_the_schedule") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let target = Distribution::start("", "");
+    let running = RunningServer::from_yaml(&format!(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\nreplication:\n  interval: 1s\n  rules:\n    - name: releases\n      repositories: ['team/**']\n      tags: {{semver: '*'}}\n      targets:\n        - {{name: dr, url: 'http://{}'}}\n",
+        work.path().join("root").display(),
+        target.host()
+    ))
+    .await;
+    // Stored through the embedded API, as a restore or another tool would: no request, so no
+    // event, only the schedule finds them.
+    let app = running.registry.repository(&"team/app".parse().unwrap());
+    let release = store_image(&app, "release", 2000, Some("v2.1.0")).await;
+    let signature = store_signature(&app, &release, "release signed").await;
+    store_image(&app, "dev", 2000, Some("dev")).await;
+    let client = wharf_client::Client::builder().plain_http(&target.host()).build().unwrap();
+    let remote = client.repository(&target.host(), "team/app");
+    wharf_testing::eventually("the release and its signature replicated", Duration::from_secs(20), async || {
+        remote.manifest_descriptor("v2.1.0").await.ok().flatten().is_some_and(|d| d.digest == release.0)
+            && remote.referrers(&release.0, None).await.is_ok_and(|r| r.iter().any(|d| d.digest == signature))
+    })
+    .await;
+    assert!(remote.manifest_descriptor("dev").await.unwrap().is_none(), "dev is no release");
     running.stop().await;
 }
