@@ -35,17 +35,18 @@ impl Example {
         let dir = tempfile::tempdir().unwrap();
         let storage =
             format!("  filesystem:\n    rootdirectory: {}\n{storage_extra}", dir.path().join("root").display());
-        Example::start_in(binary, dir, &storage)
+        Example::start_in(binary, dir, &storage, "")
     }
 
-    /// The example with `storage` as its `storage:` section, its config and log in `dir`.
-    fn start_in(binary: &PathBuf, dir: tempfile::TempDir, storage: &str) -> Example {
+    /// The example with `storage` as its `storage:` section and `sections` after `http:`, its
+    /// config and log in `dir`.
+    fn start_in(binary: &PathBuf, dir: tempfile::TempDir, storage: &str, sections: &str) -> Example {
         let port = peers::free_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n{storage}http:\n  addr: 127.0.0.1:{port}\n  relativeurls: true\n"
+                "version: 0.1\nlog:\n  level: info\nstorage:\n{storage}http:\n  addr: 127.0.0.1:{port}\n  relativeurls: true\n{sections}"
             ),
         )
         .unwrap();
@@ -246,8 +247,8 @@ async fn two_instances_on_one_bucket() {
         grace.as_secs()
     );
     let (a, b) = (
-        Example::start_in(&registry, tempfile::tempdir().unwrap(), &storage),
-        Example::start_in(&registry, tempfile::tempdir().unwrap(), &storage),
+        Example::start_in(&registry, tempfile::tempdir().unwrap(), &storage, ""),
+        Example::start_in(&registry, tempfile::tempdir().unwrap(), &storage, ""),
     );
     let (on_a, on_b) = (a.target(), b.target());
     let mut orphans = Vec::new();
@@ -593,4 +594,51 @@ async fn retention_example_over_http() {
     let (status, _, stderr) = run(args(&["--registry", "ftp://example.com", "--apply"])).await;
     assert_eq!(status, 1);
     assert!(stderr.contains("ftp:// is not http:// or https://"), "{stderr}");
+}
+
+/// Events queued by a registry killed (SIGKILL) while its endpoint was down are delivered, in
+/// the order of their pushes, by the registry started again on the same root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_outlive_a_killed_registry() {
+    let binary = example_binary("registry");
+    let (listener, url) = wharf_testing::events::Listener::serve().await;
+    listener.set_up(false);
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("  filesystem:\n    rootdirectory: {}\n", dir.path().join("root").display());
+    let notifications = format!(
+        "notifications:\n  endpoints:\n    - name: listener\n      url: {url}\n      timeout: 1s\n      threshold: 1\n      backoff: 100ms\n"
+    );
+    let mut example = Example::start_in(&binary, dir, &storage, &notifications);
+    let target = example.target();
+    let mut pushed = Vec::new();
+    for (seed, tag) in (1..).zip(["one", "two", "three"]) {
+        let (_, digest) = common::push_image(&target, "team/app", tag, seed).await;
+        pushed.push(digest);
+    }
+    // Killed while it tries to deliver them, its lease on the queue held.
+    example.child.kill().unwrap();
+    example.child.wait().unwrap();
+    assert!(listener.events().is_empty(), "the endpoint was down");
+    let dir = std::mem::replace(&mut example.dir, tempfile::tempdir().unwrap());
+    drop(example);
+    listener.set_up(true);
+    let again = Example::start_in(&binary, dir, &storage, &notifications);
+    // The dead instance's lease on the queue runs out (15 s) before the new one delivers.
+    let pushes = |events: &[serde_json::Value]| {
+        let mut digests: Vec<String> = Vec::new();
+        let tagged = |e: &&serde_json::Value| e["target"]["tag"].as_str().is_some_and(|tag| !tag.is_empty());
+        for event in events.iter().filter(|e| e["action"] == "push").filter(tagged) {
+            let digest = event["target"]["digest"].as_str().unwrap_or_default().to_owned();
+            if !digests.contains(&digest) {
+                digests.push(digest);
+            }
+        }
+        digests
+    };
+    wharf_testing::eventually("the three pushes delivered", std::time::Duration::from_secs(60), async || {
+        pushes(&listener.events()).len() == 3
+    })
+    .await;
+    assert_eq!(pushes(&listener.events()), pushed, "in the order they were pushed");
+    again.stop();
 }

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+pub mod events;
 pub mod http;
 pub mod images;
 pub mod peers;

@@ -3,44 +3,12 @@
 //! endpoint down while the registry restarts, every event delivered once it is back.
 #![cfg(feature = "mirror")]
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::Request;
-use axum::http::StatusCode;
+use wharf_testing::events::Listener;
 use wharf_testing::http::RunningServer;
 use wharf_testing::images::Images;
 use wharf_testing::peers::{has_peer, skopeo};
-
-/// What the endpoint received, each event as JSON, in order.
-#[derive(Default)]
-struct Listener {
-    events: Mutex<Vec<serde_json::Value>>,
-    up: AtomicBool,
-}
-
-async fn listen(listener: Arc<Listener>) -> String {
-    let router = Router::new().fallback(move |request: Request| {
-        let listener = listener.clone();
-        async move {
-            if !listener.up.load(Ordering::SeqCst) {
-                return StatusCode::SERVICE_UNAVAILABLE;
-            }
-            assert_eq!(request.headers()["content-type"], "application/vnd.docker.distribution.events.v1+json");
-            assert_eq!(request.headers()["authorization"], "Bearer listener-token");
-            let body = axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap();
-            let envelope: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            listener.events.lock().unwrap().extend(envelope["events"].as_array().unwrap().iter().cloned());
-            StatusCode::OK
-        }
-    });
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/events", tcp.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(tcp, router).await.unwrap() });
-    url
-}
 
 async fn server(root: &std::path::Path, url: &str) -> RunningServer {
     RunningServer::from_yaml(&format!(
@@ -68,9 +36,7 @@ async fn a_push_and_a_pull_notified_and_nothing_lost_across_a_restart() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let listener = Arc::new(Listener::default());
-    listener.up.store(true, Ordering::SeqCst);
-    let url = listen(listener.clone()).await;
+    let (listener, url) = Listener::serve().await;
     let root = work.path().join("root");
     let running = server(&root, &url).await;
     let layout = work.path().join("layout");
@@ -100,10 +66,10 @@ async fn a_push_and_a_pull_notified_and_nothing_lost_across_a_restart() {
     let (manifest, blobs) = stored(&running.registry, "v1").await;
     let media_type = "application/vnd.oci.image.manifest.v1+json".to_owned();
     wharf_testing::eventually("the push and the pull notified", Duration::from_secs(10), async || {
-        about(&listener.events.lock().unwrap(), &manifest).len() >= 2
+        about(&listener.events(), &manifest).len() >= 2
     })
     .await;
-    let events = listener.events.lock().unwrap().clone();
+    let events = listener.events();
     let seen = about(&events, &manifest);
     assert!(seen.contains(&("push".to_owned(), media_type.clone(), "v1".to_owned())), "{seen:?}");
     assert!(seen.contains(&("pull".to_owned(), media_type.clone(), "v1".to_owned())), "{seen:?}");
@@ -124,7 +90,7 @@ async fn a_push_and_a_pull_notified_and_nothing_lost_across_a_restart() {
     }
 
     // The endpoint goes down; a push comes; the registry restarts; the endpoint comes back.
-    listener.up.store(false, Ordering::SeqCst);
+    listener.set_up(false);
     let other = Images::runnable("v2");
     let layout2 = work.path().join("layout2");
     other.write_layout(&layout2);
@@ -132,17 +98,24 @@ async fn a_push_and_a_pull_notified_and_nothing_lost_across_a_restart() {
     tokio::task::spawn_blocking(move || skopeo(&["copy", "--dest-tls-verify=false", &from, &to])).await.unwrap();
     let (v2, blobs) = stored(&running.registry, "v2").await;
     running.stop().await;
-    let before = listener.events.lock().unwrap().len();
+    let before = listener.events().len();
     let restarted = server(&root, &url).await;
-    listener.up.store(true, Ordering::SeqCst);
+    listener.set_up(true);
     wharf_testing::eventually("the push made while the endpoint was down", Duration::from_secs(30), async || {
-        !about(&listener.events.lock().unwrap(), &v2).is_empty()
+        !about(&listener.events(), &v2).is_empty()
     })
     .await;
-    let events = listener.events.lock().unwrap().clone();
+    let events = listener.events();
     assert_eq!(about(&events[before..], &v2), [("push".to_owned(), media_type, "v2".to_owned())]);
     for blob in &blobs {
         assert!(about(&events[before..], blob).iter().any(|(action, ..)| action == "push"), "{blob}");
+    }
+    // Every envelope as Distribution sends it, with the endpoint's headers.
+    let headers = listener.headers();
+    assert!(!headers.is_empty());
+    for (content_type, authorization) in headers {
+        assert_eq!(content_type, "application/vnd.docker.distribution.events.v1+json");
+        assert_eq!(authorization, "Bearer listener-token");
     }
     restarted.stop().await;
 }
