@@ -531,6 +531,10 @@ fn remote_client(
         "http" => builder = builder.plain_http(&host),
         other => return Err(invalid(&at, format!("{other}:// is not http:// or https://"))),
     }
+    let mut tls = section.section("tls")?;
+    if !tls.is_empty() {
+        builder = remote_tls(&mut tls, &host, builder)?;
+    }
     let exec = section.section("exec")?;
     match (section.string("username")?, section.string("password")?) {
         (Some(_), Some(_)) if !exec.is_empty() => {
@@ -631,6 +635,61 @@ fn replication_config(
     wharf_mirror::replicate::Replicator::new(&registry, rules.clone(), "check")
         .map_err(|e| invalid("replication.rules", e))?;
     Ok(Some(Replication { rules, sync_interval }))
+}
+
+/// A remote's `tls`: `rootcas` (files of certificates to trust besides the system's),
+/// `certificate` and `key` (a client certificate), `certdir` (a folder laid out as docker's
+/// `certs.d/<host>`) and `insecureskipverify`.
+#[cfg(feature = "mirror")]
+fn remote_tls(
+    tls: &mut Section,
+    host: &str,
+    mut builder: wharf_client::ClientBuilder,
+) -> Result<wharf_client::ClientBuilder, ConfigError> {
+    let read =
+        |key: &str, path: &str| std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path}: {e}")));
+    let rootcas = tls.key("rootcas");
+    let paths = match tls.take("rootcas") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(path)) => vec![path],
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(path) => Ok(path),
+                _ => Err(invalid(&rootcas, "expected a list of file paths")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(invalid(&rootcas, "expected a list of file paths")),
+    };
+    for path in paths {
+        let pem = read(&rootcas, &path)?;
+        builder = builder.root_certificates(&pem).map_err(|e| invalid(&rootcas, format!("{path}: {e}")))?;
+    }
+    match (tls.string("certificate")?, tls.string("key")?) {
+        (Some(certificate), Some(key)) => {
+            let at = tls.key("certificate");
+            let mut pem = read(&at, &certificate)?;
+            pem.push(b'\n');
+            pem.extend(read(&tls.key("key"), &key)?);
+            builder = builder.client_certificate(&pem).map_err(|e| invalid(&at, format!("{certificate}: {e}")))?;
+        }
+        (None, None) => {}
+        _ => return Err(invalid(&tls.key("key"), "certificate and key go together")),
+    }
+    if let Some(dir) = tls.string("certdir")? {
+        builder =
+            builder.cert_dir(std::path::Path::new(&dir)).map_err(|e| invalid(&tls.key("certdir"), e.to_string()))?;
+    }
+    if tls.boolean("insecureskipverify")?.unwrap_or(false) {
+        builder = builder.insecure(host);
+    }
+    if let Some(key) = tls.map.keys().next() {
+        return Err(invalid(
+            &tls.key(key),
+            "not a key of tls (rootcas, certificate, key, certdir, insecureskipverify)",
+        ));
+    }
+    Ok(builder)
 }
 
 /// One upstream: `url`, and the section's `name`, `prefix`, `username`, `password`, `ttl`.
@@ -1478,9 +1537,50 @@ health:
                 "letters, digits",
             ),
             ("replication: {interval: 0s, rules: []}", "replication.interval", "above zero"),
+            (
+                "replication: {rules: [{name: r, targets: [{url: 'https://a', tls: {rootcas: [/nonexistent/ca.pem]}}]}]}",
+                "replication.rules[0].targets[0].tls.rootcas",
+                "cannot read /nonexistent/ca.pem",
+            ),
+            (
+                "replication: {rules: [{name: r, targets: [{url: 'https://a', tls: {rootcas: 7}}]}]}",
+                "replication.rules[0].targets[0].tls.rootcas",
+                "a list of file paths",
+            ),
+            (
+                "replication: {rules: [{name: r, targets: [{url: 'https://a', tls: {certificate: /c.pem}}]}]}",
+                "replication.rules[0].targets[0].tls.key",
+                "go together",
+            ),
+            (
+                "replication: {rules: [{name: r, targets: [{url: 'https://a', tls: {verify: false}}]}]}",
+                "replication.rules[0].targets[0].tls.verify",
+                "not a key of tls",
+            ),
+            (
+                "proxy: {remoteurl: 'https://a', tls: {certdir: /nonexistent/certs.d}}",
+                "proxy.tls.certdir",
+                "/nonexistent/certs.d",
+            ),
         ] {
             refused(text, key, words);
         }
+        // A file that holds no certificate is named too.
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        let text = format!(
+            "replication: {{rules: [{{name: r, targets: [{{url: 'https://a', tls: {{rootcas: [{}]}}}}]}}]}}",
+            empty.display()
+        );
+        refused(&text, "replication.rules[0].targets[0].tls.rootcas", &empty.display().to_string());
+        // insecureskipverify for one target: read, and nothing left over.
+        let config = load(
+            "storage: {inmemory: {}}\nreplication: {rules: [{name: r, targets: [{url: 'https://a', tls: {insecureskipverify: true}}]}]}\n",
+            &[],
+        )
+        .unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     }
 
     #[test]

@@ -106,3 +106,43 @@ async fn what_no_push_announced_is_replicated_on_the_schedule() {
     assert!(remote.manifest_descriptor("dev").await.unwrap().is_none(), "dev is no release");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_over_tls_with_credentials() {
+    let test = "replicated_over_tls_with_credentials";
+    if !has_peer("docker-registry", test) || !has_peer("openssl", test) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    wharf_testing::peers::self_signed_for_loopback(dir, "target");
+    let hash = bcrypt::hash("replica-pass", 5).unwrap();
+    std::fs::write(dir.join("htpasswd"), format!("replicator:{hash}\n")).unwrap();
+    let (crt, key) = (dir.join("target.crt"), dir.join("target.key"));
+    let tls = format!("  tls:\n    certificate: {}\n    key: {}\n", crt.display(), key.display());
+    let auth = format!("auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n", dir.join("htpasswd").display());
+    let target = Distribution::start(&tls, &auth);
+    let running = RunningServer::from_yaml(&format!(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\nreplication:\n  rules:\n    - name: all\n      targets:\n        - name: dr\n          url: 'https://{}'\n          username: replicator\n          password: replica-pass\n          tls: {{rootcas: ['{}']}}\n",
+        dir.join("root").display(),
+        target.host(),
+        crt.display()
+    ))
+    .await;
+    let server = wharf_testing::http::Target::remote(format!("http://{}", running.address));
+    let (_, digest) = wharf_testing::http::push_image(&server, "team/app", "v1", 7).await;
+    let credentials = wharf_client::StaticCredentials::new()
+        .with(&target.host(), wharf_client::Credential::basic("replicator", "replica-pass"));
+    let client = wharf_client::Client::builder()
+        .root_certificates(&std::fs::read(&crt).unwrap())
+        .unwrap()
+        .credentials(credentials)
+        .build()
+        .unwrap();
+    let remote = client.repository(&target.host(), "team/app");
+    wharf_testing::eventually("the image replicated over TLS", Duration::from_secs(20), async || {
+        remote.manifest_descriptor("v1").await.ok().flatten().is_some_and(|d| d.digest.as_str() == digest)
+    })
+    .await;
+    running.stop().await;
+}
