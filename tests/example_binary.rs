@@ -642,3 +642,46 @@ async fn notifications_outlive_a_killed_registry() {
     assert_eq!(pushes(&listener.events()), pushed, "in the order they were pushed");
     again.stop();
 }
+
+/// A mirror killed (SIGKILL) while it streams an uncached layer to its first client, started
+/// again on the same root: the layer is served whole and true to its digest, and a pull of
+/// the image finds everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_killed_mid_transfer_serves_the_whole_blob_after() {
+    let binary = example_binary("registry");
+    let upstream = Example::start(&binary, "");
+    let origin = upstream.target();
+    let layer = wharf_testing::images::content("killed mid-transfer", 24 << 20);
+    let layer_digest = common::push_blob(&origin, "team/app", &layer).await;
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = common::push_blob(&origin, "team/app", config).await;
+    let manifest = common::image_manifest((&config_digest, config.len()), &[(&layer_digest, layer.len())], None);
+    common::put_manifest(&origin, "team/app", "v1", &manifest).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("  filesystem:\n    rootdirectory: {}\n", dir.path().join("root").display());
+    let proxy = format!("proxy:\n  remoteurl: http://127.0.0.1:{}\n", upstream.port);
+    let mut mirror = Example::start_in(&binary, dir, &storage, &proxy);
+    let url = |port: u16| format!("http://127.0.0.1:{port}/v2/team/app/blobs/{layer_digest}");
+    let mut response = reqwest::get(url(mirror.port)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.chunk().await.unwrap().is_some_and(|first| !first.is_empty()));
+    mirror.child.kill().unwrap();
+    mirror.child.wait().unwrap();
+    // The first client's answer ends short of the layer: an error, never a whole answer.
+    let mut received = 0;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        received += chunk.len();
+    }
+    assert!(received < layer.len());
+    let dir = std::mem::replace(&mut mirror.dir, tempfile::tempdir().unwrap());
+    drop(mirror);
+    let again = Example::start_in(&binary, dir, &storage, &proxy);
+    let whole = reqwest::get(url(again.port)).await.unwrap().bytes().await.unwrap();
+    assert_eq!(common::sha256(&whole), layer_digest);
+    // And once more, from the cache.
+    let cached = reqwest::get(url(again.port)).await.unwrap().bytes().await.unwrap();
+    assert_eq!(common::sha256(&cached), layer_digest);
+    again.stop();
+    upstream.stop();
+}

@@ -571,17 +571,19 @@ impl PullThrough {
                 (Ok(()), Err(e)) => Err(format!("the cache did not keep it: {e}")),
                 (Ok(()), Ok(_)) => Ok(()),
             };
-            if let Some(client) = client {
-                let _ = match (&outcome, last) {
-                    (Ok(()), Some(last)) => client.send(Ok(last)).await,
-                    (Ok(()), None) => Ok(()),
-                    (Err(reason), _) => client.send(Err(std::io::Error::other(reason.clone()))).await,
-                };
-            }
             if let Err(reason) = &outcome {
                 tracing::warn!(upstream = %name, %digest, reason, "a blob's transfer from upstream failed");
             }
-            leader.finish(outcome);
+            // The transfer ends for everyone before the first client hears of it: a client
+            // that asks again once told makes a transfer of its own.
+            leader.finish(outcome.clone());
+            if let Some(client) = client {
+                let _ = match (outcome, last) {
+                    (Ok(()), Some(last)) => client.send(Ok(last)).await,
+                    (Ok(()), None) => Ok(()),
+                    (Err(reason), _) => client.send(Err(std::io::Error::other(reason))).await,
+                };
+            }
         });
         let stream = futures::stream::unfold(for_client, |mut rx| async move { Some((rx.recv().await?, rx)) });
         Ok(BlobFetch::Streaming { size, stream: stream.boxed() })

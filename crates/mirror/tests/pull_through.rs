@@ -398,3 +398,143 @@ async fn a_sync_brings_the_chosen_tags_in_before_anyone_asks() {
     assert_eq!(mirror.manifest(&route, &tag("v1.0.0")).await.unwrap(), v1);
     assert!(matches!(mirror.blob(&route, &amd64_layer).await.unwrap(), BlobFetch::Cached));
 }
+
+/// What a streamed fetch gave its client: the bytes that came, and whether it ended well.
+async fn streamed(fetch: BlobFetch) -> (usize, Result<(), String>) {
+    let BlobFetch::Streaming { stream, .. } = fetch else { panic!("an uncached blob streams") };
+    let items: Vec<std::io::Result<Bytes>> = stream.collect().await;
+    let received = items.iter().filter_map(|item| item.as_ref().ok()).map(Bytes::len).sum();
+    let outcome = items.iter().find_map(|item| item.as_ref().err()).map_or(Ok(()), |e| Err(e.to_string()));
+    (received, outcome)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_cut_midway_resumes_from_where_it_was_cut() {
+    let (origin, served) = upstream().await;
+    let (_, layer, layer_bytes) = image(&origin.repository(&name("library/alpine")), "cut", 1 << 20, "3.20").await;
+    let proxy = wharf_testing::proxy::FaultProxy::start(served.host.parse().unwrap()).await;
+    let (registry, mirror) = cache(vec![Upstream::new("docker.io", proxy.host(), client(&proxy.host()))]);
+    let route = mirror.route(&name("library/alpine"), None).unwrap();
+    let before = proxy.bytes(wharf_testing::proxy::Direction::Downstream);
+    // The connection that carries the layer is cut halfway through it.
+    proxy.cut_after(wharf_testing::proxy::Direction::Downstream, 1 << 19);
+    let fetch = mirror.blob(&route, &layer).await.unwrap();
+    assert_eq!(bytes_of(fetch, &registry, &route, &layer).await, layer_bytes);
+    let carried = proxy.bytes(wharf_testing::proxy::Direction::Downstream) - before;
+    assert!(carried < (1 << 20) + (1 << 18), "the rest asked for, not the whole again: {carried} bytes");
+    assert!(proxy.connections() >= 2, "a new connection for the rest");
+    wharf_testing::eventually("the layer kept", Duration::from_secs(5), async || {
+        registry.repository(&name("library/alpine")).stat_blob(&layer).await.is_ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_lost_midway_fails_the_clients_and_keeps_nothing() {
+    // An upstream that, while `lost`, sends half of a blob and breaks off, then answers 503.
+    let whole = Bytes::from(content("lost midway", 1 << 20));
+    let digest = Digest::sha256(&whole);
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (body, down) = (whole.clone(), lost.clone());
+    let router = Router::new().fallback(move |request: Request| {
+        let (body, down) = (body.clone(), down.load(Ordering::SeqCst));
+        async move {
+            let ranged = request.headers().contains_key("range");
+            let mut response = if request.method() == axum::http::Method::HEAD {
+                axum::response::Response::new(axum::body::Body::empty())
+            } else if down && ranged {
+                let mut refused = axum::response::Response::new(axum::body::Body::empty());
+                *refused.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                return refused;
+            } else if down {
+                let half = body.slice(..body.len() / 2);
+                let chunks: Vec<std::io::Result<Bytes>> = vec![Ok(half), Err(std::io::Error::other("lost"))];
+                axum::response::Response::new(axum::body::Body::from_stream(futures::stream::iter(chunks)))
+            } else {
+                axum::response::Response::new(axum::body::Body::from(body.clone()))
+            };
+            response.headers_mut().insert("content-length", body.len().into());
+            response
+        }
+    });
+    let served = serve(router).await;
+    let (registry, mirror) = cache(vec![Upstream::new("lossy", &served.host, client(&served.host))]);
+    let route = mirror.route(&name("x"), None).unwrap();
+    // A second request joins the transfer under way and hears how it ended.
+    let (first, second) = futures::join!(mirror.blob(&route, &digest), async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        mirror.blob(&route, &digest).await
+    });
+    let (received, outcome) = streamed(first.unwrap()).await;
+    assert!(outcome.is_err() && received < whole.len(), "{received} bytes, {outcome:?}");
+    match second {
+        Err(Error::Transfer { reason, .. }) => assert!(!reason.is_empty()),
+        // Had it come after the transfer ended, it would have made one of its own, which fails
+        // the same way.
+        Ok(fetch) => assert!(streamed(fetch).await.1.is_err()),
+        Err(other) => panic!("{other}"),
+    }
+    assert!(registry.repository(&name("x")).stat_blob(&digest).await.is_err(), "nothing half kept");
+    // The upstream back: a client that saw the failure asks again and gets it whole.
+    lost.store(false, Ordering::SeqCst);
+    let fetch = mirror.blob(&route, &digest).await.unwrap();
+    assert_eq!(bytes_of(fetch, &registry, &route, &digest).await, whole);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failing_at_each_step_of_a_fetch_keeps_nothing_half_written() {
+    use wharf_storage::{Fault, FaultInjector, Operation};
+    let (origin, served) = upstream().await;
+    let (_, layer, layer_bytes) = image(&origin.repository(&name("library/alpine")), "store", 300_000, "3.20").await;
+    for operation in [Operation::Writer, Operation::Write, Operation::Commit, Operation::PutContent] {
+        let faulty = Arc::new(FaultInjector::new(wharf_storage::MemoryDriver::new()));
+        let registry = Registry::new(faulty.clone(), RegistryOptions::default());
+        let mirror = PullThrough::new(&registry, vec![Upstream::new("docker.io", &served.host, client(&served.host))]);
+        let route = mirror.route(&name("library/alpine"), None).unwrap();
+        faulty.inject(Fault::fail(operation).times(1));
+        // The store failing before the transfer begins fails the request; failing during it
+        // ends the client's stream in an error: never a whole answer from a blob not kept.
+        let (received, outcome) = match mirror.blob(&route, &layer).await {
+            Ok(fetch) => streamed(fetch).await,
+            Err(e) => (0, Err(e.to_string())),
+        };
+        let kept = registry.repository(&name("library/alpine")).stat_blob(&layer).await.is_ok();
+        if operation != Operation::PutContent {
+            assert!(outcome.is_err(), "{operation:?}: the fault reached the fetch");
+        }
+        match outcome {
+            Ok(()) => assert!(received == layer_bytes.len() && kept, "{operation:?}: a whole answer, and kept"),
+            Err(reason) => {
+                assert!(received < layer_bytes.len(), "{operation:?}: {reason}");
+                assert!(!kept, "{operation:?}: a failed fetch keeps nothing");
+            }
+        }
+        // The store works again: the blob comes whole.
+        let fetch = mirror.blob(&route, &layer).await.unwrap();
+        assert_eq!(bytes_of(fetch, &registry, &route, &layer).await, layer_bytes, "{operation:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_mirrors_on_one_store_fetching_one_blob_at_once() {
+    let (origin, served) = upstream().await;
+    let (_, layer, layer_bytes) = image(&origin.repository(&name("library/alpine")), "two", 1 << 20, "3.20").await;
+    let store: Arc<dyn wharf_storage::StorageDriver> = Arc::new(wharf_storage::MemoryDriver::new());
+    let instance = || {
+        let registry = Registry::new(store.clone(), RegistryOptions::default());
+        let mirror = PullThrough::new(&registry, vec![Upstream::new("docker.io", &served.host, client(&served.host))]);
+        (registry, mirror)
+    };
+    let ((a_registry, a), (b_registry, b)) = (instance(), instance());
+    let route = a.route(&name("library/alpine"), None).unwrap();
+    let (from_a, from_b) = futures::join!(
+        async { bytes_of(a.blob(&route, &layer).await.unwrap(), &a_registry, &route, &layer).await },
+        async { bytes_of(b.blob(&route, &layer).await.unwrap(), &b_registry, &route, &layer).await },
+    );
+    assert_eq!(from_a, layer_bytes);
+    assert_eq!(from_b, layer_bytes);
+    // One blob in the store, whole, whichever instance placed it.
+    let (_, stream) = a_registry.repository(&name("library/alpine")).read_blob(&layer, 0).await.unwrap();
+    let stored: Vec<Bytes> = stream.try_collect().await.unwrap();
+    assert_eq!(stored.concat(), layer_bytes);
+}
