@@ -110,7 +110,7 @@ struct RepositoryScan {
     /// Blobs the kept manifests use (manifests included).
     marked: HashSet<Digest>,
     kept: usize,
-    /// The revisions found, to tell the re-check which ones are new.
+    /// The revisions read (their links found), to tell the re-check which ones are new.
     revisions: HashSet<Digest>,
 }
 
@@ -396,7 +396,10 @@ impl Registry {
             }
         }
         let doomed = manifests.keys().filter(|d| !kept.contains(*d)).cloned().collect();
-        Ok(RepositoryScan { name, doomed, marked, kept: kept.len(), revisions: revisions.into_iter().collect() })
+        // Only the revisions read count as seen: a folder listed before its link was written
+        // (a push under way) is new to the re-check, which keeps what it needs.
+        let revisions = manifests.keys().cloned().collect();
+        Ok(RepositoryScan { name, doomed, marked, kept: kept.len(), revisions })
     }
 
     /// What was written since the re-check's start needs: blobs set aside, and manifests

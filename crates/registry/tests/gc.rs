@@ -435,3 +435,44 @@ async fn few_s3_requests_per_deleted_blob() {
     }
     assert!(per_blob <= 2.0, "{requests} S3 requests for {ORPHANS} deleted blobs");
 }
+
+/// A push's revision folder is listed by the mark before its link is in it (the link is
+/// being written); the push then completes, tag and all, while the collection goes on. Its
+/// manifest and everything it references must outlive the collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_listed_before_its_link_was_written_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(FaultInjector::new(FilesystemDriver::new(dir.path()).unwrap()));
+    let registry = Registry::new(faulty.clone(), RegistryOptions::default());
+    let repository = registry.repository(&name("race/app"));
+    // The push so far: its blobs, its manifest's bytes, and the folder of its revision link.
+    let config = push_blob(&repository, br#"{"seed":"race"}"#).await;
+    let layer = push_blob(&repository, b"layer race").await;
+    let manifest = common::image_manifest(&config, 15, &[(&layer, 10)]);
+    let digest = Digest::sha256(manifest.as_bytes());
+    faulty.put_content(&layout::blob_data(&digest), Bytes::from(manifest.clone())).await.unwrap();
+    let link = layout::revision_link(repository.name(), &digest);
+    let folder = dir.path().join(link.trim_start_matches('/')).parent().unwrap().to_owned();
+    std::fs::create_dir_all(&folder).unwrap();
+
+    // The collection waits once it has marked, before it looks for unused blobs.
+    let gate = wharf_storage::Gate::new();
+    faulty.inject(Fault::hold(Operation::Walk, &gate).on_paths_containing("/v2/blobs").times(1));
+    let collector = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let mut untagged = options();
+            untagged.delete_untagged = true;
+            registry.collect_garbage(&untagged).await
+        })
+    };
+    gate.reached().await;
+    // Meanwhile the push completes.
+    repository.put_manifest(&"v1".parse().unwrap(), Bytes::from(manifest), None).await.unwrap();
+    gate.open();
+    let report = collector.await.unwrap().unwrap();
+    for kept in [&digest, &config, &layer] {
+        assert!(blob_exists(&registry, kept).await, "{kept} was deleted: {report:?}");
+    }
+    assert_eq!(repository.get_manifest(&"v1".parse().unwrap()).await.unwrap().digest, digest);
+}

@@ -73,11 +73,71 @@ pub struct Fault {
     effect: Effect,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Effect {
     Fail,
     Delay(Duration),
     Panic,
+    Hold(Gate),
+}
+
+/// A point where the calls a [`Fault::hold`] hits wait until the test opens it: the test
+/// learns when a call got there, does what should happen meanwhile, and lets it go on. Clones
+/// share the gate.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use wharf_storage::{Fault, FaultInjector, Gate, MemoryDriver, Operation, StorageDriver};
+///
+/// let driver = Arc::new(FaultInjector::new(MemoryDriver::new()));
+/// let gate = Gate::new();
+/// driver.inject(Fault::hold(Operation::Stat, &gate).times(1));
+/// let stat = tokio::spawn({
+///     let driver = driver.clone();
+///     async move { driver.stat("/a").await }
+/// });
+/// gate.reached().await; // the stat waits here
+/// driver.put_content("/a", "written meanwhile".into()).await.unwrap();
+/// gate.open();
+/// assert_eq!(stat.await.unwrap().unwrap().size, 17);
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gate {
+    /// Calls that got to the gate, and whether it is open.
+    state: Arc<tokio::sync::watch::Sender<(usize, bool)>>,
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate::new()
+    }
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Gate {
+        Gate { state: Arc::new(tokio::sync::watch::channel((0, false)).0) }
+    }
+
+    /// Waits until a call has got to the gate.
+    pub async fn reached(&self) {
+        let mut state = self.state.subscribe();
+        // The sender lives in `self`: the wait ends only when a call arrives.
+        let _ = state.wait_for(|(arrived, _)| *arrived > 0).await;
+    }
+
+    /// Lets every call at the gate, and every later one, through.
+    pub fn open(&self) {
+        self.state.send_modify(|(_, open)| *open = true);
+    }
+
+    async fn pass(&self) {
+        self.state.send_modify(|(arrived, _)| *arrived = arrived.saturating_add(1));
+        let mut state = self.state.subscribe();
+        let _ = state.wait_for(|(_, open)| *open).await;
+    }
 }
 
 impl Fault {
@@ -95,6 +155,12 @@ impl Fault {
     /// Delays every call of `operation` by `delay`, then lets it through.
     pub fn delay(operation: Operation, delay: Duration) -> Fault {
         Fault { operation, path_contains: None, skip: 0, times: None, effect: Effect::Delay(delay) }
+    }
+
+    /// Holds every call of `operation` at `gate` until the gate is opened, then lets it
+    /// through: for a test that makes something happen at an exact point of another's work.
+    pub fn hold(operation: Operation, gate: &Gate) -> Fault {
+        Fault { operation, path_contains: None, skip: 0, times: None, effect: Effect::Hold(gate.clone()) }
     }
 
     /// Only calls whose path contains `fragment`.
@@ -161,6 +227,7 @@ impl<D: StorageDriver> FaultInjector<D> {
 async fn check(schedule: &Mutex<Schedule>, driver: &'static str, operation: Operation, path: &str) -> Result<()> {
     let mut delay = Duration::ZERO;
     let (mut fail, mut panic) = (false, false);
+    let mut gates = Vec::new();
     {
         let mut schedule = schedule.lock().unwrap_or_else(PoisonError::into_inner);
         for (fault, seen) in &mut schedule.faults {
@@ -174,10 +241,11 @@ async fn check(schedule: &Mutex<Schedule>, driver: &'static str, operation: Oper
             if hit < fault.skip || fault.times.is_some_and(|times| hit - fault.skip >= times) {
                 continue;
             }
-            match fault.effect {
-                Effect::Delay(d) => delay += d,
+            match &fault.effect {
+                Effect::Delay(d) => delay += *d,
                 Effect::Fail => fail = true,
                 Effect::Panic => panic = true,
+                Effect::Hold(gate) => gates.push(gate.clone()),
             }
         }
         if fail || panic {
@@ -185,6 +253,9 @@ async fn check(schedule: &Mutex<Schedule>, driver: &'static str, operation: Oper
         }
     }
     assert!(!panic, "injected panic in {operation} of {path} ({driver})");
+    for gate in gates {
+        gate.pass().await;
+    }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

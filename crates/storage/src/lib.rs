@@ -90,7 +90,7 @@ pub mod testsuite;
 pub use crate::config::{FilesystemConfig, InMemoryConfig, S3Config, StorageConfig};
 pub use crate::error::{BoxError, Error, Result};
 #[cfg(feature = "fault-injection")]
-pub use crate::fault::{Fault, FaultInjector, Operation};
+pub use crate::fault::{Fault, FaultInjector, Gate, Operation};
 #[cfg(feature = "fs")]
 pub use crate::fs::FilesystemDriver;
 pub use crate::memory::MemoryDriver;
