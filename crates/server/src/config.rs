@@ -238,6 +238,8 @@ impl Config {
         let (notifications, event_references) = root.read("notifications", &mut warnings, notifications_config)?;
         #[cfg(feature = "mirror")]
         let replication = root.read("replication", &mut warnings, replication_config)?;
+        #[cfg(feature = "console")]
+        let console = root.section("console")?.finish_with(console_config, &mut warnings)?;
         root.finish(&mut warnings);
 
         let mut server = ServerOptions::default()
@@ -261,6 +263,10 @@ impl Config {
             server.proxy = proxy;
             server.event_references = event_references;
         }
+        #[cfg(feature = "console")]
+        {
+            server.console = console;
+        }
         Ok(Config {
             log,
             storage: storage.driver,
@@ -282,6 +288,31 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// `console`: a Wharf key: `enabled` (default yes) and `path` (default `/ui`), where the
+/// console's pages are served; the path may not be the API's.
+#[cfg(feature = "console")]
+fn console_config(console: &mut Section) -> Result<Option<String>, ConfigError> {
+    if !console.boolean("enabled")?.unwrap_or(true) {
+        let _ = console.string("path")?;
+        return Ok(None);
+    }
+    let path = console.string("path")?.unwrap_or_else(|| "/ui".to_owned());
+    let trimmed = path.trim_matches('/');
+    let valid = !trimmed.is_empty()
+        && trimmed.split('/').all(|segment| {
+            !matches!(segment, "" | "." | "..")
+                && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        && trimmed.split('/').next() != Some("v2");
+    if !valid {
+        return Err(invalid(
+            "console.path",
+            format!("{path:?} is not a path for the console (letters, digits, '-', '_', '.' between slashes; not /v2)"),
+        ));
+    }
+    Ok(Some(format!("/{trimmed}")))
 }
 
 /// `policy`: a Wharf key (Distribution ignores it) naming the tag policy file that pushes
@@ -1492,6 +1523,18 @@ health:
             ),
         ] {
             refused(text, key, words);
+        }
+    }
+
+    #[cfg(feature = "console")]
+    #[test]
+    fn the_console_is_on_at_ui_unless_moved_or_turned_off() {
+        let console = |text: &str| load(&format!("storage: {{inmemory: {{}}}}\n{text}"), &[]).unwrap().server.console;
+        assert_eq!(console(""), Some("/ui".to_owned()));
+        assert_eq!(console("console: {path: /admin/console/}"), Some("/admin/console".to_owned()));
+        assert_eq!(console("console: {enabled: false}"), None);
+        for path in ["/v2", "/", "/a/../b", "/a b", "/ui//x"] {
+            refused(&format!("console: {{path: '{path}'}}"), "console.path", "not a path for the console");
         }
     }
 

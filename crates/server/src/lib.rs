@@ -32,6 +32,8 @@ mod api;
 mod auth;
 #[cfg(feature = "config")]
 mod config;
+#[cfg(feature = "console")]
+mod console;
 mod count;
 mod error;
 mod forwarded;
@@ -134,6 +136,10 @@ pub struct ServerOptions {
     /// `Server` runs it.
     #[cfg(feature = "mirror")]
     pub replicator: Option<wharf_mirror::replicate::Replicator>,
+    /// Where the console is served (`console.path`, a Wharf key): `/ui` by default; `None`
+    /// turns it off (`console.enabled: false`).
+    #[cfg(feature = "console")]
+    pub console: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -164,6 +170,8 @@ impl Default for ServerOptions {
             event_references: false,
             #[cfg(feature = "mirror")]
             replicator: None,
+            #[cfg(feature = "console")]
+            console: Some("/ui".to_owned()),
         }
     }
 }
@@ -296,8 +304,19 @@ impl ServerOptions {
 /// the API get a `404` with the JSON error body).
 pub fn router(registry: wharf_registry::Registry, options: ServerOptions) -> Router {
     let watch = layer::Watch { counter: count::Counter::new(&options) };
+    #[cfg(feature = "console")]
+    let console = options.console.clone().map(|base| {
+        let base = format!("/{}", base.trim_matches('/'));
+        console::router(registry.clone(), Arc::new(options.clone()), &base)
+    });
     let api = Arc::new(api::Api::new(registry, options));
-    Router::new().fallback(api::handle).with_state(api).layer(watch)
+    let app = Router::new().fallback(api::handle).with_state(api);
+    #[cfg(feature = "console")]
+    let app = match console {
+        Some(pages) => pages.merge(app),
+        None => app,
+    };
+    app.layer(watch)
 }
 
 /// The README's examples, compiled and run as doctests.

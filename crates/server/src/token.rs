@@ -164,6 +164,29 @@ impl TokenAuth {
         Ok(Identity { user: if claims.sub.is_empty() { "-".to_owned() } else { claims.sub } })
     }
 
+    /// Who the request's bearer token names, and the repositories it lets them pull.
+    ///
+    /// # Errors
+    /// `UNAUTHORIZED` with a challenge: no token, or an invalid one.
+    pub fn pulls(&self, headers: &HeaderMap) -> Result<(Identity, Vec<String>), ApiError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let Some(token) = token else {
+            return Err(self.challenge(&[], None, "authentication required"));
+        };
+        let claims = self.verify(token).map_err(|e| self.challenge(&[], Some("invalid_token"), &e))?;
+        let names = claims
+            .access
+            .iter()
+            .filter(|a| a.kind == "repository" && a.actions.iter().any(|action| action == "pull" || action == "*"))
+            .map(|a| a.name.clone())
+            .collect();
+        Ok((Identity { user: if claims.sub.is_empty() { "-".to_owned() } else { claims.sub } }, names))
+    }
+
     fn verify(&self, token: &str) -> Result<Claims, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         if !ALGORITHMS.contains(&header.alg) {

@@ -1,0 +1,197 @@
+//! The console's pages over a registry with fixture content: a two-platform index, a signed
+//! image with an SBOM, untagged manifests and a hostile annotation; the catalog's filter and
+//! pages; who sees what under htpasswd and tokens.
+#![cfg(feature = "console")]
+
+use axum::http::{Method, StatusCode};
+use bytes::Bytes;
+use wharf_oci::{Digest, media_type};
+use wharf_registry::{ManifestReference, Registry, Repository};
+use wharf_server::ServerOptions;
+use wharf_testing::http::{Reply, Target, app};
+use wharf_testing::images::{store_blob, store_image, store_signature};
+
+/// What the fixtures stored, to look for in the pages.
+struct Fixtures {
+    index: Digest,
+    amd64: Digest,
+    signed: Digest,
+    signature: Digest,
+    sbom: Digest,
+    untagged: Digest,
+}
+
+/// A referrer of `subject` with `artifact_type`, stored by digest.
+async fn store_artifact(repository: &Repository, subject: &(Digest, usize), artifact_type: &str) -> Digest {
+    let (empty, _) = store_blob(repository, b"{}".to_vec()).await;
+    let (payload, size) = store_blob(repository, format!("{artifact_type} of {}", subject.0).into_bytes()).await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_IMAGE_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": media_type::OCI_EMPTY, "digest": empty, "size": 2},
+        "layers": [{"mediaType": artifact_type, "digest": payload, "size": size}],
+        "subject": {"mediaType": media_type::OCI_IMAGE_MANIFEST, "digest": subject.0, "size": subject.1},
+    });
+    let raw = serde_json::to_vec(&manifest).unwrap();
+    repository.put_manifest(&ManifestReference::Digest(Digest::sha256(&raw)), Bytes::from(raw), None).await.unwrap()
+}
+
+async fn fixtures(registry: &Registry) -> Fixtures {
+    let app = registry.repository(&"team/app".parse().unwrap());
+    // A two-platform index.
+    let amd64 = store_image(&app, "amd64", 3000, None).await;
+    let arm64 = store_image(&app, "arm64", 3000, None).await;
+    let children: Vec<serde_json::Value> = [(&amd64, "amd64"), (&arm64, "arm64")]
+        .iter()
+        .map(|((digest, size), arch)| serde_json::json!({"mediaType": media_type::OCI_IMAGE_MANIFEST, "digest": digest, "size": size, "platform": {"os": "linux", "architecture": arch}}))
+        .collect();
+    let index = serde_json::to_vec(
+        &serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_IMAGE_INDEX, "manifests": children}),
+    )
+    .unwrap();
+    let index = app.put_manifest(&"multi".parse().unwrap(), Bytes::from(index), None).await.unwrap();
+    // A signed image with an SBOM.
+    let signed = store_image(&app, "signed", 5000, Some("v1.0.0")).await;
+    let signature = store_signature(&app, &signed, "signed v1.0.0").await;
+    let sbom = store_artifact(&app, &signed, "application/spdx+json").await;
+    // An image no tag names.
+    let (untagged, _) = store_image(&app, "untagged", 1000, None).await;
+    // An image whose annotation and config hold markup.
+    let config = store_blob(&app, br#"{"architecture":"amd64","os":"linux"}"#.to_vec()).await;
+    let layer = store_blob(&app, b"hostile layer".to_vec()).await;
+    let hostile = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_IMAGE_MANIFEST,
+        "config": {"mediaType": media_type::OCI_IMAGE_CONFIG, "digest": config.0, "size": config.1},
+        "layers": [{"mediaType": media_type::OCI_LAYER_TAR, "digest": layer.0, "size": layer.1}],
+        "annotations": {"org.example.note": "<script>alert('annotation')</script>", "<b>key</b>": "x"},
+    });
+    app.put_manifest(&"hostile".parse().unwrap(), Bytes::from(serde_json::to_vec(&hostile).unwrap()), None)
+        .await
+        .unwrap();
+    // Other repositories, for the catalog.
+    for name in ["team/db", "other/tool"] {
+        store_image(&registry.repository(&name.parse().unwrap()), name, 500, Some("latest")).await;
+    }
+    Fixtures { index, amd64: amd64.0, signed: signed.0, signature, sbom, untagged }
+}
+
+fn text(reply: &Reply) -> String {
+    String::from_utf8_lossy(&reply.body).into_owned()
+}
+
+async fn page(target: &Target, path: &str) -> String {
+    let reply = target.get(path).await;
+    assert_eq!(reply.status, StatusCode::OK, "{path}: {}", text(&reply));
+    assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/html")), "{path}");
+    text(&reply)
+}
+
+fn query(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[tokio::test]
+async fn pages_show_the_fixtures_and_escape_what_storage_holds() {
+    let (registry, router) = app(ServerOptions::default());
+    let fixtures = fixtures(&registry).await;
+    let target = Target::in_process(router);
+
+    // The catalog: every repository, with its tag count.
+    let catalog = page(&target, "/ui/").await;
+    for name in ["team/app", "team/db", "other/tool"] {
+        assert!(catalog.contains(&format!("?name={}", query(name))), "{name}: {catalog}");
+    }
+    assert!(catalog.contains("3 repositories"), "{catalog}");
+    let filtered = page(&target, "/ui/?q=team").await;
+    assert!(filtered.contains("2 repositories") && !filtered.contains(&query("other/tool")), "{filtered}");
+    // `/ui` leads there too.
+    assert_eq!(target.get("/ui").await.status, StatusCode::SEE_OTHER);
+
+    // The repository: its tags with their platforms and badges.
+    let repository = page(&target, &format!("/ui/repository?name={}", query("team/app"))).await;
+    for tag in ["multi", "v1.0.0", "hostile"] {
+        assert!(repository.contains(&format!("<td>{tag}</td>")), "{tag}: {repository}");
+    }
+    assert!(repository.contains("linux/amd64, linux/arm64"), "the index's platforms: {repository}");
+    assert!(repository.contains(r#"class="badge signed""#) && repository.contains(r#"class="badge sbom""#));
+    assert!(!repository.contains(&fixtures.untagged.to_string()), "untagged manifests only on request");
+    let untagged = page(&target, &format!("/ui/repository?name={}&untagged=1", query("team/app"))).await;
+    assert!(untagged.contains(&fixtures.untagged.to_string()), "{untagged}");
+    // Sorted by size, largest first: the signed image's 5000-byte layers lead.
+    let by_size = page(&target, &format!("/ui/repository?name={}&sort=size", query("team/app"))).await;
+    let position = |text: &str, tag: &str| text.find(&format!("<td>{tag}</td>")).unwrap();
+    assert!(position(&by_size, "v1.0.0") < position(&by_size, "hostile"), "{by_size}");
+
+    // The index: its platforms, each linked; the pull commands.
+    let index = page(&target, &format!("/ui/manifest?name={}&digest={}", query("team/app"), fixtures.index)).await;
+    assert!(index.contains(&format!("digest={}", query(fixtures.amd64.as_str()))), "a link to each child: {index}");
+    assert!(index.contains("linux/arm64"));
+    assert!(index.contains("/team/app:multi") && index.contains(&format!("/team/app@{}", fixtures.index)));
+
+    // The signed image: its referrers as a tree.
+    let signed = page(&target, &format!("/ui/manifest?name={}&digest={}", query("team/app"), fixtures.signed)).await;
+    assert!(signed.contains(&fixtures.signature.to_string()) && signed.contains(&fixtures.sbom.to_string()));
+    assert!(signed.contains("application/spdx+json"));
+
+    // The hostile annotation shows as text.
+    let hostile_digest =
+        registry.repository(&"team/app".parse().unwrap()).resolve(&"hostile".parse().unwrap()).await.unwrap();
+    let hostile = page(&target, &format!("/ui/manifest?name={}&digest={}", query("team/app"), hostile_digest)).await;
+    assert!(hostile.contains("&lt;script&gt;alert('annotation')&lt;/script&gt;"), "{hostile}");
+    assert!(hostile.contains("&lt;b&gt;key&lt;/b&gt;"));
+    assert!(!hostile.contains("<script>alert"), "markup from storage is never markup: {hostile}");
+
+    // Storage: a bar for each repository, the largest first.
+    let storage = page(&target, "/ui/storage").await;
+    assert_eq!(storage.matches("<rect").count(), 3, "{storage}");
+    assert!(storage.find("team/app").unwrap() < storage.find("other/tool").unwrap());
+
+    // What is not there, or not a name, is a 404 page.
+    for path in [
+        format!("/ui/repository?name={}", query("no/such")),
+        "/ui/repository?name=BAD%20NAME".to_owned(),
+        format!("/ui/manifest?name={}&digest=sha256:{}", query("team/app"), "0".repeat(64)),
+        format!("/ui/manifest?name={}&digest=nonsense", query("team/app")),
+    ] {
+        assert_eq!(target.get(&path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    // The stylesheet, and the page weight.
+    let style = target.get("/ui/style.css").await;
+    assert!(style.header("content-type").is_some_and(|t| t.starts_with("text/css")));
+    assert!(repository.len() + style.body.len() < 100 << 10);
+}
+
+#[tokio::test]
+async fn the_retention_preview_plans_and_applies_nothing() {
+    let (registry, router) = app(ServerOptions::default());
+    fixtures(&registry).await;
+    let target = Target::in_process(router);
+    let form = page(&target, "/ui/retention").await;
+    assert!(form.contains("<textarea"), "{form}");
+    let policy = "version: 1\nrules:\n  - name: drop-multi\n    repositories: ['team/**']\n    tags: { glob: 'multi' }\n    delete: {}\nlimits: { grace: 0s, max_delete_fraction: 1.0 }\n";
+    let body = format!("policy={}", query(policy));
+    let reply = target
+        .send(Method::POST, "/ui/retention", &[("content-type", "application/x-www-form-urlencoded")], body)
+        .await;
+    let preview = text(&reply);
+    assert_eq!(reply.status, StatusCode::OK, "{preview}");
+    assert!(preview.contains(r#"<tr class="delete">"#), "deletions highlighted: {preview}");
+    assert!(preview.contains("drop-multi"), "{preview}");
+    // Nothing was applied.
+    let app = registry.repository(&"team/app".parse().unwrap());
+    for tag in ["multi", "hostile", "v1.0.0"] {
+        app.resolve(&tag.parse().unwrap()).await.unwrap();
+    }
+    // A bad policy is named, not applied.
+    let reply = target
+        .send(
+            Method::POST,
+            "/ui/retention",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "policy=retention%3A%207",
+        )
+        .await;
+    assert!(text(&reply).contains("The policy is not valid"), "{}", text(&reply));
+}
