@@ -195,3 +195,64 @@ async fn the_retention_preview_plans_and_applies_nothing() {
         .await;
     assert!(text(&reply).contains("The policy is not valid"), "{}", text(&reply));
 }
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+#[tokio::test]
+async fn only_what_the_credentials_may_pull_is_shown() {
+    // htpasswd: nothing without the right password.
+    let hash = bcrypt::hash("secret", 4).unwrap();
+    let htpasswd = wharf_server::Htpasswd::parse("console", &format!("alice:{hash}\n"), "test").unwrap();
+    let (registry, router) = app(ServerOptions::default().with_htpasswd(Some(htpasswd)));
+    fixtures(&registry).await;
+    let target = Target::in_process(router);
+    let wrong = basic("alice", "wrong");
+    for path in ["/ui/", "/ui/repository?name=team%2Fapp", "/ui/storage", "/ui/retention"] {
+        for headers in [vec![], vec![("authorization", wrong.as_str())]] {
+            let reply = target.send(Method::GET, path, &headers, Bytes::new()).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
+            assert!(reply.header("www-authenticate").is_some_and(|c| c.starts_with("Basic ")), "{path}");
+            assert!(!text(&reply).contains("team/app") && !text(&reply).contains("team/db"), "{path}");
+        }
+    }
+    let right = basic("alice", "secret");
+    let reply = target.send(Method::GET, "/ui/", &[("authorization", right.as_str())], Bytes::new()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(text(&reply).contains("3 repositories"));
+
+    // Tokens: a token that may pull team/db sees team/db alone.
+    let tokens = wharf_testing::tokens::token_registry(std::time::Duration::from_secs(60), false).await;
+    fixtures(&tokens.registry).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", tokens.host);
+    let anonymous = http.get(url("/ui/")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let challenge = anonymous.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let realm = challenge.split("realm=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap().to_owned();
+    assert!(!anonymous.text().await.unwrap().contains("team/"));
+    let answer = http
+        .get(format!("{realm}?service=wharf-registry&scope=repository:team/db:pull"))
+        .header("authorization", basic("alice", "secret"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    let bearer = format!("Bearer {}", answer["token"].as_str().unwrap());
+    let get = |path: &str| http.get(url(path)).header("authorization", bearer.clone()).send();
+    let catalog = get("/ui/").await.unwrap().text().await.unwrap();
+    assert!(catalog.contains("1 repositories") && catalog.contains("team%2Fdb"), "{catalog}");
+    assert!(!catalog.contains("team%2Fapp") && !catalog.contains("other%2Ftool"), "{catalog}");
+    assert_eq!(get("/ui/repository?name=team%2Fapp").await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(get("/ui/repository?name=team%2Fdb").await.unwrap().status(), StatusCode::OK);
+    let storage = get("/ui/storage").await.unwrap().text().await.unwrap();
+    assert_eq!(storage.matches("<rect").count(), 1, "{storage}");
+    // A forged token: nothing.
+    let forged = http.get(url("/ui/")).header("authorization", "Bearer not.a.token").send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+}
