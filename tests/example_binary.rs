@@ -685,3 +685,76 @@ async fn a_mirror_killed_mid_transfer_serves_the_whole_blob_after() {
     again.stop();
     upstream.stop();
 }
+
+/// Headless Chromium loads each console page of the example: the rows it shows, no error on
+/// its console, and a screenshot of each page in `target/console-screenshots/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    let test = "the_console_in_a_real_browser";
+    if !peers::has_peer("chromium", test) {
+        return;
+    }
+    let binary = example_binary("registry");
+    let example = Example::start(&binary, "");
+    let target = example.target();
+    let (app_manifest, app_digest) = common::push_image(&target, "team/app", "v1.2.0", 1).await;
+    common::push_image(&target, "team/app", "latest", 2).await;
+    common::push_image(&target, "team/db", "v15", 3).await;
+    // A signature of team/app:v1.2.0.
+    let empty = common::push_blob(&target, "team/app", b"{}").await;
+    let payload = common::push_blob(&target, "team/app", b"signed").await;
+    let mut signature: serde_json::Value = serde_json::from_slice(&common::image_manifest(
+        (&empty, 2),
+        &[(&payload, 6)],
+        Some((&app_digest, app_manifest.len())),
+    ))
+    .unwrap();
+    signature["artifactType"] = "application/vnd.dev.cosign.artifact.sig.v1+json".into();
+    let signature = serde_json::to_vec(&signature).unwrap();
+    common::put_manifest(&target, "team/app", &common::sha256(&signature), &signature).await;
+
+    let shots = std::env::current_dir().unwrap().join("target/console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let base = format!("http://127.0.0.1:{}/ui", example.port);
+    let pages = [
+        ("catalog", format!("{base}/"), vec!["team/app", "team/db", "2 repositories"]),
+        ("repository", format!("{base}/repository?name=team%2Fapp"), vec!["v1.2.0", "latest", "signed"]),
+        (
+            "manifest",
+            format!("{base}/manifest?name=team%2Fapp&digest={app_digest}"),
+            vec!["docker pull", "application/vnd.dev.cosign.artifact.sig.v1+json", "Layers"],
+        ),
+        ("storage", format!("{base}/storage"), vec!["<svg", "team/db"]),
+        ("retention", format!("{base}/retention"), vec!["<textarea", "Preview"]),
+    ];
+    for (name, url, expected) in pages {
+        let chromium = |action: Vec<String>| {
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || {
+                Command::new("chromium")
+                    .args(["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"])
+                    .arg("--window-size=1280,900")
+                    .args(action)
+                    .arg(url)
+                    .output()
+                    .expect("chromium runs")
+            })
+        };
+        let dom = chromium(vec!["--dump-dom".into()]).await.unwrap();
+        let text = String::from_utf8_lossy(&dom.stdout);
+        let log = String::from_utf8_lossy(&dom.stderr);
+        assert!(dom.status.success(), "{name}: chromium failed: {log}");
+        for row in expected {
+            assert!(text.contains(row), "{name}: {row:?} is not in the page: {text}");
+        }
+        // What the page's script or markup did wrong shows on the browser's console.
+        let errors: Vec<&str> =
+            log.lines().filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught") || l.contains("Refused")).collect();
+        assert!(errors.is_empty(), "{name}: the browser's console: {errors:?}");
+        let shot = shots.join(format!("{name}.png"));
+        let taken = chromium(vec![format!("--screenshot={}", shot.display())]).await.unwrap();
+        assert!(taken.status.success(), "{name}: {}", String::from_utf8_lossy(&taken.stderr));
+        assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000), "{name}: no screenshot at {}", shot.display());
+    }
+    example.stop();
+}

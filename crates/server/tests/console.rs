@@ -246,7 +246,7 @@ async fn only_what_the_credentials_may_pull_is_shown() {
     let bearer = format!("Bearer {}", answer["token"].as_str().unwrap());
     let get = |path: &str| http.get(url(path)).header("authorization", bearer.clone()).send();
     let catalog = get("/ui/").await.unwrap().text().await.unwrap();
-    assert!(catalog.contains("1 repositories") && catalog.contains("team%2Fdb"), "{catalog}");
+    assert!(catalog.contains("1 repository") && catalog.contains("team%2Fdb"), "{catalog}");
     assert!(!catalog.contains("team%2Fapp") && !catalog.contains("other%2Ftool"), "{catalog}");
     assert_eq!(get("/ui/repository?name=team%2Fapp").await.unwrap().status(), StatusCode::NOT_FOUND);
     assert_eq!(get("/ui/repository?name=team%2Fdb").await.unwrap().status(), StatusCode::OK);

@@ -252,6 +252,11 @@ pub(super) fn time(at: Option<SystemTime>) -> String {
     }
 }
 
+/// `1 tag`, `2 tags`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A query string's value, percent-encoded.
 pub(super) fn encode(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
@@ -305,7 +310,7 @@ pub(super) fn catalog(base: &str, page: &Catalog) -> Markup {
             " "
             button type="submit" { "Filter" }
         }
-        p.muted { (page.matching) " repositories" @if !page.filter.is_empty() { " matching “" (page.filter) "”" } }
+        p.muted { (count(page.matching, "repository", "repositories")) @if !page.filter.is_empty() { " matching “" (page.filter) "”" } }
         table {
             thead { tr { th { "Repository" } th.n { "Tags" } th.n { "Size" } th { "Last push" } th { "Last pull" } } }
             tbody {
@@ -364,7 +369,7 @@ pub(super) fn repository(base: &str, page: &RepositoryPage) -> Markup {
     };
     let body = html! {
         h1 { (page.name) }
-        p.muted { (page.rows.len()) " tags" }
+        p.muted { (count(page.rows.len(), "tag", "tags")) }
         table {
             thead {
                 tr {
@@ -500,7 +505,7 @@ pub(super) fn storage(base: &str, page: &StoragePage) -> Markup {
     let total: u64 = page.usage.iter().map(|u| u.size).fold(0, u64::saturating_add);
     let body = html! {
         h1 { "Storage" }
-        p.muted { (page.usage.len()) " repositories, " (bytes(total)) " counted by repository (a blob shared by two counts in both)" }
+        p.muted { (count(page.usage.len(), "repository", "repositories")) ", " (bytes(total)) " counted by repository (a blob shared by two counts in both)" }
         @if !page.usage.is_empty() { (bars(base, &page.usage)) }
         h2 { "Garbage collection and retention" }
         @if page.history.is_empty() {
