@@ -98,7 +98,9 @@ fn main() {
         for (name, path) in [
             ("repository of 1,000 tags", "/ui/repository?name=big%2Fapp"),
             ("catalog of 10,001 repositories (first page)", "/ui/"),
+            ("catalog of 10,001 repositories (a page midway)", "/ui/?after=team50%2Fapp4950"),
             ("catalog filtered (team7)", "/ui/?q=team7%2F"),
+            ("catalog filtered to nothing", "/ui/?q=nothing-by-that-name"),
         ] {
             let (median, weight) = time(&target, path).await;
             println!(

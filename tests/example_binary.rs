@@ -717,7 +717,7 @@ async fn the_console_in_a_real_browser() {
     std::fs::create_dir_all(&shots).unwrap();
     let base = format!("http://127.0.0.1:{}/ui", example.port);
     let pages = [
-        ("catalog", format!("{base}/"), vec!["team/app", "team/db", "2 repositories"]),
+        ("catalog", format!("{base}/"), vec!["team/app", "team/db", "Filter by name"]),
         ("repository", format!("{base}/repository?name=team%2Fapp"), vec!["v1.2.0", "latest", "signed"]),
         (
             "manifest",

@@ -1,11 +1,10 @@
 //! Blobs: what a repository has, mounts from other repositories, deletion and usage.
 
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::Stream;
 use wharf_oci::{Digest, RepositoryName};
 use wharf_storage::{ByteStream, StorageDriverExt};
 
-use crate::registry::link_digest;
 use crate::{Error, Repository, Result, layout};
 
 /// A blob's address and size.
@@ -124,19 +123,16 @@ impl Repository {
     /// # Errors
     /// Storage errors.
     pub async fn usage(&self) -> Result<u64> {
-        let mut digests = std::collections::BTreeSet::new();
-        for dir in [layout::layers(&self.name), layout::revisions(&self.name)] {
-            let links: Vec<wharf_storage::FileInfo> = self.driver().walk(&dir, None).try_collect().await?;
-            for link in links {
-                if let Some(digest) = link_digest(&link.path) {
-                    digests.insert(digest);
-                }
-            }
-        }
-        let mut total = 0;
-        for digest in digests {
-            total += self.registry.blob_size(&digest).await?.unwrap_or(0);
-        }
-        Ok(total)
+        let (layers_dir, revisions_dir) = (layout::layers(&self.name), layout::revisions(&self.name));
+        let (layers, revisions) = futures::try_join!(
+            self.linked(&layers_dir, layout::layer_link),
+            self.linked(&revisions_dir, layout::revision_link)
+        )?;
+        let digests: std::collections::BTreeSet<Digest> =
+            layers.into_iter().chain(revisions).map(|(digest, _)| digest).collect();
+        // One batch of stats, not one call per blob.
+        let data = digests.iter().map(layout::blob_data).collect();
+        let sizes = self.driver().stat_many(data).await?;
+        Ok(sizes.into_iter().flatten().filter(|info| !info.is_dir).map(|info| info.size).fold(0, u64::saturating_add))
     }
 }

@@ -280,7 +280,7 @@ impl Registry {
     /// The digests named by the `<algorithm>/<hex>` folders below `dir` (a repository's
     /// `_layers` or revisions), or by `<algorithm>/<xx>/<hex>` with `prefixed` (the blob
     /// store), listed without reading the folders themselves.
-    async fn digest_folders(&self, dir: &str, prefixed: bool) -> Result<Vec<Digest>> {
+    pub(crate) async fn digest_folders(&self, dir: &str, prefixed: bool) -> Result<Vec<Digest>> {
         let driver = &self.inner.driver;
         let mut parents: Vec<(String, String)> = Vec::new();
         for algorithm_dir in list_or_empty(driver.as_ref(), dir).await? {

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use futures::{StreamExt as _, TryStreamExt as _};
-use wharf_oci::Digest;
+use wharf_oci::{Digest, RepositoryName};
 
 use crate::{Repository, Result, layout};
 
@@ -29,26 +29,55 @@ pub struct TagLink {
 }
 
 impl Repository {
-    /// Every manifest the repository has, by digest, with when each was linked.
+    /// Every manifest the repository has, by digest, with when each was linked: its
+    /// revision folders listed, their links looked at in one batch.
     ///
     /// # Errors
     /// Storage failures.
     pub async fn manifest_revisions(&self) -> Result<Vec<ManifestRevision>> {
-        let files: Vec<wharf_storage::FileInfo> =
-            self.driver().walk(&layout::revisions(&self.name), None).try_collect().await?;
-        let mut revisions: Vec<ManifestRevision> = files
-            .into_iter()
-            .filter_map(|file| {
-                let mut parts = file.path.rsplit('/');
-                let (Some("link"), Some(hex), Some(algorithm)) = (parts.next(), parts.next(), parts.next()) else {
-                    return None;
-                };
-                let digest = format!("{algorithm}:{hex}").parse().ok()?;
-                Some(ManifestRevision { digest, linked: file.modified })
-            })
-            .collect();
+        let linked = self.linked(&layout::revisions(&self.name), layout::revision_link).await?;
+        let mut revisions: Vec<ManifestRevision> =
+            linked.into_iter().map(|(digest, linked)| ManifestRevision { digest, linked }).collect();
         revisions.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(revisions)
+    }
+
+    /// The digests of `dir`'s `<alg>/<hex>` folders that hold a link, with when it was
+    /// written.
+    pub(crate) async fn linked(
+        &self,
+        dir: &str,
+        link: fn(&RepositoryName, &Digest) -> String,
+    ) -> Result<Vec<(Digest, SystemTime)>> {
+        let digests = self.registry.digest_folders(dir, false).await?;
+        let links = self.driver().stat_many(digests.iter().map(|digest| link(&self.name, digest)).collect()).await?;
+        Ok(digests
+            .into_iter()
+            .zip(links)
+            .filter_map(|(digest, info)| info.filter(|info| !info.is_dir).map(|info| (digest, info.modified)))
+            .collect())
+    }
+
+    /// Every tag, by name, with when its link was written: the tags listed, their links
+    /// looked at in one batch, none read.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn tag_times(&self) -> Result<Vec<(String, SystemTime)>> {
+        let names: Vec<String> = match self.driver().list(&layout::tags(&self.name)).await {
+            Ok(paths) => paths.iter().filter_map(|path| path.rsplit('/').next()).map(str::to_owned).collect(),
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let links =
+            self.driver().stat_many(names.iter().map(|tag| layout::tag_current(&self.name, tag)).collect()).await?;
+        let mut tags: Vec<(String, SystemTime)> = names
+            .into_iter()
+            .zip(links)
+            .filter_map(|(tag, info)| info.filter(|info| !info.is_dir).map(|info| (tag, info.modified)))
+            .collect();
+        tags.sort();
+        Ok(tags)
     }
 
     /// Every tag with the manifest it points at, by name, with when its link was written.

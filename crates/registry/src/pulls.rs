@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use wharf_oci::{Digest, RepositoryName};
 
 use crate::error::Result;
@@ -66,6 +66,40 @@ impl Repository {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+impl Repository {
+    /// When any manifest of the repository was last pulled, as far as this registry or the
+    /// store knows: one walk of its pull times, not one read per manifest.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn last_pull(&self) -> Result<Option<SystemTime>> {
+        let in_memory = {
+            let entries = self.registry.inner.pulls.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            entries
+                .iter()
+                .filter(|((name, _), _)| *name == self.name)
+                .filter_map(|(_, e)| e.pending.or(e.written))
+                .max()
+        };
+        let dir = format!("{}/_wharf/pulls", layout::repository(&self.name));
+        let files: Vec<wharf_storage::FileInfo> = self.registry.inner.driver.walk(&dir, None).try_collect().await?;
+        // Each file holds the time of a pull (its own time is when it was written).
+        let times: Vec<Option<SystemTime>> = futures::stream::iter(files)
+            .map(|file| async move {
+                match self.registry.inner.driver.get_content(&file.path).await {
+                    Ok(text) => Ok(humantime::parse_rfc3339_weak(String::from_utf8_lossy(&text).trim()).ok()),
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(FLUSH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let stored = times.into_iter().flatten().max();
+        Ok(in_memory.max(stored))
     }
 }
 

@@ -73,6 +73,9 @@ impl Registry {
         if n == Some(0) {
             return Ok(found);
         }
+        if n.is_none() && last.is_none() {
+            return self.every_repository_folder(|children| children.iter().any(|c| c == "_layers")).await;
+        }
         self.visit_repository_folders(last, |name, children| {
             if children.iter().any(|c| c == "_layers") {
                 found.push(name.clone());
@@ -139,15 +142,47 @@ impl Registry {
 
     /// Every repository, including those with only uploads or layers.
     pub(crate) async fn all_repositories(&self) -> Result<Vec<RepositoryName>> {
-        let mut all = Vec::new();
-        self.visit_repository_folders(None, |name, children| {
-            if children.iter().any(|c| c.starts_with('_')) {
-                all.push(name.clone());
+        self.every_repository_folder(|children| children.iter().any(|c| c.starts_with('_'))).await
+    }
+
+    /// Every repository folder whose entries `keep` takes, in the order of their path
+    /// components: the whole tree, one level at a time, each level's folders listed at once.
+    async fn every_repository_folder(&self, keep: fn(&[String]) -> bool) -> Result<Vec<RepositoryName>> {
+        let root = layout::repositories();
+        let mut found: Vec<RepositoryName> = Vec::new();
+        let mut level: Vec<Vec<String>> = vec![Vec::new()];
+        while !level.is_empty() {
+            let dirs: Vec<String> = level
+                .iter()
+                .map(|parts| if parts.is_empty() { root.clone() } else { format!("{root}/{}", parts.join("/")) })
+                .collect();
+            let lists = self.inner.driver.list_many(dirs).await?;
+            let listed = level.into_iter().zip(lists).map(|(parts, children)| {
+                let children: Vec<String> = children
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| p.rsplit('/').next().map(str::to_owned))
+                    .collect();
+                (parts, children)
+            });
+            let mut next = Vec::new();
+            for (parts, children) in listed {
+                if !parts.is_empty()
+                    && keep(&children)
+                    && let Ok(name) = parts.join("/").parse::<RepositoryName>()
+                {
+                    found.push(name);
+                }
+                for child in children.iter().filter(|child| !child.starts_with('_')) {
+                    let mut child_parts = parts.clone();
+                    child_parts.push(child.clone());
+                    next.push(child_parts);
+                }
             }
-            true
-        })
-        .await?;
-        Ok(all)
+            level = next;
+        }
+        found.sort_by(|a, b| a.components().cmp(b.components()));
+        Ok(found)
     }
 
     /// Removes uploads started more than `max_age` ago (Distribution's `uploadpurging`).
@@ -228,11 +263,4 @@ impl Registry {
             Err(e) => Err(e.into()),
         }
     }
-}
-
-/// The digest a link file's path names (`…/<alg>/<hex>/link`).
-pub(crate) fn link_digest(path: &str) -> Option<Digest> {
-    let mut parts = path.rsplit('/');
-    let (_link, hex, algorithm) = (parts.next()?, parts.next()?, parts.next()?);
-    format!("{algorithm}:{hex}").parse().ok()
 }

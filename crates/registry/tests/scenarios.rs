@@ -467,10 +467,13 @@ async fn pulls_are_written_once_per_interval(driver: Arc<dyn StorageDriver>) {
     let digest = push_image(&repository, "v1", "pulled").await;
     let other = push_image(&repository, "v2", "never pulled").await;
     assert_eq!(repository.last_pulled(&digest).await.unwrap(), None);
+    assert_eq!(repository.last_pull().await.unwrap(), None, "nothing pulled yet");
     let before = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
     for _ in 0..100 {
         repository.record_pull(&digest);
     }
+    let noted = repository.last_pull().await.unwrap().expect("a pull noted, not yet written");
+    assert!(noted >= before);
     assert_eq!(registry.flush_pulls().await.unwrap(), 1, "a hundred pulls, one write");
     repository.record_pull(&digest);
     assert_eq!(registry.flush_pulls().await.unwrap(), 0, "pulled again within the interval: no write");
@@ -478,6 +481,8 @@ async fn pulls_are_written_once_per_interval(driver: Arc<dyn StorageDriver>) {
     let restarted = Registry::new(driver, RegistryOptions::default()).repository(&name("pulled"));
     let pulled = restarted.last_pulled(&digest).await.unwrap().expect("the pull was written");
     assert!(pulled >= before, "{pulled:?}");
+    // The repository's last pull, from the store alone: that one (written to the second).
+    assert_eq!(restarted.last_pull().await.unwrap(), Some(pulled));
     assert_eq!(restarted.last_pulled(&other).await.unwrap(), None);
     // Without tracking nothing is noted.
     restarted.record_pull(&other);

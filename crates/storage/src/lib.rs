@@ -297,6 +297,23 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
             .await
     }
 
+    /// Lists several folders at once, each as [`list`](Self::list) does, `None` for those
+    /// with nothing below them. Backends that can answer in fewer calls than one per folder
+    /// do.
+    ///
+    /// # Errors
+    /// The first error other than [`Error::NotFound`].
+    async fn list_many(&self, paths: Vec<String>) -> Result<Vec<Option<Vec<String>>>> {
+        for path in &paths {
+            path::validate_dir_path(self.name(), path)?;
+        }
+        stream::iter(paths)
+            .map(|path| async move { found(self.list(&path).await) })
+            .buffered(BULK_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
     /// Moves several files, each as [`rename`](Self::rename) does, except that the moves need
     /// not be durable when this returns: after a crash each file is at its old path, at its
     /// new one, or (on backends that move by copying) at both. For bulk moves that a crash may

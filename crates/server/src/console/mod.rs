@@ -25,6 +25,8 @@ use crate::error::ApiError;
 
 /// Repositories on one page of the catalog.
 const PAGE: usize = 50;
+/// Tags on one page of a repository.
+const TAGS_PAGE: usize = 100;
 /// Repositories or manifests read at once.
 const AT_ONCE: usize = 16;
 /// The largest image config read for its platform.
@@ -141,19 +143,17 @@ impl Console {
         Ok(self.registry.repository(&parsed))
     }
 
-    /// One repository's line in the catalog.
+    /// One repository's line in the catalog: walks of its tags and revisions, its usage and
+    /// its pull times, with no link or manifest read.
     async fn summary(&self, name: &RepositoryName) -> wharf_registry::Result<pages::RepositoryRow> {
         let repository = self.registry.repository(name);
-        let (tags, revisions, size) =
-            futures::try_join!(repository.tag_links(), repository.manifest_revisions(), repository.usage())?;
-        let pushed = tags.iter().map(|t| t.linked).chain(revisions.iter().map(|r| r.linked)).max();
-        let tagged: BTreeSet<Digest> = tags.iter().map(|t| t.digest.clone()).collect();
-        let repository = &repository;
-        let pulled = futures::stream::iter(tagged)
-            .map(|digest| async move { repository.last_pulled(&digest).await })
-            .buffer_unordered(AT_ONCE)
-            .try_fold(None, |latest: Option<SystemTime>, at| async move { Ok(latest.max(at)) })
-            .await?;
+        let (tags, revisions, size, pulled) = futures::try_join!(
+            repository.tag_times(),
+            repository.manifest_revisions(),
+            repository.usage(),
+            repository.last_pull()
+        )?;
+        let pushed = tags.iter().map(|(_, at)| *at).chain(revisions.iter().map(|r| r.linked)).max();
         Ok(pages::RepositoryRow { name: name.to_string(), tags: tags.len(), size, pushed, pulled })
     }
 
@@ -300,26 +300,38 @@ async fn catalog(
 ) -> Page {
     let viewer = console.viewer(&headers).await?;
     let filter = query.get("q").map(|q| q.trim().to_owned()).unwrap_or_default();
-    let needle = filter.to_lowercase();
-    let names: Vec<RepositoryName> = console
-        .registry
-        .catalog(None, None)
-        .await
-        .map_err(|e| console.failed(&e))?
-        .into_iter()
-        .filter(|name| viewer.sees(name.as_str()) && name.as_str().to_lowercase().contains(&needle))
-        .collect();
-    let pages = names.len().div_ceil(PAGE).max(1);
-    let page = query.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).clamp(1, pages);
-    let shown: Vec<RepositoryName> = names.iter().skip((page - 1).saturating_mul(PAGE)).take(PAGE).cloned().collect();
+    let after: Option<RepositoryName> = query.get("after").and_then(|a| a.parse().ok());
+    let failed = |e: wharf_registry::Error| console.failed(&e);
+    // Unfiltered, everything visible: the catalog from `after` on, as the API pages it, so
+    // a page costs what it shows. Filtered or limited by a token: the whole list, matched.
+    let (mut names, matching) = if filter.is_empty() && matches!(viewer, Viewer::Everything) {
+        (console.registry.catalog(Some(PAGE + 1), after.as_ref()).await.map_err(failed)?, None)
+    } else {
+        let needle = filter.to_lowercase();
+        let all: Vec<RepositoryName> = console
+            .registry
+            .catalog(None, None)
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .filter(|name| viewer.sees(name.as_str()) && name.as_str().to_lowercase().contains(&needle))
+            .collect();
+        let matching = all.len();
+        let from = after.as_ref().map_or(0, |after| {
+            all.iter().position(|name| name.components().cmp(after.components()).is_gt()).unwrap_or(all.len())
+        });
+        (all.into_iter().skip(from).take(PAGE + 1).collect(), Some(matching))
+    };
+    let next = (names.len() > PAGE).then(|| names[PAGE - 1].to_string());
+    names.truncate(PAGE);
     let console = &console;
-    let rows: Vec<pages::RepositoryRow> = futures::stream::iter(shown)
+    let rows: Vec<pages::RepositoryRow> = futures::stream::iter(names)
         .map(|name| async move { console.summary(&name).await })
         .buffered(AT_ONCE)
         .try_collect()
         .await
-        .map_err(|e| console.failed(&e))?;
-    let catalog = pages::Catalog { filter, rows, matching: names.len(), page, pages };
+        .map_err(failed)?;
+    let catalog = pages::Catalog { filter, rows, matching, first: after.is_none(), next };
     Ok(html(pages::catalog(&console.base, &catalog)))
 }
 
@@ -342,10 +354,27 @@ async fn repository(
         .filter(|r| !tagged.contains(&r.digest))
         .map(|r| (None, r.digest.clone(), Some(r.linked)))
         .collect();
-    let entries = tags.iter().map(|t| (Some(t.tag.clone()), t.digest.clone(), Some(t.linked))).collect();
+    let mut entries: Vec<(Option<String>, Digest, Option<SystemTime>)> =
+        tags.iter().map(|t| (Some(t.tag.clone()), t.digest.clone(), Some(t.linked))).collect();
     let sort = pages::SortBy::parse(query.get("sort").map(String::as_str));
-    let mut rows = console.rows(&repository, entries).await.map_err(failed)?;
-    sort.sort(&mut rows);
+    let pages_count = entries.len().div_ceil(TAGS_PAGE).max(1);
+    let page = query.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).clamp(1, pages_count);
+    let skip = (page - 1).saturating_mul(TAGS_PAGE);
+    // By name or push time, only the page's manifests are read; by size or pull time, all.
+    let rows = match sort {
+        pages::SortBy::Tag | pages::SortBy::Pushed => {
+            if sort == pages::SortBy::Pushed {
+                entries.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+            }
+            let shown = entries.into_iter().skip(skip).take(TAGS_PAGE).collect();
+            console.rows(&repository, shown).await.map_err(failed)?
+        }
+        pages::SortBy::Size | pages::SortBy::Pulled => {
+            let mut rows = console.rows(&repository, entries).await.map_err(failed)?;
+            sort.sort(&mut rows);
+            rows.into_iter().skip(skip).take(TAGS_PAGE).collect()
+        }
+    };
     let untagged = if query.get("untagged").is_some_and(|v| v == "1") {
         let mut rows = console.rows(&repository, untagged_entries).await.map_err(failed)?;
         pages::SortBy::Pushed.sort(&mut rows);
@@ -353,7 +382,15 @@ async fn repository(
     } else {
         None
     };
-    let page = pages::RepositoryPage { name: repository.name().to_string(), rows, untagged, sort };
+    let page = pages::RepositoryPage {
+        name: repository.name().to_string(),
+        rows,
+        tags: tags.len(),
+        untagged,
+        sort,
+        page,
+        pages: pages_count,
+    };
     Ok(html(pages::repository(&console.base, &page)))
 }
 

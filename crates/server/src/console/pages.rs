@@ -29,10 +29,12 @@ pub(super) struct RepositoryRow {
 pub(super) struct Catalog {
     pub filter: String,
     pub rows: Vec<RepositoryRow>,
-    /// Repositories that pass the filter, on every page.
-    pub matching: usize,
-    pub page: usize,
-    pub pages: usize,
+    /// Repositories that pass the filter, on every page, when they were all read.
+    pub matching: Option<usize>,
+    /// Whether this is the first page.
+    pub first: bool,
+    /// The last repository of this page, when another page follows.
+    pub next: Option<String>,
 }
 
 /// What refers to a manifest, in badges.
@@ -142,10 +144,15 @@ impl SortBy {
 #[derive(Debug, Clone)]
 pub(super) struct RepositoryPage {
     pub name: String,
+    /// The page's tags.
     pub rows: Vec<ManifestRow>,
+    /// Tags on every page.
+    pub tags: usize,
     /// The untagged manifests, when asked for.
     pub untagged: Option<Vec<ManifestRow>>,
     pub sort: SortBy,
+    pub page: usize,
+    pub pages: usize,
 }
 
 /// A layer, the config or a child of an index.
@@ -302,7 +309,10 @@ fn manifest_link(base: &str, name: &str, digest: &str) -> String {
 
 /// The catalog: a filter, and a page of repositories.
 pub(super) fn catalog(base: &str, page: &Catalog) -> Markup {
-    let link = |number: usize| format!("{base}/?q={}&page={number}", encode(&page.filter));
+    let link = |after: Option<&str>| match after {
+        Some(after) => format!("{base}/?q={}&after={}", encode(&page.filter), encode(after)),
+        None => format!("{base}/?q={}", encode(&page.filter)),
+    };
     let body = html! {
         h1 { "Repositories" }
         form method="get" action={ (base) "/" } {
@@ -310,7 +320,9 @@ pub(super) fn catalog(base: &str, page: &Catalog) -> Markup {
             " "
             button type="submit" { "Filter" }
         }
-        p.muted { (count(page.matching, "repository", "repositories")) @if !page.filter.is_empty() { " matching “" (page.filter) "”" } }
+        @if let Some(matching) = page.matching {
+            p.muted { (count(matching, "repository", "repositories")) @if !page.filter.is_empty() { " matching “" (page.filter) "”" } }
+        }
         table {
             thead { tr { th { "Repository" } th.n { "Tags" } th.n { "Size" } th { "Last push" } th { "Last pull" } } }
             tbody {
@@ -325,12 +337,10 @@ pub(super) fn catalog(base: &str, page: &Catalog) -> Markup {
                 }
             }
         }
-        @if page.pages > 1 {
+        @if !page.first || page.next.is_some() {
             p.pager {
-                @if page.page > 1 { a rel="prev" href=(link(page.page - 1)) { "← Previous" } }
-                span.muted { "Page " (page.page) " of " (page.pages) }
-                " "
-                @if page.page < page.pages { a rel="next" href=(link(page.page + 1)) { "Next →" } }
+                @if !page.first { a href=(link(None)) { "← First page" } }
+                @if let Some(next) = &page.next { a rel="next" href=(link(Some(next))) { "Next →" } }
             }
         }
         script { (PreEscaped(FILTER_SCRIPT)) }
@@ -356,9 +366,10 @@ fn manifest_rows(base: &str, name: &str, rows: &[ManifestRow]) -> Markup {
 
 /// A repository: its tags, sortable, and its untagged manifests on request.
 pub(super) fn repository(base: &str, page: &RepositoryPage) -> Markup {
-    let sort = |by: SortBy| {
-        let untagged = if page.untagged.is_some() { "&untagged=1" } else { "" };
-        format!("{}&sort={}{untagged}", repository_link(base, &page.name), by.key())
+    let untagged = if page.untagged.is_some() { "&untagged=1" } else { "" };
+    let sort = |by: SortBy| format!("{}&sort={}{untagged}", repository_link(base, &page.name), by.key());
+    let turn = |number: usize| {
+        format!("{}&sort={}&page={number}{untagged}", repository_link(base, &page.name), page.sort.key())
     };
     let head = |by: SortBy, label: &str, numeric: bool| {
         html! {
@@ -369,7 +380,7 @@ pub(super) fn repository(base: &str, page: &RepositoryPage) -> Markup {
     };
     let body = html! {
         h1 { (page.name) }
-        p.muted { (count(page.rows.len(), "tag", "tags")) }
+        p.muted { (count(page.tags, "tag", "tags")) }
         table {
             thead {
                 tr {
@@ -383,6 +394,14 @@ pub(super) fn repository(base: &str, page: &RepositoryPage) -> Markup {
                 }
             }
             tbody { (manifest_rows(base, &page.name, &page.rows)) }
+        }
+        @if page.pages > 1 {
+            p.pager {
+                @if page.page > 1 { a rel="prev" href=(turn(page.page - 1)) { "← Previous" } }
+                span.muted { "Page " (page.page) " of " (page.pages) }
+                " "
+                @if page.page < page.pages { a rel="next" href=(turn(page.page + 1)) { "Next →" } }
+            }
         }
         @match &page.untagged {
             Some(untagged) => {

@@ -369,20 +369,17 @@ impl StorageDriver for FilesystemDriver {
         validate_dir_path(NAME, path)?;
         let owned = path.to_owned();
         // Not a short call: a folder may hold thousands of entries (a repository's tags).
-        self.blocking("list", path, move |inner| {
-            let prefix = dir_prefix(&owned);
-            let mut children = Vec::new();
-            for entry in fs::read_dir(inner.full(&owned))? {
-                let name = entry?.file_name();
-                if let Some(name) = name.to_str().filter(|name| is_visible(name)) {
-                    children.push(format!("{prefix}{name}"));
-                }
-            }
-            if children.is_empty() && owned != "/" {
-                return Err(io::ErrorKind::NotFound.into());
-            }
-            children.sort_unstable();
-            Ok(children)
+        self.blocking("list", path, move |inner| list_dir(inner, &owned)).await
+    }
+
+    async fn list_many(&self, paths: Vec<String>) -> Result<Vec<Option<Vec<String>>>> {
+        for path in &paths {
+            validate_dir_path(NAME, path)?;
+        }
+        self.bulk("list", paths, String::as_str, |inner, path| match list_dir(inner, &path) {
+            Ok(children) => Ok(Some(children)),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(e),
         })
         .await
     }
@@ -472,4 +469,22 @@ impl StorageDriver for FilesystemDriver {
         .try_flatten()
         .boxed()
     }
+}
+
+/// The visible entries of folder `path`, sorted; `NotFound` for a missing or empty folder
+/// (but the root).
+fn list_dir(inner: &Inner, path: &str) -> io::Result<Vec<String>> {
+    let prefix = dir_prefix(path);
+    let mut children = Vec::new();
+    for entry in fs::read_dir(inner.full(path))? {
+        let name = entry?.file_name();
+        if let Some(name) = name.to_str().filter(|name| is_visible(name)) {
+            children.push(format!("{prefix}{name}"));
+        }
+    }
+    if children.is_empty() && path != "/" {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    children.sort_unstable();
+    Ok(children)
 }
