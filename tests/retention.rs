@@ -137,6 +137,12 @@ async fn plans_carried_out_on_a_filesystem_registry() {
     let applied = apply(&planned, &registry, &mut |entry| lines.push(entry.clone())).await.unwrap();
     assert_eq!((applied.tags_deleted, applied.manifests_deleted, applied.skipped), (3, 7, 0), "{lines:?}");
     assert_eq!(lines.len(), 10);
+    // The run is on record, for the console's storage page.
+    let records = registry.maintenance_records().await.unwrap();
+    assert_eq!(
+        records.iter().map(|r| (r.kind.as_str(), r.summary.as_str())).collect::<Vec<_>>(),
+        [("retention", "retention: 3 tags and 7 manifests deleted, 0 skipped, 0 already gone")]
+    );
     assert!(lines.iter().all(|l| l.repository == "team/app" && l.action.starts_with("delete-")));
     let tag_line = lines.iter().find(|l| l.tag.as_deref() == Some("v1.0.0")).unwrap();
     assert_eq!(

@@ -118,5 +118,12 @@ pub async fn apply(plan: &Plan, registry: &Registry, audit: &mut (dyn FnMut(&Aud
             }
         }
     }
+    let summary = format!(
+        "retention: {} tags and {} manifests deleted, {} skipped, {} already gone",
+        applied.tags_deleted, applied.manifests_deleted, applied.skipped, applied.already_gone
+    );
+    if let Err(e) = registry.record_maintenance("retention", &summary).await {
+        tracing::warn!(error = %e, "the retention run's record was not written");
+    }
     Ok(applied)
 }

@@ -179,6 +179,20 @@ impl Registry {
             }
         };
         let _ = lease.into_inner().release().await;
+        if let Ok(report) = &outcome
+            && !report.dry_run
+        {
+            let summary = format!(
+                "garbage collection: {} blobs deleted ({} bytes), {} manifests deleted, {} blobs put back for pushes",
+                report.blobs_deleted.len(),
+                report.bytes_freed,
+                report.manifests_deleted.len(),
+                report.blobs_restored
+            );
+            if let Err(e) = self.record_maintenance("gc", &summary).await {
+                tracing::warn!(error = %e, "the collection's record was not written");
+            }
+        }
         outcome
     }
 

@@ -476,3 +476,29 @@ async fn a_revision_listed_before_its_link_was_written_is_kept() {
     }
     assert_eq!(repository.get_manifest(&"v1".parse().unwrap()).await.unwrap().digest, digest);
 }
+
+#[tokio::test]
+async fn a_collection_leaves_its_record_and_a_dry_run_none() {
+    let registry = Registry::new(Arc::new(MemoryDriver::new()), RegistryOptions::default());
+    let repository = registry.repository(&name("recorded"));
+    push_image(&repository, Some("v1"), "kept").await;
+    push_blob(&repository, b"nobody's").await;
+    let mut dry = options();
+    dry.dry_run = true;
+    registry.collect_garbage(&dry).await.unwrap();
+    assert!(registry.maintenance_records().await.unwrap().is_empty(), "a dry run changes nothing");
+    registry.collect_garbage(&options()).await.unwrap();
+    let records = registry.maintenance_records().await.unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].kind, "gc");
+    assert!(records[0].summary.starts_with("garbage collection: 1 blobs deleted"), "{records:?}");
+    // Another kind beside it; a kind that is no path segment is refused.
+    registry.record_maintenance("retention", "retention: nothing to do\nsecond line").await.unwrap();
+    let kinds: Vec<String> = registry.maintenance_records().await.unwrap().into_iter().map(|r| r.kind).collect();
+    assert_eq!(kinds.len(), 2);
+    let summary = registry.maintenance_records().await.unwrap().into_iter().find(|r| r.kind == "retention").unwrap();
+    assert_eq!(summary.summary, "retention: nothing to do second line");
+    for bad in ["", "../gc", "a/b", "g c"] {
+        assert!(registry.record_maintenance(bad, "x").await.is_err(), "{bad:?}");
+    }
+}

@@ -142,8 +142,13 @@ async fn pages_show_the_fixtures_and_escape_what_storage_holds() {
     assert!(hostile.contains("&lt;b&gt;key&lt;/b&gt;"));
     assert!(!hostile.contains("<script>alert"), "markup from storage is never markup: {hostile}");
 
-    // Storage: a bar for each repository, the largest first.
+    // Storage: a bar for each repository, the largest first; nothing on record yet.
+    assert!(page(&target, "/ui/storage").await.contains("No collection or retention run is on record"));
+    let mut collect = wharf_registry::GcOptions::default();
+    collect.grace_period = std::time::Duration::ZERO;
+    registry.collect_garbage(&collect).await.unwrap();
     let storage = page(&target, "/ui/storage").await;
+    assert!(storage.contains("garbage collection: "), "what the collection did: {storage}");
     assert_eq!(storage.matches("<rect").count(), 3, "{storage}");
     assert!(storage.find("team/app").unwrap() < storage.find("other/tool").unwrap());
 
@@ -183,6 +188,7 @@ async fn the_retention_preview_plans_and_applies_nothing() {
     for tag in ["multi", "hostile", "v1.0.0"] {
         app.resolve(&tag.parse().unwrap()).await.unwrap();
     }
+    assert!(registry.maintenance_records().await.unwrap().is_empty(), "a preview is no run");
     // A bad policy is named, not applied.
     let reply = target
         .send(

@@ -473,7 +473,15 @@ async fn storage(State(console): State<Arc<Console>>, headers: HeaderMap) -> Pag
         .await
         .map_err(|e| console.failed(&e))?;
     usage.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
-    let page = pages::StoragePage { usage, history: Vec::new() };
+    let history = console
+        .registry
+        .maintenance_records()
+        .await
+        .map_err(|e| console.failed(&e))?
+        .into_iter()
+        .map(|record| format!("{} — {}", pages::time(Some(record.at)), record.summary))
+        .collect();
+    let page = pages::StoragePage { usage, history };
     Ok(html(pages::storage(&console.base, &page)))
 }
 
