@@ -507,7 +507,7 @@ fn bars(base: &str, usage: &[Usage]) -> Markup {
         svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="Storage by repository"
             width=(LABEL + WIDTH + 90) height=(height) viewBox={ "0 0 " (LABEL + WIDTH + 90) " " (height) } {
             @for (row, entry) in usage.iter().enumerate() {
-                @let y = ROW * row as u64;
+                @let y = ROW.saturating_mul(row as u64);
                 @let width = ((entry.size as f64 / largest as f64) * WIDTH as f64).round().max(1.0) as u64;
                 a href=(repository_link(base, &entry.name)) {
                     text x=(LABEL - 8) y=(y + 15) text-anchor="end" { (entry.name) }
@@ -586,4 +586,94 @@ pub(super) fn retention(base: &str, page: &RetentionPage) -> Markup {
 /// A page that says why there is nothing to show.
 pub(super) fn message(base: &str, title: &str, text: &str) -> Markup {
     layout(base, title, html! { h1 { (title) } p { (text) } })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn artifact_types_earn_their_badges() {
+        for (kind, badge) in [
+            ("application/vnd.dev.cosign.artifact.sig.v1+json", Some(Badge::Signed)),
+            ("application/vnd.cncf.notary.signature", Some(Badge::Signed)),
+            ("application/spdx+json", Some(Badge::Sbom)),
+            ("application/vnd.cyclonedx+json", Some(Badge::Sbom)),
+            ("application/sarif+json", Some(Badge::Scan)),
+            ("application/vnd.in-toto+json", Some(Badge::Attestation)),
+            ("application/vnd.oci.image.manifest.v1+json", None),
+            ("", None),
+        ] {
+            assert_eq!(Badge::of(kind), badge, "{kind}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_times_read_as_people_read_them() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(5 << 30), "5.0 GiB");
+        assert_eq!(bytes(u64::MAX), "16.0 EiB");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_640_000);
+        assert_eq!(time(Some(at)), "2026-12-07 10:40 UTC");
+        assert_eq!(time(None), "—");
+        assert_eq!(count(1, "tag", "tags"), "1 tag");
+        assert_eq!(count(0, "tag", "tags"), "0 tags");
+    }
+
+    fn row(tag: &str, size: u64, pushed: u64) -> ManifestRow {
+        ManifestRow {
+            tag: Some(tag.to_owned()),
+            digest: format!("sha256:{tag}"),
+            size,
+            platforms: Vec::new(),
+            pushed: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(pushed)),
+            pulled: None,
+            badges: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn tags_sort_by_name_or_largest_and_newest_first() {
+        let mut rows = vec![row("b", 10, 3), row("a", 30, 1), row("c", 20, 2)];
+        let order = |rows: &[ManifestRow]| rows.iter().map(|r| r.tag.clone().unwrap()).collect::<Vec<_>>();
+        SortBy::Tag.sort(&mut rows);
+        assert_eq!(order(&rows), ["a", "b", "c"]);
+        SortBy::Size.sort(&mut rows);
+        assert_eq!(order(&rows), ["a", "c", "b"]);
+        SortBy::Pushed.sort(&mut rows);
+        assert_eq!(order(&rows), ["b", "c", "a"]);
+        assert_eq!(SortBy::parse(Some("nonsense")), SortBy::Tag);
+    }
+
+    proptest! {
+        /// Whatever a tag, an annotation or a filter holds, it shows as text.
+        #[test]
+        fn stored_text_never_becomes_markup(text in "\\PC{0,40}", extra in "[<>&\"']{1,8}") {
+            let hostile = format!("{text}{extra}<script>x</script>");
+            let page = ManifestPage {
+                repository: hostile.clone(),
+                digest: hostile.clone(),
+                media_type: hostile.clone(),
+                tags: vec![hostile.clone()],
+                config: None,
+                layers: vec![Part { media_type: hostile.clone(), digest: hostile.clone(), size: 1, platform: None, present: false }],
+                children: Vec::new(),
+                annotations: vec![(hostile.clone(), hostile.clone())],
+                subject: Some(hostile.clone()),
+                referrers: vec![Referrer { digest: hostile.clone(), artifact_type: hostile.clone(), referrers: Vec::new() }],
+                host: hostile.clone(),
+            };
+            let html = manifest("/ui", &page).into_string();
+            prop_assert!(!html.contains("<script>x"));
+            let catalog_page = Catalog { filter: hostile.clone(), rows: Vec::new(), matching: Some(0), first: true, next: None };
+            let html = catalog(&hostile, &catalog_page).into_string();
+            prop_assert!(!html.contains("<script>x"));
+        }
+    }
 }
