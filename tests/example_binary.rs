@@ -726,6 +726,14 @@ async fn the_console_in_a_real_browser() {
         ),
         ("storage", format!("{base}/storage"), vec!["<svg", "team/db"]),
         ("retention", format!("{base}/retention"), vec!["<textarea", "Preview"]),
+        (
+            "retention-preview",
+            format!(
+                "{base}/retention?policy={}",
+                "version%3A%201%0Arules%3A%0A%20%20-%20name%3A%20drop-latest%0A%20%20%20%20tags%3A%20%7Bglob%3A%20latest%7D%0A%20%20%20%20delete%3A%20%7B%7D%0Alimits%3A%20%7Bgrace%3A%200s%2C%20max_delete_fraction%3A%201.0%7D%0A"
+            ),
+            vec!["drop-latest", r#"<tr class="delete">"#, "would be deleted"],
+        ),
     ];
     for (name, url, expected) in pages {
         let chromium = |action: Vec<String>| {

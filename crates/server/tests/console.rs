@@ -293,3 +293,21 @@ async fn the_catalog_pages_through_every_repository() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_servers_own_policy_is_offered_by_name() {
+    let policy = "version: 1\nrules:\n  - name: server-rule\n    tags: { glob: 'latest' }\n    delete: {}\nlimits: { grace: 0s, max_delete_fraction: 1.0 }\n";
+    let mut options = ServerOptions::default();
+    options.policy = Some(std::sync::Arc::new(wharf_policy::Policy::from_yaml(policy).unwrap()));
+    let (registry, router) = app(options);
+    fixtures(&registry).await;
+    let target = Target::in_process(router);
+    let form = page(&target, "/ui/retention").await;
+    assert!(form.contains("the server&#39;s policy") || form.contains("the server's policy"), "{form}");
+    let preview = page(&target, &format!("/ui/retention?known={}", query("the server's policy (policy:)"))).await;
+    assert!(preview.contains("server-rule") && preview.contains(r#"<tr class="delete">"#), "{preview}");
+    let unknown = page(&target, "/ui/retention?known=nonsense").await;
+    assert!(unknown.contains("the server knows no policy"), "{unknown}");
+    // The GET form of a preview applies nothing either.
+    registry.repository(&"team/db".parse().unwrap()).resolve(&"latest".parse().unwrap()).await.unwrap();
+}

@@ -488,8 +488,17 @@ async fn storage(State(console): State<Arc<Console>>, headers: HeaderMap) -> Pag
 /// The server's own policy, offered by name in the preview.
 const SERVER_POLICY: &str = "the server's policy (policy:)";
 
-async fn retention(State(console): State<Arc<Console>>, headers: HeaderMap) -> Page {
-    console.viewer(&headers).await?;
+/// The preview's form; with `policy` or `known` in the query (a link to a preview), the
+/// preview too.
+async fn retention(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Page {
+    let viewer = console.viewer(&headers).await?;
+    if query.contains_key("policy") || query.contains_key("known") {
+        return console.preview(&viewer, &query).await;
+    }
     let page = pages::RetentionPage { known: console.known_policies(), ..pages::RetentionPage::default() };
     Ok(html(pages::retention(&console.base, &page)))
 }
@@ -500,31 +509,40 @@ async fn retention_preview(
     axum::extract::Form(form): axum::extract::Form<BTreeMap<String, String>>,
 ) -> Page {
     let viewer = console.viewer(&headers).await?;
-    let known = console.known_policies();
-    let chosen = form.get("known").filter(|k| !k.is_empty()).cloned();
-    let text = form.get("policy").cloned().unwrap_or_default();
-    let mut page = pages::RetentionPage { policy: text.clone(), known, chosen: chosen.clone(), ..Default::default() };
-    let policy = match chosen.as_deref() {
-        Some(SERVER_POLICY) => match &console.options.policy {
-            Some(policy) => Ok(policy.as_ref().clone()),
-            None => Err("the server has no policy".to_owned()),
-        },
-        Some(other) => Err(format!("the server knows no policy {other:?}")),
-        None => wharf_policy::Policy::from_yaml(&text).map_err(|e| e.to_string()),
-    };
-    match policy {
-        Err(error) => page.error = Some(error),
-        Ok(policy) => {
-            let plan = console.plan(&viewer, &policy).await.map_err(|e| console.failed(&e))?;
-            page.decisions = Some(plan.0);
-            page.manifests_deleted = plan.1;
-            page.bytes_reclaimed = plan.2;
-        }
-    }
-    Ok(html(pages::retention(&console.base, &page)))
+    console.preview(&viewer, &form).await
 }
 
 impl Console {
+    /// The plan of the policy `form` names (`known`) or holds (`policy`), applying nothing.
+    async fn preview(&self, viewer: &Viewer, form: &BTreeMap<String, String>) -> Page {
+        let chosen = form.get("known").filter(|k| !k.is_empty()).cloned();
+        let text = form.get("policy").cloned().unwrap_or_default();
+        let mut page = pages::RetentionPage {
+            policy: text.clone(),
+            known: self.known_policies(),
+            chosen: chosen.clone(),
+            ..Default::default()
+        };
+        let policy = match chosen.as_deref() {
+            Some(SERVER_POLICY) => match &self.options.policy {
+                Some(policy) => Ok(policy.as_ref().clone()),
+                None => Err("the server has no policy".to_owned()),
+            },
+            Some(other) => Err(format!("the server knows no policy {other:?}")),
+            None => wharf_policy::Policy::from_yaml(&text).map_err(|e| e.to_string()),
+        };
+        match policy {
+            Err(error) => page.error = Some(error),
+            Ok(policy) => {
+                let (decisions, manifests, bytes) = self.plan(viewer, &policy).await.map_err(|e| self.failed(&e))?;
+                page.decisions = Some(decisions);
+                page.manifests_deleted = manifests;
+                page.bytes_reclaimed = bytes;
+            }
+        }
+        Ok(html(pages::retention(&self.base, &page)))
+    }
+
     fn known_policies(&self) -> Vec<String> {
         if self.options.policy.is_some() { vec![SERVER_POLICY.to_owned()] } else { Vec::new() }
     }

@@ -553,7 +553,7 @@ pub(super) fn retention(base: &str, page: &RetentionPage) -> Markup {
                     }
                 }
             }
-            p { label for="policy" { "Or a policy file (YAML):" } }
+            p { label for="policy" { @if page.known.is_empty() { "A policy file (YAML):" } @else { "Or a policy file (YAML):" } } }
             textarea #policy name="policy" { (page.policy) }
             p { button type="submit" { "Preview" } }
         }
@@ -563,7 +563,7 @@ pub(super) fn retention(base: &str, page: &RetentionPage) -> Markup {
         @if let Some(decisions) = &page.decisions {
             @let deleted = decisions.iter().filter(|d| d.delete).count();
             h2 { (deleted) " of " (decisions.len()) " tags would be deleted" }
-            p { (page.manifests_deleted) " manifests, " (bytes(page.bytes_reclaimed)) " reclaimed" }
+            p { (count(page.manifests_deleted, "manifest", "manifests")) ", " (bytes(page.bytes_reclaimed)) " reclaimed" }
             table {
                 thead { tr { th { "Repository" } th { "Tag" } th { "Decision" } th { "Rule" } th { "Reason" } } }
                 tbody {
