@@ -141,11 +141,7 @@ impl TokenAuth {
     /// `UNAUTHORIZED` with a challenge carrying the scope: no token, an invalid one, or one
     /// that does not grant every scope.
     pub fn authorize(&self, headers: &HeaderMap, needs: &[Scope]) -> Result<Identity, ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
+        let token = bearer(headers);
         let Some(token) = token else {
             return Err(self.challenge(needs, None, "authentication required"));
         };
@@ -169,11 +165,7 @@ impl TokenAuth {
     /// # Errors
     /// `UNAUTHORIZED` with a challenge: no token, or an invalid one.
     pub fn pulls(&self, headers: &HeaderMap) -> Result<(Identity, Vec<String>), ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
+        let token = bearer(headers);
         let Some(token) = token else {
             return Err(self.challenge(&[], None, "authentication required"));
         };
@@ -262,6 +254,15 @@ fn pem_blocks(text: &str, label: &str) -> Vec<String> {
         rest = &rest[start + stop + end.len()..];
     }
     blocks
+}
+
+/// The request's bearer token, if it sends one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
 }
 
 #[cfg(test)]
