@@ -161,6 +161,11 @@ async fn pages_show_the_fixtures_and_escape_what_storage_holds() {
     ] {
         assert_eq!(target.get(&path).await.status, StatusCode::NOT_FOUND, "{path}");
     }
+    // Pages run no script but the filter's, and load nothing from elsewhere.
+    let reply = target.get("/ui/").await;
+    let policy = reply.header("content-security-policy").expect("a content security policy");
+    assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'sha256-"), "{policy}");
+    assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
     // The stylesheet, and the page weight.
     let style = target.get("/ui/style.css").await;
     assert!(style.header("content-type").is_some_and(|t| t.starts_with("text/css")));

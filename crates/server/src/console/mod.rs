@@ -95,6 +95,7 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let page = pages::message(&self.base, self.title, &self.text);
         let mut response = (self.status, Html(page.into_string())).into_response();
+        guard(&mut response);
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }
@@ -290,7 +291,29 @@ fn blob_sizes(manifest: &Manifest) -> u64 {
 }
 
 fn html(markup: maud::Markup) -> Response {
-    Html(markup.into_string()).into_response()
+    let mut response = Html(markup.into_string()).into_response();
+    guard(&mut response);
+    response
+}
+
+/// What a browser may do with a page: load the stylesheet from here, run the filter script
+/// and nothing else, post forms only here, and show the page in no frame. Markup that got
+/// into a page through a bug would still run nothing.
+fn guard(response: &mut Response) {
+    use std::sync::LazyLock;
+    static POLICY: LazyLock<header::HeaderValue> = LazyLock::new(|| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let script = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(pages::FILTER_SCRIPT));
+        let policy = format!(
+            "default-src 'none'; style-src 'self'; script-src 'sha256-{script}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        );
+        header::HeaderValue::from_str(&policy).unwrap_or(header::HeaderValue::from_static("default-src 'none'"))
+    });
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, POLICY.clone());
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("same-origin"));
 }
 
 async fn catalog(

@@ -11,7 +11,7 @@ pub(super) const STYLE: &str = include_str!("style.css");
 
 /// The only script: it filters the catalog's rows as one types (the page works without it,
 /// through the form).
-const FILTER_SCRIPT: &str = "document.getElementById('filter').addEventListener('input',function(e){var q=e.target.value.toLowerCase();document.querySelectorAll('tbody tr').forEach(function(r){r.hidden=r.dataset.name.indexOf(q)<0})});";
+pub(super) const FILTER_SCRIPT: &str = "document.getElementById('filter').addEventListener('input',function(e){var q=e.target.value.toLowerCase();document.querySelectorAll('tbody tr').forEach(function(r){r.hidden=r.dataset.name.indexOf(q)<0})});";
 
 /// One repository of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
