@@ -1004,9 +1004,9 @@ pub async fn walk_many(driver: &dyn StorageDriver) {
     case.finish().await;
 }
 
-/// `stat_many`, `rename_many` and `delete_many` act on each path as the single calls do, and
-/// answer in the order asked, `None` or `false` for what is missing; `delete_files` deletes
-/// files and passes over missing ones.
+/// `stat_many`, `list_many`, `rename_many` and `delete_many` act on each path as the single
+/// calls do, and answer in the order asked, `None` or `false` for what is missing;
+/// `delete_files` deletes files and passes over missing ones.
 pub async fn bulk_calls(driver: &dyn StorageDriver) {
     let case = Case::start(driver, "bulk_calls").await;
     let names: Vec<String> = (0..300).map(|i| format!("from/{i:03}")).collect();
@@ -1024,6 +1024,14 @@ pub async fn bulk_calls(driver: &dyn StorageDriver) {
     let dir = case.ok("stat_many of a folder", driver.stat_many(vec![case.path("from")]).await);
     if !matches!(dir.as_slice(), [Some(info)] if info.is_dir) {
         case.fail(format!("stat_many of a folder: {dir:?}"));
+    }
+    // Folders listed at once answer as each listed alone; a missing one is `None`.
+    let folders = vec![case.path("from"), case.path("nothing-here"), case.path("from/001")];
+    let listed = case.ok("list_many", driver.list_many(folders.clone()).await);
+    let alone = case.ok("list", driver.list(&case.path("from")).await);
+    match listed.as_slice() {
+        [Some(from), None, None] if *from == alone && from.len() == 200 => {}
+        other => case.fail(format!("list_many of {folders:?}: {} answers, first {:?}", other.len(), other.first())),
     }
 
     let moves: Vec<(String, String)> =
