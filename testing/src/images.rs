@@ -244,3 +244,22 @@ pub async fn store_signature(
     let reference = wharf_registry::ManifestReference::Digest(Digest::sha256(&raw));
     repository.put_manifest(&reference, bytes::Bytes::from(raw), None).await.expect("a signature stored")
 }
+
+/// An index of `images` (each a manifest's digest and size, with its `os/architecture`),
+/// stored under `tag` through the embedded API: its digest.
+pub async fn store_index(
+    repository: &wharf_registry::Repository,
+    images: &[(&(Digest, usize), &str)],
+    tag: &str,
+) -> Digest {
+    let manifests: Vec<Value> = images
+        .iter()
+        .map(|((digest, size), platform)| {
+            let (os, architecture) = platform.split_once('/').expect("os/architecture");
+            json!({"mediaType": media_type::OCI_IMAGE_MANIFEST, "digest": digest, "size": size, "platform": {"os": os, "architecture": architecture}})
+        })
+        .collect();
+    let index = json!({"schemaVersion": 2, "mediaType": media_type::OCI_IMAGE_INDEX, "manifests": manifests});
+    let raw = serde_json::to_vec(&index).expect("json");
+    repository.put_manifest(&tag.parse().expect("a tag"), bytes::Bytes::from(raw), None).await.expect("an index stored")
+}

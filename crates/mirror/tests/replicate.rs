@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use wharf_client::Client;
 use wharf_mirror::replicate::ReplicaTarget;
 use wharf_oci::{Digest, media_type};
 use wharf_registry::{Registry, RegistryOptions};
-use wharf_testing::images::{store_image, store_signature};
+use wharf_testing::images::{store_image, store_index, store_signature};
 use wharf_testing::peers::{Distribution, has_peer};
 use wharf_testing::proxy::{Direction, FaultProxy};
 
@@ -45,15 +44,7 @@ async fn images_with_their_referrers_and_indexes_with_their_images() {
     // An index with its images.
     let amd64 = store_image(&app, "amd64", 1000, None).await;
     let arm64 = store_image(&app, "arm64", 1000, None).await;
-    let manifests: Vec<serde_json::Value> = [(&amd64, "amd64"), (&arm64, "arm64")]
-        .iter()
-        .map(|((digest, size), arch)| serde_json::json!({"mediaType": media_type::OCI_IMAGE_MANIFEST, "digest": digest, "size": size, "platform": {"os": "linux", "architecture": arch}}))
-        .collect();
-    let index = serde_json::to_vec(
-        &serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_IMAGE_INDEX, "manifests": manifests}),
-    )
-    .unwrap();
-    let index = app.put_manifest(&"multi".parse().unwrap(), Bytes::from(index), None).await.unwrap();
+    let index = store_index(&app, &[(&amd64, "linux/amd64"), (&arm64, "linux/arm64")], "multi").await;
     let copied = dr.replicate(&registry, &"team/app".parse().unwrap(), &"multi".parse().unwrap()).await.unwrap();
     assert_eq!(copied.manifests, 4, "two images, the index by digest and by tag: {copied:?}");
     assert_eq!(remote.manifest_descriptor("multi").await.unwrap().unwrap().digest, index);

@@ -9,7 +9,7 @@ use wharf_oci::{Digest, media_type};
 use wharf_registry::{ManifestReference, Registry, Repository};
 use wharf_server::ServerOptions;
 use wharf_testing::http::{Reply, Target, app};
-use wharf_testing::images::{store_blob, store_image, store_signature};
+use wharf_testing::images::{store_blob, store_image, store_index, store_signature};
 
 /// What the fixtures stored, to look for in the pages.
 struct Fixtures {
@@ -42,15 +42,7 @@ async fn fixtures(registry: &Registry) -> Fixtures {
     // A two-platform index.
     let amd64 = store_image(&app, "amd64", 3000, None).await;
     let arm64 = store_image(&app, "arm64", 3000, None).await;
-    let children: Vec<serde_json::Value> = [(&amd64, "amd64"), (&arm64, "arm64")]
-        .iter()
-        .map(|((digest, size), arch)| serde_json::json!({"mediaType": media_type::OCI_IMAGE_MANIFEST, "digest": digest, "size": size, "platform": {"os": "linux", "architecture": arch}}))
-        .collect();
-    let index = serde_json::to_vec(
-        &serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_IMAGE_INDEX, "manifests": children}),
-    )
-    .unwrap();
-    let index = app.put_manifest(&"multi".parse().unwrap(), Bytes::from(index), None).await.unwrap();
+    let index = store_index(&app, &[(&amd64, "linux/amd64"), (&arm64, "linux/arm64")], "multi").await;
     // A signed image with an SBOM.
     let signed = store_image(&app, "signed", 5000, Some("v1.0.0")).await;
     let signature = store_signature(&app, &signed, "signed v1.0.0").await;
