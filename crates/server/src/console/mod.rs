@@ -134,9 +134,16 @@ impl Console {
         self.refusal(StatusCode::INTERNAL_SERVER_ERROR, "The store failed", error.to_string())
     }
 
-    /// The repository `name` names, when the viewer may see it.
-    fn repository(&self, viewer: &Viewer, name: Option<&String>) -> Result<Repository, Refusal> {
-        let name = name.ok_or_else(|| self.not_found("No repository was named."))?;
+    /// Every repository the viewer may see, in catalog order.
+    async fn visible(&self, viewer: &Viewer) -> Result<Vec<RepositoryName>, Refusal> {
+        let all = self.registry.catalog(None, None).await.map_err(|e| self.failed(&e))?;
+        Ok(all.into_iter().filter(|name| viewer.sees(name.as_str())).collect())
+    }
+
+    /// The repository the query's `name` names, when whoever asks may see it.
+    async fn named(&self, headers: &HeaderMap, query: &BTreeMap<String, String>) -> Result<Repository, Refusal> {
+        let viewer = self.viewer(headers).await?;
+        let name = query.get("name").ok_or_else(|| self.not_found("No repository was named."))?;
         let parsed: RepositoryName = name.parse().map_err(|_| self.not_found("That is not a repository name."))?;
         if !viewer.sees(parsed.as_str()) {
             return Err(self.not_found("No such repository."));
@@ -331,14 +338,8 @@ async fn catalog(
         (console.registry.catalog(Some(PAGE + 1), after.as_ref()).await.map_err(failed)?, None)
     } else {
         let needle = filter.to_lowercase();
-        let all: Vec<RepositoryName> = console
-            .registry
-            .catalog(None, None)
-            .await
-            .map_err(failed)?
-            .into_iter()
-            .filter(|name| viewer.sees(name.as_str()) && name.as_str().to_lowercase().contains(&needle))
-            .collect();
+        let mut all = console.visible(&viewer).await?;
+        all.retain(|name| name.as_str().to_lowercase().contains(&needle));
         let matching = all.len();
         let from = after.as_ref().map_or(0, |after| {
             all.iter().position(|name| name.components().cmp(after.components()).is_gt()).unwrap_or(all.len())
@@ -363,8 +364,7 @@ async fn repository(
     headers: HeaderMap,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Page {
-    let viewer = console.viewer(&headers).await?;
-    let repository = console.repository(&viewer, query.get("name"))?;
+    let repository = console.named(&headers, &query).await?;
     let failed = |e: wharf_registry::Error| console.failed(&e);
     let (tags, revisions) =
         futures::try_join!(repository.tag_links(), repository.manifest_revisions()).map_err(failed)?;
@@ -422,8 +422,7 @@ async fn manifest(
     headers: HeaderMap,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Page {
-    let viewer = console.viewer(&headers).await?;
-    let repository = console.repository(&viewer, query.get("name"))?;
+    let repository = console.named(&headers, &query).await?;
     let digest: Digest =
         query.get("digest").and_then(|d| d.parse().ok()).ok_or_else(|| console.not_found("That is not a digest."))?;
     let stored = match repository.get_manifest(&ManifestReference::Digest(digest.clone())).await {
@@ -476,14 +475,7 @@ async fn manifest(
 
 async fn storage(State(console): State<Arc<Console>>, headers: HeaderMap) -> Page {
     let viewer = console.viewer(&headers).await?;
-    let names: Vec<RepositoryName> = console
-        .registry
-        .catalog(None, None)
-        .await
-        .map_err(|e| console.failed(&e))?
-        .into_iter()
-        .filter(|name| viewer.sees(name.as_str()))
-        .collect();
+    let names = console.visible(&viewer).await?;
     let mut usage: Vec<pages::Usage> = futures::stream::iter(names)
         .map(|name| {
             let repository = console.registry.repository(&name);
